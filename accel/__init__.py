@@ -1,0 +1,10 @@
+"""RCAN in JAX + flax.nnx: load_model, forward, and the CLIs (upscale, evaluate, train, bench)."""
+from . import cache as _cache
+
+_cache.enable()
+
+from .api import DEFAULT_WEIGHTS, forward, load_model, model_from_weights, model_weights  # noqa: E402
+from .model import LAYOUTS, RCAN, Layout  # noqa: E402
+
+__all__ = ["load_model", "forward", "model_from_weights", "model_weights", "RCAN", "Layout", "LAYOUTS",
+           "DEFAULT_WEIGHTS"]

@@ -1,0 +1,90 @@
+"""Loading weights into the nnx RCAN, and the one jitted entry point."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from reference.config import RCANConfig
+from reference.weights import WeightsError, load_weights
+
+from . import params
+from .model import LAYOUTS, RCAN, Layout
+
+DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "rcan_compact_x2.safetensors"
+DEFAULT_LAYOUT = "mixed"
+
+
+def _layout(layout) -> Layout:
+    return LAYOUTS[layout] if isinstance(layout, str) else layout
+
+
+def model_from_weights(weights: dict, config: RCANConfig, layout=DEFAULT_LAYOUT, dtype=jnp.float32) -> RCAN:
+    """Build an nnx RCAN holding these official weights: eval_shape -> split -> fill -> merge."""
+    layout = _layout(layout)
+    abstract = nnx.eval_shape(lambda: RCAN(config, layout, dtype, rngs=nnx.Rngs(0)))
+    graphdef, state = nnx.split(abstract)
+    state.replace_by_pure_dict(jax.tree.map(jnp.asarray, params.to_pure_dict(weights, config, layout)))
+    return nnx.merge(graphdef, state)
+
+
+def model_weights(model: RCAN) -> dict[str, np.ndarray]:
+    """The official weights held by an nnx RCAN (for saving a trained model)."""
+    tree = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    return params.from_pure_dict(tree, model.config, model.layout)
+
+
+def read_any_weights(path) -> tuple[dict, RCANConfig]:
+    """A canonical file directly; anything else (.pt/.pth, other layouts) through weights_convert."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise WeightsError(f"{path}: no such weights file")
+    try:
+        return load_weights(path)
+    except WeightsError:
+        if path.endswith(".safetensors") and _is_canonical(path):
+            raise
+    from weights_convert import load_checkpoint
+    return load_checkpoint(path)
+
+
+def _is_canonical(path) -> bool:
+    from reference.weights import FORMAT, read_metadata
+    try:
+        return read_metadata(path).get("format") == FORMAT
+    except WeightsError:
+        return False
+
+
+def load_model(path=None, scale: int = 2, layout=DEFAULT_LAYOUT, dtype=jnp.float32) -> RCAN:
+    """An nnx RCAN from a weights file; path=None gives the shipped compact ×2 model."""
+    if path is None:
+        if scale != 2:
+            raise WeightsError(f"the shipped model is ×2; for ×{scale} pass weights (--weights)")
+        if not DEFAULT_WEIGHTS.is_file():
+            raise WeightsError(f"the shipped weights {DEFAULT_WEIGHTS} are missing; pass --weights W")
+        path = DEFAULT_WEIGHTS
+    weights, config = read_any_weights(path)
+    if config.scale != scale:
+        raise WeightsError(f"{path}: these weights are ×{config.scale}, not ×{scale}")
+    return model_from_weights(weights, config, layout, dtype)
+
+
+@nnx.jit
+def _forward(model: RCAN, lr, mask):
+    return model(lr, mask)
+
+
+def forward(model: RCAN, lr, mask=None):
+    """lr float32 [N, H, W, 3] in [0, rgb_range] -> float32 [N, sH, sW, 3], unclamped (jit-compiled).
+
+    mask [N, H, W, 1] (optional) marks the image inside a zero-padded batch (see accel/model.py).
+    """
+    lr = jnp.asarray(lr, jnp.float32)
+    if lr.ndim != 4 or lr.shape[-1] != model.config.n_colors:
+        raise ValueError(f"lr must be [N, H, W, {model.config.n_colors}], got shape {tuple(lr.shape)}")
+    return _forward(model, lr, None if mask is None else jnp.asarray(mask, jnp.float32))

@@ -1,0 +1,146 @@
+"""RCAN in JAX + flax.nnx, mirroring reference/rcan.py name for name (NHWC activations, HWIO kernels).
+
+Blocks can be unrolled Python loops or stacked and run with nnx.scan, separately for the RCABs of a
+group and for the groups of the body (`layout`). The stacking of weights for each layout lives in
+accel/params.py, the one place that maps official keys to nnx paths.
+
+An optional mask [N, H, W, 1] (1 = image, 0 = padding) makes a zero-padded batch compute exactly what
+each image alone would: every conv's output is re-zeroed outside the image (as the official zero
+padding sees it) and channel attention pools only over the image.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from reference.config import RCANConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """How the repeated blocks run: Python-unrolled (fast on CPU, slow to compile) or nnx.scan."""
+    scan_blocks: bool = False
+    scan_groups: bool = True
+
+
+LAYOUTS = {"unrolled": Layout(False, False), "scan": Layout(True, True), "mixed": Layout(False, True)}
+
+
+def conv(cin, cout, k, dtype, rngs):
+    return nnx.Conv(cin, cout, (k, k), padding="SAME", dtype=dtype, rngs=rngs)
+
+
+def masked(x, mask):
+    return x if mask is None else x * mask.astype(x.dtype)
+
+
+class ChannelAttention(nnx.Module):
+    """§3.3: global average pool -> 1×1 conv C -> C/r -> ReLU -> 1×1 conv C/r -> C -> sigmoid -> scale."""
+
+    def __init__(self, n_feats, squeeze, dtype, *, rngs):
+        self.down = nnx.Linear(n_feats, squeeze, dtype=dtype, rngs=rngs)   # conv_du.0
+        self.up = nnx.Linear(squeeze, n_feats, dtype=dtype, rngs=rngs)     # conv_du.2
+
+    def gates(self, x, mask=None):
+        if mask is None:
+            z = jnp.mean(x.astype(jnp.float32), axis=(1, 2))                  # [N, C]
+        else:
+            z = jnp.sum(x.astype(jnp.float32), axis=(1, 2)) / jnp.sum(mask, axis=(1, 2))
+        return jax.nn.sigmoid(self.up(jax.nn.relu(self.down(z.astype(x.dtype)))))  # [N, C]
+
+    def __call__(self, x, mask=None):
+        return x * self.gates(x, mask)[:, None, None, :]
+
+
+class RCAB(nnx.Module):
+    """§3.4: x + CA(conv(ReLU(conv(x))))."""
+
+    def __init__(self, config: RCANConfig, dtype, *, rngs):
+        C = config.n_feats
+        self.conv1 = conv(C, C, 3, dtype, rngs)                               # body.0
+        self.conv2 = conv(C, C, 3, dtype, rngs)                               # body.2
+        self.attention = ChannelAttention(C, config.squeeze, dtype, rngs=rngs)  # body.3
+
+    def __call__(self, x, mask=None):
+        r = masked(self.conv1(x), mask)
+        r = masked(self.conv2(jax.nn.relu(r)), mask)
+        return x + self.attention(r, mask)
+
+
+def _stacked(make, n, rngs):
+    """n copies of a module with every parameter stacked on a leading axis (for nnx.scan)."""
+    @nnx.split_rngs(splits=n)
+    @nnx.vmap(in_axes=(0,), out_axes=0)
+    def create(rngs):
+        return make(rngs)
+    return create(rngs)
+
+
+def _run(blocks, x, mask, scan: bool):
+    if scan:
+        step = nnx.scan(lambda h, block: block(h, mask), in_axes=(nnx.Carry, 0), out_axes=nnx.Carry)
+        return step(x, blocks)
+    for block in blocks:
+        x = block(x, mask)
+    return x
+
+
+class ResidualGroup(nnx.Module):
+    """§3.2: B RCABs, a closing conv, and the short skip."""
+
+    def __init__(self, config: RCANConfig, layout: Layout, dtype, *, rngs):
+        self.scan_blocks = layout.scan_blocks
+        make = lambda r: RCAB(config, dtype, rngs=r)
+        if layout.scan_blocks:
+            self.blocks = _stacked(make, config.n_resblocks, rngs)
+        else:
+            self.blocks = nnx.List([make(rngs) for _ in range(config.n_resblocks)])
+        self.conv = conv(config.n_feats, config.n_feats, 3, dtype, rngs)  # body.{B}
+
+    def __call__(self, x, mask=None):
+        r = _run(self.blocks, x, mask, self.scan_blocks)
+        return x + masked(self.conv(r), mask)                                 # short skip
+
+
+class RCAN(nnx.Module):
+    """sub_mean -> head -> residual in residual (G groups, conv, long skip) -> upsampler -> tail -> add_mean."""
+
+    def __init__(self, config: RCANConfig, layout: Layout = LAYOUTS["unrolled"], dtype=jnp.float32, *, rngs):
+        self.config, self.layout, self.dtype = config, layout, dtype
+        C, c = config.n_feats, config.n_colors
+        self.sub_mean = conv(c, c, 1, jnp.float32, rngs)
+        self.head = conv(c, C, 3, dtype, rngs)
+        make = lambda r: ResidualGroup(config, layout, dtype, rngs=r)
+        if layout.scan_groups:
+            self.groups = _stacked(make, config.n_resgroups, rngs)
+        else:
+            self.groups = nnx.List([make(rngs) for _ in range(config.n_resgroups)])
+        self.body_conv = conv(C, C, 3, dtype, rngs)
+        self.upsampler = nnx.List([conv(C, r * r * C, 3, dtype, rngs) for r in config.upsample_steps])
+        self.tail = conv(C, c, 3, dtype, rngs)
+        self.add_mean = conv(c, c, 1, jnp.float32, rngs)
+
+    def __call__(self, lr, mask=None):
+        """lr [N, H, W, 3] in [0, rgb_range] -> [N, sH, sW, 3] float32, unclamped."""
+        # Mask after the mean shift too: the head conv's zero padding sees zeros, not -mean.
+        x = masked(self.sub_mean(lr.astype(jnp.float32)), mask).astype(self.dtype)
+        x = masked(self.head(x), mask)                                        # [N, H, W, C]
+        r = _run(self.groups, x, mask, self.layout.scan_groups)
+        r = x + masked(self.body_conv(r), mask)                               # long skip
+        for conv_, s in zip(self.upsampler, self.config.upsample_steps):
+            r = pixel_shuffle(conv_(r), s)                                    # [N, sH, sW, C]
+            if mask is not None:
+                mask = jnp.repeat(jnp.repeat(mask, s, axis=1), s, axis=2)
+                r = masked(r, mask)
+        return self.add_mean(self.tail(r).astype(jnp.float32))
+
+
+def pixel_shuffle(x, r: int):
+    """PyTorch's channel order: channel c·r² + i·r + j -> pixel (y·r + i, x·r + j), channel c."""
+    N, H, W, Crr = x.shape
+    C = Crr // (r * r)
+    x = x.reshape(N, H, W, C, r, r)
+    return x.transpose(0, 1, 4, 2, 5, 3).reshape(N, H * r, W * r, C)

@@ -1,0 +1,163 @@
+"""The canonical weights file: the official RCAN state dict, verbatim, in safetensors.
+
+Official key names and layout (conv kernels [out, in, kh, kw]), float32. The metadata carries the
+format version, the RCANConfig as JSON and where the weights came from. Loading is strict: the
+official loader was not, and wrong hyper-parameters then loaded silently into colour-shifted output.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
+
+from .config import RCANConfig
+
+FORMAT = "rcan-canonical/1"
+
+
+class WeightsError(ValueError):
+    """A weights file that does not hold an RCAN of the expected shape."""
+
+
+def official_shapes(config: RCANConfig) -> dict[str, tuple[int, ...]]:
+    """Every tensor of the official module tree, in state_dict order, with its shape."""
+    C, c, k = config.n_feats, config.n_colors, 3
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def conv(name, cin, cout, ksize):
+        shapes[f"{name}.weight"] = (cout, cin, ksize, ksize)
+        shapes[f"{name}.bias"] = (cout,)
+
+    conv("sub_mean", c, c, 1)
+    conv("add_mean", c, c, 1)
+    conv("head.0", c, C, k)
+    for g in range(config.n_resgroups):
+        for b in range(config.n_resblocks):
+            block = f"body.{g}.body.{b}.body"
+            conv(f"{block}.0", C, C, k)                      # index 1 is the ReLU
+            conv(f"{block}.2", C, C, k)
+            conv(f"{block}.3.conv_du.0", C, config.squeeze, 1)
+            conv(f"{block}.3.conv_du.2", config.squeeze, C, 1)
+        conv(f"body.{g}.body.{config.n_resblocks}", C, C, k)  # the group's closing conv
+    conv(f"body.{config.n_resgroups}", C, C, k)               # the body's closing conv
+    for i, r in enumerate(config.upsample_steps):
+        conv(f"tail.0.{2 * i}", C, r * r * C, k)              # odd indices are PixelShuffle
+    conv("tail.1", C, c, k)
+    return shapes
+
+
+def check_weights(weights: dict[str, np.ndarray], config: RCANConfig, source: str = "weights") -> None:
+    """Raise one WeightsError listing every missing, unexpected, mis-shaped or non-float32 tensor."""
+    expected = official_shapes(config)
+    missing = [k for k in expected if k not in weights]
+    unexpected = sorted(k for k in weights if k not in expected)
+    shaped = [f"{k}: {tuple(weights[k].shape)} != {expected[k]}" for k in expected
+              if k in weights and tuple(weights[k].shape) != expected[k]]
+    typed = [f"{k}: {weights[k].dtype}" for k in expected if k in weights and weights[k].dtype != np.float32]
+    problems = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shaped),
+                         ("not float32", typed)):
+        if items:
+            shown = ", ".join(items[:8]) + (f", ... ({len(items)} in all)" if len(items) > 8 else "")
+            problems.append(f"{len(items)} {label}: {shown}")
+    if problems:
+        raise WeightsError(f"{source} does not match RCAN {config_summary(config)}: " + "; ".join(problems))
+
+
+def config_summary(config: RCANConfig) -> str:
+    return f"x{config.scale} G{config.n_resgroups}R{config.n_resblocks}F{config.n_feats}r{config.reduction}"
+
+
+def init_weights(config: RCANConfig, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random weights with the official names.
+
+    PyTorch's default conv init (uniform ±1/sqrt(fan_in)) for every conv, except the second conv of
+    each RCAB, scaled by 0.1: with 200 residual blocks in the long chain an unscaled init grows the
+    activations by orders of magnitude; scaled like this the full official network outputs values in
+    image range. sub_mean/add_mean get the ideal mean shift (identity, ∓rgb_range·mean).
+    """
+    rng = np.random.default_rng(seed)
+    weights = {}
+    for name, shape in official_shapes(config).items():
+        if name.startswith(("sub_mean", "add_mean")):
+            continue
+        fan_in = int(np.prod(shape[1:])) if name.endswith("weight") else None
+        if fan_in is None:  # bias: same bound as its weight
+            wshape = official_shapes(config)[name[:-4] + "weight"]
+            fan_in = int(np.prod(wshape[1:]))
+        bound = 1.0 / np.sqrt(fan_in)
+        if ".body.2." in name and name.count("body") == 3:
+            bound *= 0.1
+        weights[name] = rng.uniform(-bound, bound, size=shape).astype(np.float32)
+    weights.update(mean_shift(config, sign=-1, prefix="sub_mean"))
+    weights.update(mean_shift(config, sign=+1, prefix="add_mean"))
+    return {k: weights[k] for k in official_shapes(config)}
+
+
+def mean_shift(config: RCANConfig, sign: int, prefix: str) -> dict[str, np.ndarray]:
+    """The ideal MeanShift 1×1 conv of the official code (rgb_std = 1)."""
+    c = config.n_colors
+    return {f"{prefix}.weight": np.eye(c, dtype=np.float32).reshape(c, c, 1, 1),
+            f"{prefix}.bias": (sign * config.rgb_range * np.asarray(config.rgb_mean)).astype(np.float32)}
+
+
+def save_weights(path, weights: dict[str, np.ndarray], config: RCANConfig, **provenance) -> None:
+    """Write the canonical file atomically (temporary file in the same folder, then rename)."""
+    check_weights(weights, config)
+    metadata = {"format": FORMAT, "config": config.to_json()}
+    metadata.update({k: str(v) for k, v in provenance.items()})
+    tensors = {k: np.ascontiguousarray(weights[k]) for k in official_shapes(config)}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def atomic_write(path, write) -> None:
+    """Call write(tmp_path) then rename onto path, so a crash never leaves a partial file."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_metadata(path) -> dict[str, str]:
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if n <= 0 or n > os.path.getsize(path) - 8:
+                raise WeightsError(f"{path}: not a safetensors file (bad header size)")
+            header = json.loads(f.read(n))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise WeightsError(f"{path}: not a safetensors file ({e})") from None
+    return header.get("__metadata__") or {}
+
+
+def load_weights(path) -> tuple[dict[str, np.ndarray], RCANConfig]:
+    """Read a canonical file: (weights in official names and layout, config). Strict."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise WeightsError(f"{path}: no such weights file")
+    metadata = read_metadata(path)
+    if metadata.get("format") != FORMAT or "config" not in metadata:
+        raise WeightsError(f"{path}: not a canonical RCAN file (metadata format={metadata.get('format')!r}); "
+                           f"convert it first: python -m weights_convert {path} -o out.safetensors")
+    try:
+        config = RCANConfig.from_json(metadata["config"])
+    except (ValueError, TypeError) as e:
+        raise WeightsError(f"{path}: bad config in metadata: {e}") from None
+    try:
+        weights = load_file(path)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightsError(f"{path}: unreadable safetensors file: {e}") from None
+    check_weights(weights, config, source=path)
+    return weights, config
