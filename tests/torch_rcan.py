@@ -75,14 +75,15 @@ class RCAN(nn.Module):
     def __init__(self, config, conv=default_conv):
         super().__init__()
         n_feats, k = config.n_feats, 3
+        # Registration order as in the official file: sub_mean, add_mean, head, body, tail.
         self.sub_mean = MeanShift(config.rgb_range, config.rgb_mean, -1)
+        self.add_mean = MeanShift(config.rgb_range, config.rgb_mean, 1)
         self.head = nn.Sequential(conv(config.n_colors, n_feats, k))
         body = [ResidualGroup(conv, n_feats, k, config.reduction, config.n_resblocks)
                 for _ in range(config.n_resgroups)]
         body.append(conv(n_feats, n_feats, k))
         self.body = nn.Sequential(*body)
         self.tail = nn.Sequential(Upsampler(conv, config.scale, n_feats), conv(n_feats, config.n_colors, k))
-        self.add_mean = MeanShift(config.rgb_range, config.rgb_mean, 1)
 
     def forward(self, x):
         x = self.sub_mean(x)

@@ -114,6 +114,7 @@ def infer_config(names: dict, layout: str) -> RCANConfig:
         r = int(round((out / n_feats) ** 0.5))
         if r * r * n_feats != out or r not in (2, 3):
             problems.append(f"{up.format(2 * i)} has {out} output channels: not 4 or 9 × {n_feats} features")
+            r = None
         steps.append(r)
         i += 1
     scale = {(2,): 2, (3,): 3, (2, 2): 4, (2, 2, 2): 8}.get(tuple(steps))
