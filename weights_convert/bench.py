@@ -7,20 +7,28 @@ of the memory-mapped source count too, so this is an upper bound on what the con
 """
 import json
 import os
-import resource
 import sys
 import tempfile
 import time
 
 
+def peak_rss() -> int:
+    """VmHWM of this process in bytes (reset at exec, unlike ru_maxrss, which a child inherits)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise OSError("no VmHWM in /proc/self/status")
+
+
 def measure(src: str) -> dict:
     from weights_convert import write_canonical
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    before = peak_rss()
     with tempfile.TemporaryDirectory() as d:
         t = time.perf_counter()
         c = write_canonical(src, os.path.join(d, "out.safetensors"))
         seconds = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = peak_rss()
     size = os.path.getsize(src)
     return {"file": src, "file_mb": round(size / 1e6, 1), "seconds": round(seconds, 3),
             "values": int(sum(v.size for v in c.weights.values())),
