@@ -16,7 +16,7 @@ from . import params
 from .model import LAYOUTS, RCAN, Layout
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "rcan_compact_x2.safetensors"
-DEFAULT_LAYOUT = "mixed"
+DEFAULT_LAYOUT = "scan"
 
 
 def _layout(layout) -> Layout:
@@ -28,7 +28,7 @@ def model_from_weights(weights: dict, config: RCANConfig, layout=DEFAULT_LAYOUT,
     layout = _layout(layout)
     abstract = nnx.eval_shape(lambda: RCAN(config, layout, dtype, rngs=nnx.Rngs(0)))
     graphdef, state = nnx.split(abstract)
-    state.replace_by_pure_dict(jax.tree.map(jnp.asarray, params.to_pure_dict(weights, config, layout)))
+    nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, params.to_pure_dict(weights, config, layout)))
     return nnx.merge(graphdef, state)
 
 
