@@ -1,0 +1,151 @@
+"""Score super-resolution with the RCAN paper's protocol (Y channel, border shave, MATLAB bicubic).
+
+Examples:
+    # the official RCAN outputs against Set5 HR: prints 38.2742 / 0.9614
+    python -m accel.evaluate --hr tests/data/Set5/HR_x2 --sr tests/data/Set5/RCAN_x2 --scale 2
+    # run the shipped model on LR made from HR (MATLAB bicubic), beside the bicubic baseline
+    python -m accel.evaluate --hr tests/data/Set5/HR_x2 --scale 2 --json
+
+Images pair by the part of the file name before the first '_' (baby_HR_x2.png ~ baby_RCAN_x2.png ~ baby.png).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from reference.metrics import imresize, modcrop, psnr, ssim
+
+from .data import IMAGE_SUFFIXES, read_rgb
+
+
+class EvalError(ValueError):
+    pass
+
+
+def image_key(path: Path) -> str:
+    return path.stem.split("_")[0]
+
+
+def index(folder) -> dict[str, Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise EvalError(f"{folder}: no such folder")
+    found: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() in IMAGE_SUFFIXES:
+            key = image_key(p)
+            if key in found:
+                raise EvalError(f"{folder}: {found[key].name} and {p.name} both pair as '{key}'")
+            found[key] = p
+    if not found:
+        raise EvalError(f"{folder}: no images")
+    return found
+
+
+def pair(hr_dir, other_dir) -> list[tuple[str, Path, Path]]:
+    hr, other = index(hr_dir), index(other_dir)
+    unmatched = sorted(set(hr) ^ set(other))
+    if unmatched:
+        where = [f"{k} (only in {hr_dir if k in hr else other_dir})" for k in unmatched]
+        raise EvalError("unmatched images: " + ", ".join(where))
+    return [(k, hr[k], other[k]) for k in sorted(hr)]
+
+
+def score(hr: np.ndarray, sr: np.ndarray, scale: int, name: str = "") -> dict:
+    if hr.shape != sr.shape:
+        raise EvalError(f"{name}: HR is {hr.shape[1]}x{hr.shape[0]}, SR is {sr.shape[1]}x{sr.shape[0]}")
+    return {"name": name, "psnr": psnr(hr, sr, scale), "ssim": ssim(hr, sr, scale)}
+
+
+def mean(rows):
+    return {"psnr": float(np.mean([r["psnr"] for r in rows])), "ssim": float(np.mean([r["ssim"] for r in rows]))}
+
+
+def evaluate_sr(hr_dir, sr_dir, scale: int) -> dict:
+    rows = []
+    for name, h, s in pair(hr_dir, sr_dir):
+        rows.append(score(modcrop(read_rgb(h), scale), read_rgb(s), scale, name))
+    return {"scale": scale, "mean": mean(rows), "images": rows}
+
+
+def evaluate_model(hr_dir, scale: int, model, lr_dir=None, chop=False, ensemble=False, progress=True) -> dict:
+    from tqdm import tqdm
+
+    from .inference import quantize, super_resolve
+    if lr_dir:
+        items = [(n, h, l) for n, h, l in pair(hr_dir, lr_dir)]
+    else:
+        items = [(k, p, None) for k, p in sorted(index(hr_dir).items())]
+    rows, bicubic = [], []
+    for name, h, l in tqdm(items, desc="evaluate", disable=not progress, file=sys.stderr):
+        hr = modcrop(read_rgb(h), scale)
+        lr = read_rgb(l) if l else imresize(hr, 1 / scale)
+        if lr.shape[0] * scale != hr.shape[0] or lr.shape[1] * scale != hr.shape[1]:
+            raise EvalError(f"{name}: LR {lr.shape[1]}x{lr.shape[0]} × {scale} != HR {hr.shape[1]}x{hr.shape[0]}")
+        sr = quantize(super_resolve(model, lr.astype(np.float32), chop_=chop, ensemble_=ensemble))
+        rows.append(score(hr, sr, scale, name))
+        bicubic.append(score(hr, imresize(lr, scale), scale, name))
+    return {"scale": scale, "mean": mean(rows), "bicubic": mean(bicubic), "images": rows,
+            "bicubic_images": bicubic}
+
+
+def table(result: dict) -> str:
+    lines = [f"{'image':<16} {'PSNR':>9} {'SSIM':>7}" + ("   bicubic PSNR / SSIM" if "bicubic" in result else "")]
+    bic = {r["name"]: r for r in result.get("bicubic_images", [])}
+    for r in result["images"]:
+        line = f"{r['name']:<16} {r['psnr']:>9.4f} {r['ssim']:>7.4f}"
+        if r["name"] in bic:
+            line += f"   {bic[r['name']]['psnr']:.4f} / {bic[r['name']]['ssim']:.4f}"
+        lines.append(line)
+    m = result["mean"]
+    line = f"{'mean':<16} {m['psnr']:>9.4f} {m['ssim']:>7.4f}"
+    if "bicubic" in result:
+        line += f"   {result['bicubic']['psnr']:.4f} / {result['bicubic']['ssim']:.4f}"
+    lines.append(line)
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m accel.evaluate", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--hr", required=True, help="folder of HR (ground truth) images")
+    ap.add_argument("--scale", type=int, required=True, choices=[2, 3, 4, 8], help="upscaling factor")
+    ap.add_argument("--sr", help="folder of SR images to score (no model run)")
+    ap.add_argument("--weights", help="weights to run (canonical .safetensors or .pt/.pth); default: shipped model")
+    ap.add_argument("--lr", help="folder of LR inputs (default: made from HR with MATLAB bicubic)")
+    ap.add_argument("--chop", action="store_true", help="official forward_chop (4 overlapping quadrants)")
+    ap.add_argument("--ensemble", action="store_true", help="RCAN+: mean over the 8 flips/transposes")
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = ap.parse_args(argv)
+    try:
+        other = args.sr or args.lr
+        if other:
+            pairs = pair(args.hr, other)
+            print("paired: " + ", ".join(f"{h.name}~{o.name}" for _, h, o in pairs), file=sys.stderr)
+        if args.sr:
+            if args.weights or args.lr or args.chop or args.ensemble:
+                ap.error("--sr scores existing images: --weights/--lr/--chop/--ensemble do not apply")
+            result = evaluate_sr(args.hr, args.sr, args.scale)
+        else:
+            from . import load_model
+            model = load_model(args.weights, scale=args.scale)
+            result = evaluate_model(args.hr, args.scale, model, args.lr, args.chop, args.ensemble,
+                                    progress=not args.quiet and sys.stderr.isatty())
+    except (EvalError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        out = {k: v for k, v in result.items() if k != "bicubic_images"}
+        print(json.dumps(out, indent=2))
+    else:
+        print(table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

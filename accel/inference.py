@@ -1,0 +1,173 @@
+"""Whole images through the model: shape buckets, tiles with seamless blending, the official
+forward_chop, and the ×8 self-ensemble (RCAN+). Images here are float32 HWC in [0, rgb_range].
+
+Channel attention pools over whatever the network sees. A tile (or a chop quadrant) therefore
+sees slightly different channel statistics than the whole image, and its output differs slightly;
+tests/test_upscale.py measures how much (PSNR between tiled and whole-image output >= 50 dB).
+Padding, by contrast, is exact: padded pixels are masked out of every conv and every pooling.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .api import forward
+
+BUCKET = 16        # pad H and W up to a multiple of this: new image sizes do not each compile
+
+
+def _bucket(n: int, multiple: int = BUCKET) -> int:
+    return max(multiple, int(math.ceil(n / multiple)) * multiple)
+
+
+def run_batch(model, images: list[np.ndarray], shape=None, batch: int | None = None) -> list[np.ndarray]:
+    """Images of any sizes -> their outputs; zero-padded (with a mask) to one shape, so one compile."""
+    s = model.config.scale
+    H = max(im.shape[0] for im in images) if shape is None else shape[0]
+    W = max(im.shape[1] for im in images) if shape is None else shape[1]
+    if shape is None:
+        H, W = _bucket(H), _bucket(W)
+    n = batch or len(images)
+    out = []
+    for i in range(0, len(images), n):
+        group = images[i:i + n]
+        x = np.zeros((n, H, W, 3), np.float32)
+        mask = np.zeros((n, H, W, 1), np.float32)
+        for j, im in enumerate(group):
+            x[j, :im.shape[0], :im.shape[1]] = im
+            mask[j, :im.shape[0], :im.shape[1]] = 1
+        needs_mask = any(im.shape[:2] != (H, W) for im in group) or len(group) < n
+        y = np.asarray(forward(model, x, mask if needs_mask else None))
+        out += [y[j, :s * im.shape[0], :s * im.shape[1]] for j, im in enumerate(group)]
+    return out
+
+
+def whole(model, img: np.ndarray) -> np.ndarray:
+    return run_batch(model, [img])[0]
+
+
+def _starts(length: int, tile: int, overlap: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    step = max(1, tile - overlap)
+    starts = list(range(0, length - tile, step))
+    return starts + [length - tile]
+
+
+def _ramp(n: int, lead: int, trail: int) -> np.ndarray:
+    """1 inside, rising over `lead` samples at the start and falling over `trail` at the end."""
+    w = np.ones(n, np.float32)
+    if lead:
+        w[:lead] = (np.arange(lead) + 0.5) / lead
+    if trail:
+        w[n - trail:] = np.minimum(w[n - trail:], ((np.arange(trail) + 0.5) / trail)[::-1])
+    return w
+
+
+def tiles_for(shape, tile: int, overlap: int):
+    H, W = shape[:2]
+    return [(y, x) for y in _starts(H, tile, overlap) for x in _starts(W, tile, overlap)]
+
+
+def tiled(model, img: np.ndarray, tile: int, overlap: int = 16, batch: int = 4, progress=None) -> np.ndarray:
+    """Tiles of tile×tile LR pixels overlapping by `overlap`, blended with linear ramps (no seams)."""
+    s = model.config.scale
+    H, W = img.shape[:2]
+    th, tw = min(tile, H), min(tile, W)
+    ys, xs = _starts(H, tile, overlap), _starts(W, tile, overlap)
+    acc = np.zeros((s * H, s * W, 3), np.float32)
+    wsum = np.zeros((s * H, s * W, 1), np.float32)
+    coords = [(y, x) for y in ys for x in xs]
+    shape = (_bucket(th, 8), _bucket(tw, 8))
+    for i in range(0, len(coords), batch):
+        group = coords[i:i + batch]
+        outs = run_batch(model, [img[y:y + th, x:x + tw] for y, x in group], shape=shape, batch=batch)
+        for (y, x), sr in zip(group, outs):
+            # Ramp only where a neighbour tile overlaps; the overlap may be larger for the last tile.
+            lead_y = s * (ys[ys.index(y) - 1] + th - y) if y > 0 else 0
+            lead_x = s * (xs[xs.index(x) - 1] + tw - x) if x > 0 else 0
+            trail_y = s * (y + th - ys[ys.index(y) + 1]) if y != ys[-1] else 0
+            trail_x = s * (x + tw - xs[xs.index(x) + 1]) if x != xs[-1] else 0
+            w = _ramp(s * th, lead_y, trail_y)[:, None, None] * _ramp(s * tw, lead_x, trail_x)[None, :, None]
+            acc[s * y:s * (y + th), s * x:s * (x + tw)] += sr * w
+            wsum[s * y:s * (y + th), s * x:s * (x + tw)] += w
+        if progress is not None:
+            progress.update(len(group))
+    return acc / wsum
+
+
+def chop(model, img: np.ndarray, shave: int = 10, min_size: int = 160000) -> np.ndarray:
+    """The official test code's forward_chop: 4 overlapping quadrants of (h//2 + shave) × (w//2 + shave),
+    recursing while a quadrant has >= min_size pixels; each quadrant runs alone; centres are pasted."""
+    s = model.config.scale
+    h, w = img.shape[:2]
+    h_half, w_half = h // 2, w // 2
+    h_size, w_size = h_half + shave, w_half + shave
+    quads = [img[0:h_size, 0:w_size], img[0:h_size, w - w_size:w],
+             img[h - h_size:h, 0:w_size], img[h - h_size:h, w - w_size:w]]
+    if w_size * h_size < min_size:
+        # One sample each, batched: channel attention pools per sample, so this equals 4 runs.
+        srs = run_batch(model, quads, shape=quads[0].shape[:2])
+    else:
+        srs = [chop(model, q, shave, min_size) for q in quads]
+    H, W = s * h, s * w
+    hh, wh, hs, ws = s * h_half, s * w_half, s * h_size, s * w_size
+    out = np.empty((H, W, 3), np.float32)
+    out[0:hh, 0:wh] = srs[0][0:hh, 0:wh]
+    out[0:hh, wh:W] = srs[1][0:hh, ws - W + wh:ws]
+    out[hh:H, 0:wh] = srs[2][hs - H + hh:hs, 0:wh]
+    out[hh:H, wh:W] = srs[3][hs - H + hh:hs, ws - W + wh:ws]
+    return out
+
+
+# The 8 flips/transposes of RCAN+ (official forward_x8): (vertical flip, horizontal flip, transpose).
+TRANSFORMS = [(v, h, t) for t in (False, True) for v in (False, True) for h in (False, True)]
+
+
+def _apply(img, v, h, t):
+    if v:
+        img = img[::-1]
+    if h:
+        img = img[:, ::-1]
+    if t:
+        img = img.transpose(1, 0, 2)
+    return np.ascontiguousarray(img)
+
+
+def _undo(img, v, h, t):
+    if t:
+        img = img.transpose(1, 0, 2)
+    if h:
+        img = img[:, ::-1]
+    if v:
+        img = img[::-1]
+    return img
+
+
+def ensemble(run, img: np.ndarray) -> np.ndarray:
+    """RCAN+: the mean of run() over the 8 dihedral transforms of the input, each transformed back."""
+    total = None
+    for v, h, t in TRANSFORMS:
+        sr = _undo(run(_apply(img, v, h, t)), v, h, t)
+        total = sr.astype(np.float64) if total is None else total + sr
+    return (total / len(TRANSFORMS)).astype(np.float32)
+
+
+def super_resolve(model, img: np.ndarray, tile: int | None = None, overlap: int = 16, chop_: bool = False,
+                  ensemble_: bool = False, progress=None) -> np.ndarray:
+    """One float32 HWC image in [0, rgb_range] -> the model's output, float32, unclamped."""
+    if chop_:
+        run = lambda im: chop(model, im)
+    elif tile:
+        run = lambda im: tiled(model, im, tile, overlap, progress=progress)
+    else:
+        run = lambda im: whole(model, im)
+    return ensemble(run, img) if ensemble_ else run(img)
+
+
+def quantize(sr: np.ndarray, rgb_range: float = 255, bits: int = 8) -> np.ndarray:
+    """As the official code saves: clamp to [0, rgb_range], round half to even, to uint8/uint16."""
+    top = 2 ** bits - 1
+    q = np.round(np.clip(sr, 0, rgb_range) * (top / rgb_range))
+    return q.astype(np.uint8 if bits == 8 else np.uint16)
