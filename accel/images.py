@@ -1,0 +1,137 @@
+"""Image files in and out with Pillow: every mode through the RGB model, nothing lost on the way.
+
+- RGB as is; L and I;16 (16-bit grayscale) replicated to RGB and brought back to one channel;
+  LA / RGBA: colour through the model, alpha resized with bicubic and reattached; P to RGB(A);
+  CMYK to RGB; EXIF orientation applied; the ICC profile kept.
+- 16-bit data is scaled to the model's 0..255 range as float (no 8-bit round trip) and back to 16 bits.
+- Writes are atomic: a temporary file in the target folder, then a rename.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps
+
+FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tiff": "TIFF", "tif": "TIFF", "bmp": "BMP"}
+
+
+class ImageError(ValueError):
+    pass
+
+
+@dataclasses.dataclass
+class Decoded:
+    rgb: np.ndarray            # float32 [H, W, 3] in 0..255
+    mode: str                  # what to give back: RGB, L, LA, RGBA, I;16
+    alpha: Image.Image | None  # the alpha channel, for LA / RGBA
+    icc: bytes | None
+    bits: int                  # 8 or 16
+
+
+def open_image(path, max_pixels: int | None = None) -> Image.Image:
+    """Open and fully decode (so a truncated file fails here), with the decompression-bomb limit."""
+    old = Image.MAX_IMAGE_PIXELS
+    if max_pixels is not None:
+        Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(path)
+            im.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        import re
+        m = re.search(r"\((\d+) pixels\)", str(e))
+        size = f"{int(m.group(1)):,} pixels" if m else "too many pixels"
+        raise ImageError(f"image has {size}, over the {Image.MAX_IMAGE_PIXELS:,}-pixel safety limit "
+                         "(raise it with --max-pixels)") from None
+    except FileNotFoundError:
+        raise ImageError("no such file") from None
+    except IsADirectoryError:
+        raise ImageError("is a folder") from None
+    except Image.UnidentifiedImageError:
+        raise ImageError("not an image Pillow can read") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"cannot decode: {e}") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+    return im
+
+
+def decode(im: Image.Image) -> Decoded:
+    icc = im.info.get("icc_profile")
+    im = ImageOps.exif_transpose(im)
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode == "CMYK":
+        im = im.convert("RGB")
+        icc = None  # a CMYK profile does not describe the RGB result
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        a = np.asarray(im).astype(np.float32)
+        if im.mode == "I" and a.max(initial=0) <= 255:
+            bits, scale = 8, 1.0
+        else:
+            bits, scale = 16, 255.0 / 65535.0
+        g = a * scale
+        return Decoded(np.repeat(g[..., None], 3, axis=2), "I;16" if bits == 16 else "L", None, icc, bits)
+    if im.mode == "1":
+        im = im.convert("L")
+    if im.mode in ("L", "LA"):
+        g = np.asarray(im.getchannel("L"), np.float32)
+        alpha = im.getchannel("A") if im.mode == "LA" else None
+        return Decoded(np.repeat(g[..., None], 3, axis=2), im.mode, alpha, icc, 8)
+    if im.mode in ("RGB", "RGBA"):
+        alpha = im.getchannel("A") if im.mode == "RGBA" else None
+        return Decoded(np.asarray(im.convert("RGB"), np.float32), im.mode, alpha, icc, 8)
+    if im.mode in ("RGBa", "La", "YCbCr", "LAB", "HSV"):
+        target = "RGBA" if im.mode in ("RGBa",) else ("LA" if im.mode == "La" else "RGB")
+        return decode(im.convert(target))
+    raise ImageError(f"unsupported image mode {im.mode}")
+
+
+def encode(sr: np.ndarray, d: Decoded, scale: int) -> Image.Image:
+    """The model's float output back to an image of the input's mode and bit depth."""
+    from .inference import quantize
+    if d.bits == 16:
+        q = quantize(sr, bits=16)
+        # Gray in, gray out: the three channels of a gray input stay (nearly) equal; take their mean.
+        g = np.round(q.astype(np.float64).mean(axis=2)).astype(np.uint16)
+        return Image.fromarray(g)  # mode I;16
+    rgb = Image.fromarray(quantize(sr), "RGB")
+    if d.mode in ("L", "LA"):
+        out = rgb.convert("L")
+    else:
+        out = rgb
+    if d.alpha is not None:
+        a = d.alpha.resize((out.width, out.height), Image.BICUBIC)
+        out = Image.merge("LA" if d.mode == "LA" else "RGBA", (*out.split(), a))
+    return out
+
+
+def save_atomic(im: Image.Image, path, fmt: str, icc: bytes | None = None, quality: int = 95) -> None:
+    """Write to a temporary file beside the target, then rename: never a half-written output."""
+    pil_fmt = FORMATS[fmt]
+    if pil_fmt == "JPEG" and im.mode in ("LA", "RGBA"):
+        raise ImageError("JPEG has no alpha channel: choose --format png, webp or tiff")
+    if pil_fmt == "JPEG" and im.mode == "I;16":
+        raise ImageError("JPEG cannot hold 16-bit data: choose --format png or tiff")
+    if pil_fmt in ("WEBP", "BMP") and im.mode == "I;16":
+        raise ImageError(f"{pil_fmt} cannot hold 16-bit data: choose --format png or tiff")
+    kwargs = {}
+    if icc and pil_fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
+        kwargs["icc_profile"] = icc
+    if pil_fmt in ("JPEG", "WEBP"):
+        kwargs["quality"] = quality
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="." + fmt, dir=folder)
+    os.close(fd)
+    try:
+        im.save(tmp, format=pil_fmt, **kwargs)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

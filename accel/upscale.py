@@ -1,0 +1,270 @@
+"""Upscale images with RCAN: the tool people run.
+
+Examples:
+    python -m accel.upscale photo.png                  # writes photo_x2.png beside it (shipped compact model)
+    python -m accel.upscale photos/ -o out/            # every image in photos/, into out/
+    python -m accel.upscale img.jpg --weights RCAN_BIX4.pt --scale 4 --format png
+    python -m accel.upscale scan.tif --tile 256 --max-memory 2   # bounded memory for big images
+    python -m accel.upscale butterfly.png --explain    # also writes butterfly_x2.md / .html
+
+Exit status: 0 when every image succeeded, 1 when any failed (each failure is one line
+`error: <file>: <reason>` and the others still run), 2 for usage errors and unusable weights.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from reference.weights import WeightsError
+
+from . import inference
+from .images import FORMATS, ImageError, decode, encode, open_image, save_atomic
+
+INPUT_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
+TILE_SIZES = (64, 96, 128, 192, 256, 384, 512, 768)   # a few fixed shapes: few compiles
+
+
+def bytes_per_lr_pixel(config) -> float:
+    """Peak working memory of one forward pass per LR pixel (float32).
+
+    Live at once at the body's peak: the long-skip input, the carry, the two convs' outputs and the
+    channel-attention product (≈ 6 feature maps); at the upsampler the r²·C conv output and its
+    shuffled copy, and the tail. A 1.5 safety factor covers XLA's scratch buffers.
+    """
+    C, s = config.n_feats, config.scale
+    feature_maps = 6 * C + 2 * s * s * C + 2 * 3 * s * s
+    return 1.5 * 4 * feature_maps
+
+
+def default_max_memory_gb() -> float:
+    """A quarter of physical memory, at most 2 GB (the model, JAX and the output come on top)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 8e9
+    return min(2.0, total / 4 / 1e9)
+
+
+def plan_tile(shape, config, max_memory_gb: float, batch: int = 1) -> int | None:
+    """None when the whole image fits the budget; else the largest fixed tile size that does."""
+    per_px = bytes_per_lr_pixel(config)
+    budget = max_memory_gb * 1e9
+    H, W = shape[:2]
+    if H * W * per_px <= budget:
+        return None
+    fitting = [t for t in TILE_SIZES if batch * t * t * per_px <= budget]
+    return fitting[-1] if fitting else TILE_SIZES[0]
+
+
+def upscale_image(image, model=None, *, tile="auto", overlap: int = 16, chop: bool = False,
+                  ensemble: bool = False, max_memory_gb: float | None = None, progress=None, record=None):
+    """Upscale a numpy array (HWC/HW uint8 or uint16, or float in 0..255) or a PIL image; returns the same kind.
+
+    tile: "auto" (whole image if it fits max_memory_gb, else tiles), an int (tile size in LR pixels) or None.
+    record: pass a dict to receive what happened (sizes, timings, tiling) for reports.
+    """
+    from . import load_model
+    model = model if model is not None else load_model()
+    as_pil = isinstance(image, Image.Image)
+    if as_pil:
+        d = decode(image)
+    else:
+        d = _decode_array(np.asarray(image))
+    t0 = time.perf_counter()
+    if tile == "auto":
+        tile = plan_tile(d.rgb.shape, model.config, max_memory_gb or default_max_memory_gb())
+    if progress is not None and tile:
+        progress.reset(total=len(inference.tiles_for(d.rgb.shape, tile, overlap)) * (8 if ensemble else 1))
+    sr = inference.super_resolve(model, d.rgb, tile=tile, overlap=overlap, chop_=chop, ensemble_=ensemble,
+                                 progress=progress)
+    seconds = time.perf_counter() - t0
+    if record is not None:
+        record.update(lr_shape=d.rgb.shape, sr_shape=sr.shape, tile=tile, overlap=overlap, chop=chop,
+                      ensemble=ensemble, seconds=seconds, mode=d.mode, bits=d.bits, sr_float=sr, lr_float=d.rgb)
+    if as_pil:
+        return encode(sr, d, model.config.scale)
+    return _encode_array(sr, np.asarray(image))
+
+
+def _decode_array(a: np.ndarray):
+    from .images import Decoded
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
+        raise ImageError(f"array must be HW, HW1, HW3 or HW4; got shape {a.shape}")
+    if a.dtype == np.uint16:
+        rgb = a[..., :3].astype(np.float32) * (255 / 65535)
+    else:
+        rgb = a[..., :3].astype(np.float32)
+    if rgb.shape[2] == 1:
+        rgb = np.repeat(rgb, 3, axis=2)
+    return Decoded(rgb, "array", None, None, 16 if a.dtype == np.uint16 else 8)
+
+
+def _encode_array(sr: np.ndarray, like: np.ndarray) -> np.ndarray:
+    from .inference import quantize
+    gray = like.ndim == 2 or like.shape[-1] == 1
+    if like.dtype == np.uint8:
+        out = quantize(sr)
+    elif like.dtype == np.uint16:
+        out = quantize(sr, bits=16)
+    else:
+        out = sr.astype(like.dtype)
+    if gray:
+        out = out.mean(axis=2).round().astype(out.dtype) if out.dtype != np.float32 else out.mean(axis=2)
+        if like.ndim == 3:
+            out = out[..., None]
+    elif like.ndim == 3 and like.shape[2] == 4:
+        s = sr.shape[0] // like.shape[0]
+        alpha = np.asarray(Image.fromarray(like[..., 3]).resize((like.shape[1] * s, like.shape[0] * s),
+                                                                  Image.BICUBIC)) if like.dtype == np.uint8 else \
+            np.repeat(np.repeat(like[..., 3], s, 0), s, 1)
+        out = np.concatenate([out, alpha[..., None].astype(out.dtype)], axis=2)
+    return out
+
+
+# --- the command line ------------------------------------------------------------------------------
+
+def collect_inputs(items, scale) -> list[Path]:
+    """Files as given; folders walked for images (skipping our own earlier outputs, *_x<scale>.*)."""
+    out = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in INPUT_SUFFIXES
+                          and not f.stem.endswith(f"_x{scale}"))
+        else:
+            out.append(p)
+    return out
+
+
+def output_path(src: Path, scale: int, fmt: str | None, out: str | None, many: bool) -> Path:
+    ext = fmt or src.suffix.lower().lstrip(".")
+    if ext not in FORMATS:
+        ext = "png"
+    name = f"{src.stem}_x{scale}.{ext}"
+    if out is None:
+        return src.with_name(name)
+    o = Path(out)
+    if many or o.is_dir() or out.endswith(os.sep):
+        return o / name
+    return o
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m accel.upscale", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="images, or folders to walk for images")
+    ap.add_argument("-o", "--output", help="output file (one input) or folder (several inputs, or a folder)")
+    ap.add_argument("--weights", help="canonical .safetensors or official .pt/.pth (default: the shipped ×2 model)")
+    ap.add_argument("--scale", type=int, choices=[2, 3, 4, 8], help="upscaling factor; must match the weights")
+    ap.add_argument("--tile", default="auto", help="tile size in LR pixels, 0 for whole image, or auto (default)")
+    ap.add_argument("--tile-overlap", type=int, default=16, help="overlap between tiles in LR pixels (default 16)")
+    ap.add_argument("--max-memory", type=float, help="GB of working memory for --tile auto "
+                                                      f"(default {default_max_memory_gb():.1f}: min(2, RAM/4))")
+    ap.add_argument("--chop", action="store_true", help="the official test code's forward_chop (official pixels)")
+    ap.add_argument("--ensemble", action="store_true", help="RCAN+: mean over the 8 flips/transposes (8× slower)")
+    ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                    help="compute precision (bfloat16 is for accelerators)")
+    ap.add_argument("--format", choices=sorted(set(FORMATS) - {"jpeg", "tif"}),
+                    help="output format (default: the input's)")
+    ap.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    ap.add_argument("--max-pixels", type=int, help="raise Pillow's decompression-bomb limit (pixels per image)")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    ap.add_argument("--explain", action="store_true", help="also write <output stem>.md and .html explaining the run")
+    args = ap.parse_args(argv)
+
+    if args.tile == "auto":
+        tile = "auto"
+    else:
+        try:
+            tile = int(args.tile) or None
+        except ValueError:
+            ap.error(f"--tile must be a number or auto, not {args.tile!r}")
+        if tile is not None and tile < 8:
+            ap.error("--tile must be at least 8")
+    if args.max_memory is not None and args.max_memory <= 0:
+        ap.error("--max-memory must be positive")
+
+    inputs = collect_inputs(args.inputs, args.scale or 2)
+    if not inputs:
+        ap.error("no images found")
+    many = len(inputs) > 1
+    if args.output and not many and len(args.inputs) == 1 and Path(args.inputs[0]).is_dir():
+        many = True
+
+    import jax.numpy as jnp
+
+    from .api import DEFAULT_WEIGHTS, model_from_weights, read_any_weights
+    weights = args.weights
+    try:
+        if weights is None and (args.scale or 2) != 2:
+            raise WeightsError(f"the shipped model is ×2; for ×{args.scale} pass --weights (e.g. RCAN_BIX{args.scale}.pt)")
+        if weights is None and not DEFAULT_WEIGHTS.is_file():
+            raise WeightsError(f"the shipped weights {DEFAULT_WEIGHTS} are missing: pass --weights W.safetensors "
+                               "(or an official RCAN_BIX2.pt)")
+        w, cfg = read_any_weights(weights or DEFAULT_WEIGHTS)
+        scale = args.scale or cfg.scale
+        if cfg.scale != scale:
+            raise WeightsError(f"these weights are ×{cfg.scale}, not ×{scale} (--scale)")
+        model = model_from_weights(w, cfg, dtype=jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32)
+        del w
+    except (WeightsError, ValueError, OSError) as e:
+        msg = str(e)
+        if weights and not msg.startswith(str(weights)):
+            msg = f"{weights}: {msg}"
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+
+    from tqdm import tqdm
+    show = not args.quiet and sys.stderr.isatty()
+    failures = 0
+    batch_bar = tqdm(inputs, desc="images", unit="img", disable=not show or not many, file=sys.stderr)
+    for src in batch_bar:
+        try:
+            dst = output_path(src, scale, args.format, args.output, many)
+            if dst.exists() and src.exists() and dst.resolve() == src.resolve():
+                raise ImageError("the output would overwrite the input")
+            if dst.exists() and not args.force:
+                raise ImageError(f"{dst} exists (use --force to overwrite)")
+            if not dst.parent.is_dir():
+                if args.output and many:
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                else:
+                    raise ImageError(f"output folder {dst.parent} does not exist")
+            if not os.access(dst.parent, os.W_OK):
+                raise ImageError(f"output folder {dst.parent} is not writable")
+            im = open_image(src, args.max_pixels)
+            icc = im.info.get("icc_profile")
+            record: dict = {}
+            with tqdm(total=1, desc=src.name, unit="tile", disable=not show, leave=False, file=sys.stderr) as bar:
+                out = upscale_image(im, model, tile=tile, overlap=args.tile_overlap, chop=args.chop,
+                                    ensemble=args.ensemble, max_memory_gb=args.max_memory, progress=bar,
+                                    record=record)
+            fmt = dst.suffix.lower().lstrip(".")
+            try:
+                save_atomic(out, dst, fmt, icc if im.mode != "CMYK" else None)
+            except OSError as e:
+                raise ImageError(f"cannot write {dst}: {e.strerror or e}") from None
+            if args.explain:
+                from .explain_run import write_reports
+                write_reports(src, dst, model, weights, record)
+        except (ImageError, OSError) as e:
+            failures += 1
+            print(f"error: {src}: {e}", file=sys.stderr)
+            continue
+        if not args.quiet:
+            print(f"{src} -> {dst} ({im.width}x{im.height} -> {out.width}x{out.height}, "
+                  f"{record['seconds']:.1f} s{', tiles ' + str(record['tile']) if record['tile'] else ''})",
+                  file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

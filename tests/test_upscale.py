@@ -1,0 +1,274 @@
+"""python -m accel.upscale end to end: every mode, the naming rules, bad input, tiles, chop, ensemble."""
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageCms
+
+import accel
+import reference
+from accel import inference
+from accel.upscale import main, upscale_image
+from reference import RCANConfig
+from reference.metrics import psnr
+from reference.weights import init_weights, save_weights
+
+from conftest import SET5, assert_close
+
+TINY = RCANConfig(scale=2, n_resgroups=1, n_resblocks=2, n_feats=8, reduction=2)
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    d = tmp_path_factory.mktemp("w")
+    save_weights(d / "tiny_x2.safetensors", init_weights(TINY, 0), TINY)
+    x4 = RCANConfig(scale=4, n_resgroups=1, n_resblocks=1, n_feats=8, reduction=2)
+    save_weights(d / "tiny_x4.safetensors", init_weights(x4, 0), x4)
+    return d
+
+
+def photo(size=(40, 30)):
+    im = Image.open(SET5 / "HR_x2" / "butterfly_HR_x2.png").convert("RGB")
+    return im.crop((60, 60, 60 + size[0], 60 + size[1]))
+
+
+def cli(*args, cwd=None):
+    r = subprocess.run([sys.executable, "-m", "accel.upscale", *map(str, args)], capture_output=True, text=True,
+                       cwd=cwd)
+    return r.returncode, r.stderr
+
+
+def make_modes(folder: Path) -> dict:
+    rgb = photo()
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    files = {}
+
+    def put(name, im, **kw):
+        im.save(folder / name, **kw)
+        files[name] = im
+
+    put("rgb.png", rgb, icc_profile=srgb)
+    put("gray.png", rgb.convert("L"))
+    put("la.png", rgb.convert("LA"))
+    rgba = rgb.convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize(rgb.size))
+    put("rgba.png", rgba)
+    put("pal.png", rgb.convert("P", palette=Image.ADAPTIVE))
+    put("cmyk.jpg", rgb.convert("CMYK"))
+    g16 = (np.asarray(rgb.convert("L"), np.uint16) * 257 + np.arange(30)[:, None].astype(np.uint16))
+    put("deep.png", Image.fromarray(g16.astype(np.uint16)))
+    put("photo.jpg", rgb, quality=95)
+    put("photo.webp", rgb)
+    put("photo.tiff", rgb)
+    put("photo.bmp", rgb)
+    exif = Image.Exif()
+    exif[0x0112] = 6   # rotate 90° clockwise on display
+    put("rotated.jpg", rgb, exif=exif.tobytes())
+    return files
+
+
+EXPECTED_MODE = {"rgb.png": "RGB", "gray.png": "L", "la.png": "LA", "rgba.png": "RGBA", "pal.png": "RGB",
+                 "cmyk.jpg": "RGB", "deep.png": "I;16", "photo.jpg": "RGB", "photo.webp": "RGB",
+                 "photo.tiff": "RGB", "photo.bmp": "RGB", "rotated.jpg": "RGB"}
+
+
+def test_every_mode_keeps_mode_and_depth(tmp_path, tiny_weights):
+    src = tmp_path / "in"
+    src.mkdir()
+    files = make_modes(src)
+    code, err = cli(src, "-o", tmp_path / "out", "--weights", tiny_weights / "tiny_x2.safetensors", "--quiet")
+    assert code == 0, err
+    for name, im in files.items():
+        stem, ext = name.rsplit(".", 1)
+        out = Image.open(tmp_path / "out" / f"{stem}_x2.{ext}")
+        w, h = (30, 40) if name == "rotated.jpg" else (40, 30)   # EXIF orientation applied
+        assert out.size == (2 * w, 2 * h), name
+        mode = out.mode if out.mode != "I;16B" else "I;16"
+        assert mode == EXPECTED_MODE[name], (name, out.mode)
+    deep = np.asarray(Image.open(tmp_path / "out" / "deep_x2.png"))
+    assert deep.dtype == np.uint16 and len(np.unique(deep % 257)) > 10     # really 16-bit, not 8-bit × 257
+    icc = Image.open(src / "rgb.png").info.get("icc_profile")
+    assert icc and Image.open(tmp_path / "out" / "rgb_x2.png").info.get("icc_profile") == icc   # ICC kept
+    alpha = np.asarray(Image.open(tmp_path / "out" / "rgba_x2.png").getchannel("A"))
+    assert alpha.min() < 20 and alpha.max() > 235                          # the gradient survived
+
+
+def test_naming_rules(tmp_path, tiny_weights):
+    w = tiny_weights / "tiny_x2.safetensors"
+    photo().save(tmp_path / "a.png")
+    photo().save(tmp_path / "b.jpg")
+    assert cli(tmp_path / "a.png", "--weights", w)[0] == 0
+    assert (tmp_path / "a_x2.png").is_file()                              # beside the input
+    assert cli(tmp_path / "a.png", "-o", tmp_path / "named.png", "--weights", w)[0] == 0
+    assert Image.open(tmp_path / "named.png").size == (80, 60)            # -o FILE for one input
+    assert cli(tmp_path / "a.png", tmp_path / "b.jpg", "-o", tmp_path / "many", "--weights", w,
+               "--format", "webp")[0] == 0
+    assert sorted(p.name for p in (tmp_path / "many").iterdir()) == ["a_x2.webp", "b_x2.webp"]
+    # Existing outputs are kept unless --force.
+    before = (tmp_path / "a_x2.png").read_bytes()
+    code, err = cli(tmp_path / "a.png", "--weights", w)
+    assert code == 1 and "exists (use --force" in err and (tmp_path / "a_x2.png").read_bytes() == before
+    assert cli(tmp_path / "a.png", "--weights", w, "--force")[0] == 0
+
+
+def test_bad_inputs_fail_alone(tmp_path, tiny_weights):
+    w = tiny_weights / "tiny_x2.safetensors"
+    d = tmp_path / "in"
+    d.mkdir()
+    photo().save(d / "good1.png")
+    (d / "empty.png").write_bytes(b"")
+    buf = io.BytesIO()
+    photo((90, 90)).save(buf, "PNG")
+    (d / "truncated.png").write_bytes(buf.getvalue()[:len(buf.getvalue()) // 2])
+    (d / "text.png").write_text("not an image\n")
+    photo((120, 100)).save(d / "huge.png")
+    photo().save(d / "good2.png")
+    inputs = [d / n for n in ("good1.png", "empty.png", "truncated.png", "text.png", "missing.png", "huge.png",
+                              "good2.png")]
+    out = tmp_path / "out"
+    code, err = cli(*inputs, "-o", out, "--weights", w, "--max-pixels", "10000", "--quiet")
+    lines = err.strip().splitlines()
+    assert code == 1
+    assert len(lines) == 5, err                                          # one line per bad file, no traceback
+    for bad, why in [("empty.png", "not an image"), ("truncated.png", "cannot decode"), ("text.png", "not an image"),
+                     ("missing.png", "no such file"), ("huge.png", "safety limit")]:
+        assert any(line.startswith(f"error: {d / bad}: ") and why in line for line in lines), (bad, err)
+    assert sorted(p.name for p in out.iterdir()) == ["good1_x2.png", "good2_x2.png"]   # the rest was done
+
+
+def test_unwritable_output_folder(tmp_path, tiny_weights):
+    photo().save(tmp_path / "a.png")
+    code, err = cli(tmp_path / "a.png", "-o", "/proc/a_x2.png", "--weights", tiny_weights / "tiny_x2.safetensors")
+    assert code == 1 and err.startswith(f"error: {tmp_path / 'a.png'}: ") and err.count("\n") == 1, err
+    code, err = cli(tmp_path / "a.png", "-o", tmp_path / "nodir" / "x.png", "--weights",
+                    tiny_weights / "tiny_x2.safetensors")
+    assert code == 1 and "does not exist" in err
+
+
+def test_weights_errors(tmp_path, tiny_weights):
+    photo().save(tmp_path / "a.png")
+    code, err = cli(tmp_path / "a.png", "--weights", tiny_weights / "tiny_x4.safetensors", "--scale", "2")
+    assert code == 2 and "×4, not ×2" in err and err.count("\n") == 1
+    code, err = cli(tmp_path / "a.png", "--weights", tmp_path / "nope.safetensors")
+    assert code == 2 and "nope.safetensors" in err and "no such" in err
+    code, err = cli(tmp_path / "a.png", "--scale", "3")
+    assert code == 2 and "pass --weights" in err
+    assert not (tmp_path / "a_x2.png").exists() and not (tmp_path / "a_x3.png").exists()
+
+
+def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
+    from accel import images
+    out = tmp_path / "o.png"
+
+    def failing_save(self, fp, *a, **k):
+        Path(fp).write_bytes(b"\x89PNG partial")
+        raise KeyboardInterrupt
+    monkeypatch.setattr(Image.Image, "save", failing_save)
+    with pytest.raises(KeyboardInterrupt):
+        images.save_atomic(photo(), out, "png")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_default_weights_upscale(tmp_path):
+    """No --weights: the shipped compact model, on the README's example image."""
+    example = Path(accel.__file__).parent / "examples" / "butterfly_lr.png"
+    code, err = cli(example, "-o", tmp_path / "b.png")
+    assert code == 0, err
+    assert Image.open(tmp_path / "b.png").size == (2 * Image.open(example).width, 2 * Image.open(example).height)
+
+
+# --- tiles, chop, ensemble -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def real_model():
+    return accel.load_model()   # the shipped model: real channel statistics
+
+
+def test_tiled_matches_whole_image_without_seams(real_model):
+    lr = np.asarray(Image.open(SET5 / "LR_x2" / "baby_LRBI_x2.png").convert("RGB"), np.float32)[:160, :160]
+    whole = inference.whole(real_model, lr)
+    tiled = inference.tiled(real_model, lr, tile=64, overlap=16)
+    q = lambda a: inference.quantize(a)
+    score = psnr(q(whole), q(tiled), 0)
+    print(f"tiled (64, overlap 16) vs whole image: {score:.2f} dB")
+    assert score >= 50
+    # No seam: the difference along tile borders is no larger than elsewhere.
+    diff = np.abs(whole - tiled).max(axis=2)
+    borders = sorted({2 * s for s in inference._starts(160, 64, 16)[1:]} | {2 * (s + 64) for s in
+                                                                             inference._starts(160, 64, 16)[:-1]})
+    on = np.concatenate([diff[max(b - 1, 0):b + 1].ravel() for b in borders] +
+                        [diff[:, max(b - 1, 0):b + 1].ravel() for b in borders])
+    assert on.max() <= diff.max() and on.mean() <= 2 * diff.mean() + 1e-3, (on.mean(), diff.mean())
+
+
+def official_forward_chop(forward1, x, scale, shave=10, min_size=160000):
+    """A line-by-line transcription of the official forward_chop (NCHW → here HWC, n_GPUs = 1)."""
+    h, w = x.shape[:2]
+    h_half, w_half = h // 2, w // 2
+    h_size, w_size = h_half + shave, w_half + shave
+    lr_list = [x[0:h_size, 0:w_size], x[0:h_size, (w - w_size):w], x[(h - h_size):h, 0:w_size],
+               x[(h - h_size):h, (w - w_size):w]]
+    if w_size * h_size < min_size:
+        sr_list = [forward1(p) for p in lr_list]
+    else:
+        sr_list = [official_forward_chop(forward1, p, scale, shave, min_size) for p in lr_list]
+    h, w = scale * h, scale * w
+    h_half, w_half = scale * h_half, scale * w_half
+    h_size, w_size = scale * h_size, scale * w_size
+    output = np.zeros((h, w, 3), np.float32)
+    output[0:h_half, 0:w_half] = sr_list[0][0:h_half, 0:w_half]
+    output[0:h_half, w_half:w] = sr_list[1][0:h_half, (w_size - w + w_half):w_size]
+    output[h_half:h, 0:w_half] = sr_list[2][(h_size - h + h_half):h_size, 0:w_half]
+    output[h_half:h, w_half:w] = sr_list[3][(h_size - h + h_half):h_size, (w_size - w + w_half):w_size]
+    return output
+
+
+@pytest.mark.parametrize("size, min_size", [((37, 52), 160000), ((64, 70), 900)])
+def test_chop_equals_the_official_forward_chop(size, min_size):
+    weights = init_weights(TINY, 1)
+    model = accel.model_from_weights(weights, TINY)
+    x = np.random.default_rng(1).uniform(0, 255, (*size, 3)).astype(np.float32)
+    ours = inference.chop(model, x, min_size=min_size)
+    theirs = official_forward_chop(lambda p: reference.forward(weights, TINY, p), x, 2, min_size=min_size)
+    assert_close(ours, theirs, 1e-3, 1e-6, "chop")
+
+
+def test_ensemble_is_the_mean_of_8_transforms():
+    weights = init_weights(TINY, 2)
+    model = accel.model_from_weights(weights, TINY)
+    x = np.random.default_rng(2).uniform(0, 255, (9, 13, 3)).astype(np.float32)
+    ours = inference.super_resolve(model, x, ensemble_=True)
+    outs = [reference.forward(weights, TINY, x)]
+    outs.append(reference.forward(weights, TINY, x[::-1].copy())[::-1])
+    outs.append(reference.forward(weights, TINY, x[:, ::-1].copy())[:, ::-1])
+    outs.append(reference.forward(weights, TINY, x[::-1, ::-1].copy())[::-1, ::-1])
+    for v, h in [(False, False), (True, False), (False, True), (True, True)]:
+        a = x[::-1] if v else x
+        a = a[:, ::-1] if h else a
+        y = reference.forward(weights, TINY, np.ascontiguousarray(a.transpose(1, 0, 2))).transpose(1, 0, 2)
+        y = y[:, ::-1] if h else y
+        outs.append(y[::-1] if v else y)
+    assert_close(ours, np.mean(outs, axis=0), 1e-3, 1e-6, "ensemble")
+
+
+def test_python_api_arrays_and_pil(real_model):
+    rgb = np.asarray(photo(), np.uint8)
+    out = upscale_image(rgb, real_model)
+    assert out.dtype == np.uint8 and out.shape == (60, 80, 3)
+    gray16 = (np.asarray(photo().convert("L"), np.uint16) * 257)
+    out16 = upscale_image(gray16, real_model)
+    assert out16.dtype == np.uint16 and out16.shape == (60, 80)
+    pil = upscale_image(photo().convert("RGBA"), real_model)
+    assert isinstance(pil, Image.Image) and pil.mode == "RGBA" and pil.size == (80, 60)
+
+
+def test_auto_tiling_plan():
+    from accel.upscale import bytes_per_lr_pixel, plan_tile
+    config = RCANConfig.official(2)
+    assert plan_tile((100, 100), config, 2.0) is None
+    tile = plan_tile((1500, 2000), config, 2.0)
+    assert tile is not None and tile * tile * bytes_per_lr_pixel(config) <= 2e9
