@@ -5,6 +5,7 @@ _cache.enable()
 
 from .api import DEFAULT_WEIGHTS, forward, load_model, model_from_weights, model_weights  # noqa: E402
 from .model import LAYOUTS, RCAN, Layout  # noqa: E402
+from .pipeline import upscale_image  # noqa: E402
 
-__all__ = ["load_model", "forward", "model_from_weights", "model_weights", "RCAN", "Layout", "LAYOUTS",
+__all__ = ["load_model", "forward", "upscale_image", "model_from_weights", "model_weights", "RCAN", "Layout", "LAYOUTS",
            "DEFAULT_WEIGHTS"]

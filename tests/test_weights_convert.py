@@ -12,7 +12,6 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 import reference
-import weights_convert
 from weights_convert.__main__ import main as convert_main
 from reference import RCANConfig
 from reference.weights import init_weights, load_weights

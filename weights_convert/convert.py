@@ -6,8 +6,6 @@ import hashlib
 import json
 import os
 
-import numpy as np
-
 from reference.config import RCANConfig
 from reference.weights import FORMAT, WeightsError, check_weights, read_metadata, save_weights
 

@@ -161,13 +161,11 @@ def to_canonical(names: dict, layout: str, config: RCANConfig, img_range: float 
         # BasicSR's mean shift is a fixed buffer outside the state dict, with input in [0, 1] scaled by
         # img_range: (x/255 - mean)·img_range. As official 1×1 convs on 0..255 input that is
         # sub_mean = (img_range/255)·I, -img_range·mean and add_mean = (255/img_range)·I, +255·mean.
-        c = config.n_colors
         sub, add = mean_shift(config, -1, "sub_mean"), mean_shift(config, +1, "add_mean")
         out["sub_mean.weight"] = (sub["sub_mean.weight"] * (img_range / 255)).astype(np.float32)
         out["sub_mean.bias"] = (-img_range * np.asarray(config.rgb_mean)).astype(np.float32)
         out["add_mean.weight"] = (add["add_mean.weight"] * (255 / img_range)).astype(np.float32)
         out["add_mean.bias"] = add["add_mean.bias"]
-        del c
     missing = [k for k in expected if k not in out]
     if unmatched:
         problems.append(f"{len(unmatched)} unexpected key(s): {', '.join(unmatched[:8])}")

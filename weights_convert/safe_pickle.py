@@ -211,7 +211,7 @@ def loads(data, allowed: dict, persistent_load, start: int = 0, max_memo: int = 
             cls = pop()
             stack.append(call(cls, args))
         elif op == 0x62:                                 # BUILD 'b'
-            state = pop()
+            pop()  # the state
             obj = top()
             # Only the OrderedDict of a state_dict gets state (its `_metadata` attribute): ignored.
             if not isinstance(obj, StateDict):

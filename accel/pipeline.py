@@ -1,0 +1,113 @@
+"""upscale_image: one image (numpy array or PIL image) through RCAN, whole or in tiles within a memory
+budget, and back to the same kind. The CLI (accel/upscale.py) is a thin layer over this."""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+from PIL import Image
+
+from . import inference
+from .images import ImageError, decode, encode
+
+TILE_SIZES = (64, 96, 128, 192, 256, 384, 512, 768)   # a few fixed shapes: few compiles
+
+
+def bytes_per_lr_pixel(config) -> float:
+    """Peak working memory of one forward pass per LR pixel (float32).
+
+    Live at once at the body's peak: the long-skip input, the carry, the two convs' outputs and the
+    channel-attention product (≈ 6 feature maps); at the upsampler the r²·C conv output and its
+    shuffled copy, and the tail. A 1.5 safety factor covers XLA's scratch buffers.
+    """
+    C, s = config.n_feats, config.scale
+    feature_maps = 6 * C + 2 * s * s * C + 2 * 3 * s * s
+    return 1.5 * 4 * feature_maps
+
+
+def default_max_memory_gb() -> float:
+    """A quarter of physical memory, at most 2 GB (the model, JAX and the output come on top)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 8e9
+    return min(2.0, total / 4 / 1e9)
+
+
+def plan_tile(shape, config, max_memory_gb: float, batch: int = 1) -> int | None:
+    """None when the whole image fits the budget; else the largest fixed tile size that does."""
+    per_px = bytes_per_lr_pixel(config)
+    budget = max_memory_gb * 1e9
+    H, W = shape[:2]
+    if H * W * per_px <= budget:
+        return None
+    fitting = [t for t in TILE_SIZES if batch * t * t * per_px <= budget]
+    return fitting[-1] if fitting else TILE_SIZES[0]
+
+
+def upscale_image(image, model=None, *, tile="auto", overlap: int = 16, chop: bool = False,
+                  ensemble: bool = False, max_memory_gb: float | None = None, progress=None, record=None):
+    """Upscale a numpy array (HWC/HW uint8 or uint16, or float in 0..255) or a PIL image; returns the same kind.
+
+    tile: "auto" (whole image if it fits max_memory_gb, else tiles), an int (tile size in LR pixels) or None.
+    record: pass a dict to receive what happened (sizes, timings, tiling) for reports.
+    """
+    from . import load_model
+    model = model if model is not None else load_model()
+    as_pil = isinstance(image, Image.Image)
+    if as_pil:
+        d = decode(image)
+    else:
+        d = _decode_array(np.asarray(image))
+    t0 = time.perf_counter()
+    if tile == "auto":
+        tile = plan_tile(d.rgb.shape, model.config, max_memory_gb or default_max_memory_gb())
+    if progress is not None and tile:
+        progress.reset(total=len(inference.tiles_for(d.rgb.shape, tile, overlap)) * (8 if ensemble else 1))
+    sr = inference.super_resolve(model, d.rgb, tile=tile, overlap=overlap, chop_=chop, ensemble_=ensemble,
+                                 progress=progress)
+    seconds = time.perf_counter() - t0
+    if record is not None:
+        record.update(lr_shape=d.rgb.shape, sr_shape=sr.shape, tile=tile, overlap=overlap, chop=chop,
+                      ensemble=ensemble, seconds=seconds, mode=d.mode, bits=d.bits, sr_float=sr, lr_float=d.rgb)
+    if as_pil:
+        return encode(sr, d, model.config.scale)
+    return _encode_array(sr, np.asarray(image))
+
+
+def _decode_array(a: np.ndarray):
+    from .images import Decoded
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
+        raise ImageError(f"array must be HW, HW1, HW3 or HW4; got shape {a.shape}")
+    if a.dtype == np.uint16:
+        rgb = a[..., :3].astype(np.float32) * (255 / 65535)
+    else:
+        rgb = a[..., :3].astype(np.float32)
+    if rgb.shape[2] == 1:
+        rgb = np.repeat(rgb, 3, axis=2)
+    return Decoded(rgb, "array", None, None, 16 if a.dtype == np.uint16 else 8)
+
+
+def _encode_array(sr: np.ndarray, like: np.ndarray) -> np.ndarray:
+    from .inference import quantize
+    gray = like.ndim == 2 or like.shape[-1] == 1
+    if like.dtype == np.uint8:
+        out = quantize(sr)
+    elif like.dtype == np.uint16:
+        out = quantize(sr, bits=16)
+    else:
+        out = sr.astype(like.dtype)
+    if gray:
+        out = out.mean(axis=2).round().astype(out.dtype) if out.dtype != np.float32 else out.mean(axis=2)
+        if like.ndim == 3:
+            out = out[..., None]
+    elif like.ndim == 3 and like.shape[2] == 4:
+        s = sr.shape[0] // like.shape[0]
+        alpha = np.asarray(Image.fromarray(like[..., 3]).resize((like.shape[1] * s, like.shape[0] * s),
+                                                                  Image.BICUBIC)) if like.dtype == np.uint8 else \
+            np.repeat(np.repeat(like[..., 3], s, 0), s, 1)
+        out = np.concatenate([out, alpha[..., None].astype(out.dtype)], axis=2)
+    return out
