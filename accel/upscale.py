@@ -130,7 +130,7 @@ def main(argv=None) -> int:
             if dst.exists() and not args.force:
                 raise ImageError(f"{dst} exists (use --force to overwrite)")
             if not dst.parent.is_dir():
-                if args.output and many:
+                if args.output and (many or args.output.endswith(os.sep)):
                     dst.parent.mkdir(parents=True, exist_ok=True)
                 else:
                     raise ImageError(f"output folder {dst.parent} does not exist")

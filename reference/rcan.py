@@ -12,6 +12,8 @@ image in HWC layout. Images are float32 RGB in [0, rgb_range] (0..255), as in th
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from .config import RCANConfig
@@ -162,27 +164,50 @@ def forward(weights: dict, config: RCANConfig, lr: np.ndarray, trace: dict | Non
     """Super-resolve one image: lr float32 [H, W, 3] in [0, rgb_range] -> [scale·H, scale·W, 3], unclamped.
 
     trace: pass a dict to receive every stage: 'input', 'head', 'group_{g}', 'body', 'upsampler',
-    'output' activations and 'attention', the channel-attention gates [groups, blocks, n_feats].
+    'output' activations, 'attention', the channel-attention gates [groups, blocks, n_feats], and
+    'seconds', the time spent in each stage.
     """
     lr = np.asarray(lr, dtype=np.float32)
     if lr.ndim != 3 or lr.shape[2] != config.n_colors:
         raise ValueError(f"lr must be [H, W, {config.n_colors}], got shape {lr.shape}")
+    clock = _Clock(trace)
     x = mean_shift(weights, "sub_mean", lr)
+    clock("sub_mean")
     x = _conv(weights, "head.0", x)                                         # [H, W, C]
+    clock("head")
     if trace is not None:
         trace["input"] = lr
         trace["head"] = x
         trace["attention"] = []
     x = residual_in_residual(weights, config, x, trace)
+    clock("body")
     if trace is not None:
         trace["body"] = x
     x = upsampler(weights, config, x)                                       # [sH, sW, C]
+    clock("upsampler")
     if trace is not None:
         trace["upsampler"] = x
     x = _conv(weights, "tail.1", x)                                         # [sH, sW, 3]
+    clock("tail")
     sr = mean_shift(weights, "add_mean", x)
+    clock("add_mean")
     if trace is not None:
         G, B = config.n_resgroups, config.n_resblocks
         trace["attention"] = np.stack(trace["attention"]).reshape(G, B, config.n_feats)
         trace["output"] = sr
     return sr
+
+
+class _Clock:
+    """Seconds spent in each stage, into trace['seconds'] (only when tracing)."""
+
+    def __init__(self, trace):
+        self.trace, self.t = trace, time.perf_counter()
+        if trace is not None:
+            trace["seconds"] = {}
+
+    def __call__(self, stage):
+        if self.trace is not None:
+            now = time.perf_counter()
+            self.trace["seconds"][stage] = now - self.t
+            self.t = now
