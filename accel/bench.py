@@ -1,0 +1,225 @@
+"""Benchmark RCAN: the NumPy reference, accel (JAX) and PyTorch on the same weights and inputs.
+
+Examples:
+    python -m accel.bench                                   # official ×2 and compact, 64/128/256, table
+    python -m accel.bench --models official --sizes 128 256 --json
+    python -m accel.bench --impls accel --xla-flags "--xla_cpu_use_onednn=true"   # try an XLA option
+
+Each case runs in a fresh process (so peak memory is its own): build the model from the same random
+weights, warm up (compile), then time `--repeats` runs and report the median. Peak memory is the
+rise of the resident set over the runs (VmHWM, reset before the first run). GFLOP/s counts 2 FLOPs
+per multiply-add of the convolutions; the peak is cores × FMA width × clock, from /proc/cpuinfo.
+PyTorch (when installed) runs the official architecture in channels_last with all cores, or CUDA.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+IMPLS = ("reference", "accel", "accel-bf16", "torch")
+
+
+def peak_gflops() -> float | None:
+    """fp32 peak of this CPU: cores × FLOPs per cycle × MHz (from /proc/cpuinfo), when FMA is present."""
+    try:
+        info = open("/proc/cpuinfo").read()
+    except OSError:
+        return None
+    flags = next((line for line in info.splitlines() if line.startswith("flags")), "")
+    mhz = [float(line.split(":")[1]) for line in info.splitlines() if line.startswith("cpu MHz")]
+    if not mhz or " fma" not in flags:
+        return None
+    # Two FMA pipes of 8 fp32 lanes; Intel's AVX-512 doubles the width, AMD Zen 4 runs it double-pumped.
+    per_cycle = 64 if " avx512f" in flags and "GenuineIntel" in info else 32
+    return len(os.sched_getaffinity(0)) * per_cycle * statistics.median(mhz) / 1000
+
+
+def _rss(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _reset_peak():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")   # resets VmHWM to the current resident set
+    except OSError:
+        pass
+
+
+def run_case(impl: str, model: str, size: int, repeats: int, seed: int = 0) -> dict:
+    """One measurement, in this process."""
+    import numpy as np
+
+    from reference import RCANConfig, init_weights
+    config = RCANConfig.official(2) if model == "official" else RCANConfig.compact(2)
+    weights = init_weights(config, seed)
+    lr = np.random.default_rng(seed).uniform(0, 255, (size, size, 3)).astype(np.float32)
+    device = "cpu"
+    if impl == "reference":
+        import reference
+        call = lambda: reference.forward(weights, config, lr)
+    elif impl.startswith("accel"):
+        import jax
+        import jax.numpy as jnp
+
+        import accel
+        m = accel.model_from_weights(weights, config, dtype=jnp.bfloat16 if impl == "accel-bf16" else jnp.float32)
+        x = jnp.asarray(lr[None])
+        call = lambda: accel.forward(m, x).block_until_ready()
+        device = jax.devices()[0].platform
+    elif impl == "torch":
+        import torch
+        sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+        import torch_rcan
+        torch.set_num_threads(len(os.sched_getaffinity(0)))
+        net = torch_rcan.from_weights(weights, config)
+        x = torch.from_numpy(lr).permute(2, 0, 1)[None]
+        if torch.cuda.is_available():
+            device = "cuda"
+            net, x = net.cuda(), x.cuda()
+        net = net.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+
+        def call():
+            with torch.inference_mode():
+                y = net(x)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            return y
+    else:
+        raise ValueError(impl)
+    base = _rss("VmRSS")
+    _reset_peak()
+    t = time.perf_counter()
+    call()
+    first = time.perf_counter() - t
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t)
+    return {"impl": impl, "model": model, "size": size, "device": device, "median_s": statistics.median(times),
+            "first_call_s": first, "times": times, "peak_extra_mb": (_rss("VmHWM") - base) / 1e6}
+
+
+def gflop(model: str, size: int) -> float:
+    from reference import RCANConfig, explain
+    config = RCANConfig.official(2) if model == "official" else RCANConfig.compact(2)
+    return 2 * sum(r["macs"] for r in explain.stages(config, size, size)) / 1e9
+
+
+def measure(impl, model, size, repeats, xla_flags=None) -> dict:
+    env = dict(os.environ)
+    if xla_flags:
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + xla_flags).strip()
+    r = subprocess.run([sys.executable, "-m", "accel.bench", "--case", impl, model, str(size), str(repeats)],
+                       capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        return {"impl": impl, "model": model, "size": size, "error": r.stderr.strip().splitlines()[-1:]}
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def bench_upscale(size: str, weights: str | None, extra: list[str]) -> dict:
+    """The upscale CLI on a WxH photo-like image (Set5 baby, bicubic-enlarged), in a child process:
+    wall time and the child's peak resident set."""
+    import resource
+    import tempfile
+    from pathlib import Path
+
+    from PIL import Image
+    w, h = (int(v) for v in size.lower().split("x"))
+    src = Path(__file__).parent / "examples" / "butterfly_lr.png"
+    with tempfile.TemporaryDirectory() as d:
+        img = Path(d) / f"photo_{w}x{h}.png"
+        Image.open(src).convert("RGB").resize((w, h), Image.BICUBIC).save(img)
+        cmd = [sys.executable, "-m", "accel.upscale", str(img), "--quiet", *extra]
+        if weights:
+            cmd += ["--weights", weights]
+        t = time.perf_counter()
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        seconds = time.perf_counter() - t
+        out = Image.open(Path(d) / f"photo_{w}x{h}_x2.png").size if r.returncode == 0 else None
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    return {"input": [w, h], "output": out, "weights": weights or "shipped compact", "options": extra,
+            "seconds": round(seconds, 1), "peak_rss_gb": round(peak / 1e9, 2), "returncode": r.returncode,
+            "stderr": r.stderr.strip()[-300:]}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m accel.bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=["official", "compact"], choices=["official", "compact"],
+                    help="which RCAN sizes")
+    ap.add_argument("--sizes", nargs="+", type=int, default=[64, 128, 256], help="square LR input sizes")
+    ap.add_argument("--impls", nargs="+", default=None, choices=IMPLS,
+                    help="implementations (default: reference, accel, torch if installed, accel-bf16 on accelerators)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs after the warm-up (median reported)")
+    ap.add_argument("--xla-flags", help="extra XLA_FLAGS for the accel cases")
+    ap.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    ap.add_argument("--upscale", metavar="WxH", help="instead: time python -m accel.upscale on a WxH image and "
+                                                     "report its peak memory (e.g. 2000x1500)")
+    ap.add_argument("--weights", help="with --upscale: weights to pass (default: the shipped model)")
+    ap.add_argument("--upscale-args", default="", help="with --upscale: extra upscale options, e.g. '--tile 256'")
+    ap.add_argument("--case", nargs=4, metavar=("IMPL", "MODEL", "SIZE", "REPEATS"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.case:
+        impl, model, size, repeats = args.case
+        print(json.dumps(run_case(impl, model, int(size), int(repeats))))
+        return 0
+    if args.upscale:
+        print(json.dumps(bench_upscale(args.upscale, args.weights, args.upscale_args.split()), indent=2))
+        return 0
+    impls = args.impls
+    if impls is None:
+        import importlib.util
+        impls = ["reference", "accel"]
+        import jax
+        if jax.devices()[0].platform != "cpu":
+            impls.append("accel-bf16")
+        if importlib.util.find_spec("torch"):
+            impls.append("torch")
+    peak = peak_gflops()
+    rows = []
+    for model in args.models:
+        for size in args.sizes:
+            group = []
+            for impl in impls:
+                r = measure(impl, model, size, args.repeats, args.xla_flags if impl.startswith("accel") else None)
+                r["gflop"] = gflop(model, size)
+                if "median_s" in r:
+                    r["gflops"] = r["gflop"] / r["median_s"]
+                    r["share_of_peak"] = r["gflops"] / peak if peak and r["device"] == "cpu" else None
+                group.append(r)
+                print(f"  measured {impl} {model} {size}", file=sys.stderr)
+            torch_t = next((r.get("median_s") for r in group if r["impl"] == "torch"), None)
+            for r in group:
+                r["ratio_to_torch"] = r["median_s"] / torch_t if torch_t and "median_s" in r else None
+            rows += group
+    if args.json:
+        print(json.dumps({"peak_gflops": peak, "xla_flags": args.xla_flags, "rows": rows}, indent=2))
+        return 0
+    print(f"machine peak ≈ {peak:.0f} GFLOP/s (fp32)" if peak else "machine peak unknown")
+    print(f"{'impl':<11} {'model':<9} {'size':>5} {'device':<6} {'median s':>9} {'GFLOP/s':>8} {'% peak':>7} "
+          f"{'/ torch':>8} {'peak MB':>8} {'1st call s':>10}")
+    for r in rows:
+        if "error" in r:
+            print(f"{r['impl']:<11} {r['model']:<9} {r['size']:>5} failed: {r['error']}")
+            continue
+        share = f"{100 * r['share_of_peak']:.0f}%" if r.get("share_of_peak") else "-"
+        ratio = f"{r['ratio_to_torch']:.2f}" if r.get("ratio_to_torch") else "-"
+        print(f"{r['impl']:<11} {r['model']:<9} {r['size']:>5} {r['device']:<6} {r['median_s']:>9.3f} "
+              f"{r['gflops']:>8.1f} {share:>7} {ratio:>8} {r['peak_extra_mb']:>8.0f} {r['first_call_s']:>10.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
