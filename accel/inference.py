@@ -155,12 +155,12 @@ def ensemble(run, img: np.ndarray) -> np.ndarray:
 
 
 def super_resolve(model, img: np.ndarray, tile: int | None = None, overlap: int = 16, chop_: bool = False,
-                  ensemble_: bool = False, progress=None) -> np.ndarray:
+                  ensemble_: bool = False, progress=None, batch: int = 4) -> np.ndarray:
     """One float32 HWC image in [0, rgb_range] -> the model's output, float32, unclamped."""
     if chop_:
         run = lambda im: chop(model, im)
     elif tile:
-        run = lambda im: tiled(model, im, tile, overlap, progress=progress)
+        run = lambda im: tiled(model, im, tile, overlap, batch=batch, progress=progress)
     else:
         run = lambda im: whole(model, im)
     return ensemble(run, img) if ensemble_ else run(img)

@@ -17,13 +17,16 @@ TILE_SIZES = (64, 96, 128, 192, 256, 384, 512, 768)   # a few fixed shapes: few 
 def bytes_per_lr_pixel(config) -> float:
     """Peak working memory of one forward pass per LR pixel (float32), as measured.
 
-    `python -m accel.bench --upscale WxH --upscale-args "--tile T"` at two tile sizes gives the slope:
-    ≈ 42 feature maps of C channels per LR pixel for both the compact (C = 32) and the official model
-    (C = 64) at ×2 — XLA keeps the scan's carries, the convs' outputs and its conv workspaces live.
-    The upsampler's r²·C maps and the 3-channel tail are counted per output pixel.
+    `python -m accel.bench --upscale WxH --upscale-args "--tile T"` at two tile sizes gives the slope
+    (the rise of peak RSS per pixel of a batch of TILE_BATCH tiles): ≈ 6 feature maps of C channels
+    per LR pixel in the body plus the upsampler's r²·C, for both the compact (C = 32) and the
+    official model (C = 64) at ×2.
     """
     C, s = config.n_feats, config.scale
-    return 4.0 * (36 * C + 2 * s * s * C + 6 * s * s)
+    return 4.0 * (6 * C + s * s * C + 6 * s * s)
+
+
+TILE_BATCH = 4   # tiles per forward call: one compiled shape, and work for every device
 
 
 def default_max_memory_gb() -> float:
@@ -35,7 +38,7 @@ def default_max_memory_gb() -> float:
     return min(2.0, total / 4 / 1e9)
 
 
-def plan_tile(shape, config, max_memory_gb: float, batch: int = 1) -> int | None:
+def plan_tile(shape, config, max_memory_gb: float, batch: int = TILE_BATCH) -> int | None:
     """None when the whole image fits the budget; else the largest fixed tile size that does."""
     per_px = bytes_per_lr_pixel(config)
     budget = max_memory_gb * 1e9
@@ -66,7 +69,7 @@ def upscale_image(image, model=None, *, tile="auto", overlap: int = 16, chop: bo
     if progress is not None and tile:
         progress.reset(total=len(inference.tiles_for(d.rgb.shape, tile, overlap)) * (8 if ensemble else 1))
     sr = inference.super_resolve(model, d.rgb, tile=tile, overlap=overlap, chop_=chop, ensemble_=ensemble,
-                                 progress=progress)
+                                 progress=progress, batch=TILE_BATCH)
     seconds = time.perf_counter() - t0
     if record is not None:
         record.update(lr_shape=d.rgb.shape, sr_shape=sr.shape, tile=tile, overlap=overlap, chop=chop,

@@ -195,3 +195,31 @@ def test_second_process_compiles_from_the_cache(tmp_path):
     off = json.loads(subprocess.run([sys.executable, "-c", CACHE_PROBE], env=env, capture_output=True,
                                     text=True, check=True).stdout.strip().splitlines()[-1])
     assert off["hits"] == 0
+
+
+# --- many devices ----------------------------------------------------------------------------------
+
+SHARD_PROBE = r"""
+import jax, numpy as np, accel
+from reference import RCANConfig, init_weights
+assert jax.device_count() == 4, jax.devices()
+c = RCANConfig(scale=2, n_resgroups=2, n_resblocks=2, n_feats=16, reduction=4)
+m = accel.model_from_weights(init_weights(c, 0), c)
+x = np.random.default_rng(0).uniform(0, 255, (6, 12, 12, 3)).astype(np.float32)   # 6: not a multiple of 4
+sharded = accel.forward(m, x)
+assert len(sharded.sharding.device_set) == 4 if hasattr(sharded, "sharding") else True
+single = np.asarray(accel.forward(m, x, shard=False))
+assert np.asarray(sharded).shape == single.shape == (6, 24, 24, 3)
+assert np.array_equal(np.asarray(sharded), single), np.abs(np.asarray(sharded) - single).max()
+from accel import inference
+img = x[0].repeat(4, 0).repeat(4, 1)                       # 48x48: tiles batched across the devices
+t = inference.tiled(m, img, tile=16, overlap=4, batch=4)
+assert np.abs(t - inference.tiled(m, img, tile=16, overlap=4, batch=1)).max() == 0
+print("ok")
+"""
+
+
+def test_sharded_across_4_cpu_devices_equals_one_device():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", RCAN_JAX_CACHE="off")
+    r = subprocess.run([sys.executable, "-c", SHARD_PROBE], env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-2000:]
