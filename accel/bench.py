@@ -128,10 +128,24 @@ def measure(impl, model, size, repeats, xla_flags=None) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+_PEAK_WRAPPER = """
+import runpy, sys
+out = sys.argv.pop(1)
+code = 0
+try:
+    runpy.run_module("accel.upscale", run_name="__main__", alter_sys=True)
+except SystemExit as e:
+    code = e.code or 0
+with open("/proc/self/status") as f:
+    hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+open(out, "w").write(str(hwm * 1024))
+sys.exit(code)
+"""
+
+
 def bench_upscale(size: str, weights: str | None, extra: list[str]) -> dict:
-    """The upscale CLI on a WxH photo-like image (Set5 baby, bicubic-enlarged), in a child process:
-    wall time and the child's peak resident set."""
-    import resource
+    """The upscale CLI on a WxH photo-like image (the example butterfly, bicubic-enlarged), in a child
+    process: wall time and the child's own peak resident set (its VmHWM at exit)."""
     import tempfile
     from pathlib import Path
 
@@ -141,17 +155,34 @@ def bench_upscale(size: str, weights: str | None, extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as d:
         img = Path(d) / f"photo_{w}x{h}.png"
         Image.open(src).convert("RGB").resize((w, h), Image.BICUBIC).save(img)
-        cmd = [sys.executable, "-m", "accel.upscale", str(img), "--quiet", *extra]
+        peak_file = Path(d) / "peak"
+        cmd = [sys.executable, "-c", _PEAK_WRAPPER, str(peak_file), str(img), "--quiet", *extra]
         if weights:
             cmd += ["--weights", weights]
         t = time.perf_counter()
         r = subprocess.run(cmd, capture_output=True, text=True)
         seconds = time.perf_counter() - t
         out = Image.open(Path(d) / f"photo_{w}x{h}_x2.png").size if r.returncode == 0 else None
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+        peak = int(peak_file.read_text()) if peak_file.is_file() else 0
     return {"input": [w, h], "output": out, "weights": weights or "shipped compact", "options": extra,
-            "seconds": round(seconds, 1), "peak_rss_gb": round(peak / 1e9, 2), "returncode": r.returncode,
+            "seconds": round(seconds, 1), "peak_rss_gb": round(peak / 1e9, 3), "returncode": r.returncode,
             "stderr": r.stderr.strip()[-300:]}
+
+
+def bench_compile(model: str, size: int) -> dict:
+    """Compile time of accel's forward: cold (empty persistent cache) and warm (a second process that
+    finds the cache), each as first call minus a steady call, in fresh processes."""
+    import tempfile
+    out = {}
+    with tempfile.TemporaryDirectory() as d:
+        for label in ("cold", "cached"):
+            env = dict(os.environ, RCAN_JAX_CACHE=d)
+            r = subprocess.run([sys.executable, "-m", "accel.bench", "--case", "accel", model, str(size), "2"],
+                               capture_output=True, text=True, env=env, check=True)
+            case = json.loads(r.stdout.strip().splitlines()[-1])
+            out[label + "_compile_s"] = round(case["first_call_s"] - case["median_s"], 3)
+            out[label + "_first_call_s"] = round(case["first_call_s"], 3)
+    return {"model": model, "size": size, **out}
 
 
 def main(argv=None) -> int:
@@ -169,11 +200,15 @@ def main(argv=None) -> int:
                                                      "report its peak memory (e.g. 2000x1500)")
     ap.add_argument("--weights", help="with --upscale: weights to pass (default: the shipped model)")
     ap.add_argument("--upscale-args", default="", help="with --upscale: extra upscale options, e.g. '--tile 256'")
+    ap.add_argument("--compile", action="store_true", help="instead: accel's cold and cached compile times")
     ap.add_argument("--case", nargs=4, metavar=("IMPL", "MODEL", "SIZE", "REPEATS"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.case:
         impl, model, size, repeats = args.case
         print(json.dumps(run_case(impl, model, int(size), int(repeats))))
+        return 0
+    if args.compile:
+        print(json.dumps([bench_compile(m, s) for m in args.models for s in args.sizes], indent=2))
         return 0
     if args.upscale:
         print(json.dumps(bench_upscale(args.upscale, args.weights, args.upscale_args.split()), indent=2))

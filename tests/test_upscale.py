@@ -272,3 +272,14 @@ def test_auto_tiling_plan():
     assert plan_tile((100, 100), config, 2.0) is None
     tile = plan_tile((1500, 2000), config, 2.0)
     assert tile is not None and tile * tile * bytes_per_lr_pixel(config) <= 2e9
+
+
+def test_upscale_stays_within_max_memory():
+    """Peak RSS of the CLI on a 600×600 image with --max-memory 0.3 stays within 0.3 GB (plus the output
+    buffers) over the same process on a tiny image: the tiles planned from the memory model hold."""
+    from accel.bench import bench_upscale
+    base = bench_upscale("16x16", None, ["--max-memory", "0.3"])
+    big = bench_upscale("600x600", None, ["--max-memory", "0.3"])
+    assert base["returncode"] == big["returncode"] == 0, (base, big)
+    output_buffers = 1200 * 1200 * 3 * 4 * 4 / 1e9     # blend accumulators, the float result, the image
+    assert big["peak_rss_gb"] - base["peak_rss_gb"] <= 0.3 + output_buffers, (base, big)
