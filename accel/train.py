@@ -70,6 +70,11 @@ class Trainer:
         self.step += 1
         return float(loss)
 
+    def set_weights(self, weights: dict):
+        model = model_from_weights(weights, self.config, layout="unrolled")
+        self.params = nnx.state(model, nnx.Param)
+        self.opt_state = self.tx.init(self.params)
+
     def weights(self) -> dict:
         return model_weights(nnx.merge(self.graphdef, self.params))
 
@@ -135,6 +140,8 @@ def main(argv=None):
     ap.add_argument("--out", required=True, help="canonical .safetensors written at the end (and at checkpoints)")
     ap.add_argument("--checkpoint", help="training checkpoint path, written every --every steps")
     ap.add_argument("--resume", help="checkpoint to resume from (default: --checkpoint if it exists)")
+    ap.add_argument("--init", help="start from these weights (canonical file) with a fresh optimizer and schedule "
+                                   "(to train a shipped model further)")
     ap.add_argument("--every", type=int, default=250, help="steps between checkpoints and validations")
     ap.add_argument("--val-hr", help="folder of HR images for validation PSNR (e.g. Set5)")
     ap.add_argument("--stop-after", type=int, help="stop after this many steps of this run (for testing resume)")
@@ -153,6 +160,12 @@ def main(argv=None):
     val = [(p.name, read_rgb(p)) for p in list_images([args.val_hr])] if args.val_hr else []
 
     trainer = Trainer(config, args.seed, args.lr, args.steps, args.warmup)
+    if args.init and not (args.resume or (args.checkpoint and Path(args.checkpoint).is_file())):
+        from reference.weights import load_weights
+        init, init_config = load_weights(args.init)
+        if init_config != config:
+            raise SystemExit(f"error: {args.init}: weights are {init_config.to_json()}, not {config.to_json()}")
+        trainer.set_weights(init)
     resume = args.resume or (args.checkpoint if args.checkpoint and Path(args.checkpoint).is_file() else None)
     elapsed = 0.0
     if resume:
