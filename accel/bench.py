@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 IMPLS = ("reference", "accel", "accel-bf16", "torch")
 
@@ -201,11 +202,15 @@ def main(argv=None) -> int:
     ap.add_argument("--weights", help="with --upscale: weights to pass (default: the shipped model)")
     ap.add_argument("--upscale-args", default="", help="with --upscale: extra upscale options, e.g. '--tile 256'")
     ap.add_argument("--compile", action="store_true", help="instead: accel's cold and cached compile times")
+    ap.add_argument("--table", metavar="JSON", help="instead: print the table of a saved --json result")
     ap.add_argument("--case", nargs=4, metavar=("IMPL", "MODEL", "SIZE", "REPEATS"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.case:
         impl, model, size, repeats = args.case
         print(json.dumps(run_case(impl, model, int(size), int(repeats))))
+        return 0
+    if args.table:
+        print(table(json.loads(Path(args.table).read_text())))
         return 0
     if args.compile:
         print(json.dumps([bench_compile(m, s) for m in args.models for s in args.sizes], indent=2))
@@ -239,21 +244,25 @@ def main(argv=None) -> int:
             for r in group:
                 r["ratio_to_torch"] = r["median_s"] / torch_t if torch_t and "median_s" in r else None
             rows += group
-    if args.json:
-        print(json.dumps({"peak_gflops": peak, "xla_flags": args.xla_flags, "rows": rows}, indent=2))
-        return 0
-    print(f"machine peak ≈ {peak:.0f} GFLOP/s (fp32)" if peak else "machine peak unknown")
-    print(f"{'impl':<11} {'model':<9} {'size':>5} {'device':<6} {'median s':>9} {'GFLOP/s':>8} {'% peak':>7} "
-          f"{'/ torch':>8} {'peak MB':>8} {'1st call s':>10}")
+    data = {"peak_gflops": peak, "xla_flags": args.xla_flags, "rows": rows}
+    print(json.dumps(data, indent=2) if args.json else table(data))
+    return 0
+
+
+def table(data: dict) -> str:
+    peak, rows = data["peak_gflops"], data["rows"]
+    lines = [f"machine peak ≈ {peak:.0f} GFLOP/s (fp32)" if peak else "machine peak unknown",
+             f"{'impl':<11} {'model':<9} {'size':>5} {'device':<6} {'median s':>9} {'GFLOP/s':>8} {'% peak':>7} "
+             f"{'/ torch':>8} {'peak MB':>8} {'1st call s':>10}"]
     for r in rows:
         if "error" in r:
-            print(f"{r['impl']:<11} {r['model']:<9} {r['size']:>5} failed: {r['error']}")
+            lines.append(f"{r['impl']:<11} {r['model']:<9} {r['size']:>5} failed: {r['error']}")
             continue
         share = f"{100 * r['share_of_peak']:.0f}%" if r.get("share_of_peak") else "-"
         ratio = f"{r['ratio_to_torch']:.2f}" if r.get("ratio_to_torch") else "-"
-        print(f"{r['impl']:<11} {r['model']:<9} {r['size']:>5} {r['device']:<6} {r['median_s']:>9.3f} "
-              f"{r['gflops']:>8.1f} {share:>7} {ratio:>8} {r['peak_extra_mb']:>8.0f} {r['first_call_s']:>10.2f}")
-    return 0
+        lines.append(f"{r['impl']:<11} {r['model']:<9} {r['size']:>5} {r['device']:<6} {r['median_s']:>9.3f} "
+                     f"{r['gflops']:>8.1f} {share:>7} {ratio:>8} {r['peak_extra_mb']:>8.0f} {r['first_call_s']:>10.2f}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The measurements behind the closing notes, run once on an otherwise idle 2-core machine.
+set -x
+cd "$(dirname "$0")/.."
+PY=${PY:-python}
+out=runs/measurements
+mkdir -p $out
+$PY -m accel.card accel/weights/rcan_compact_x2.safetensors --hr tests/data/Set5/HR_x2 > $out/card.txt
+rm -rf /tmp/set5_up && $PY -m accel.upscale tests/data/Set5/LR_x2 -o /tmp/set5_up/ --quiet
+$PY -m accel.evaluate --hr tests/data/Set5/HR_x2 --sr /tmp/set5_up --scale 2 > $out/set5_via_upscale.txt 2>&1
+$PY -m accel.bench --models official compact --sizes 64 128 256 --repeats 2 --json > $out/bench.json
+$PY -m accel.bench --table $out/bench.json > $out/bench.txt
+$PY -m accel.bench --compile --models official compact --sizes 64 > $out/compile.json
+$PY -m accel.bench --upscale 2000x1500 > $out/upscale_compact_2000x1500.json
+$PY -m accel.bench --upscale 2000x1500 --weights /tmp/full.safetensors > $out/upscale_official_2000x1500.json
