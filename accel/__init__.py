@@ -1,7 +1,8 @@
 """RCAN in JAX + flax.nnx: load_model, forward, and the CLIs (upscale, evaluate, train, bench)."""
-from . import cache as _cache
+from . import runtime as _runtime
 
-_cache.enable()
+_runtime.tune_xla()       # before JAX starts its backend
+_runtime.enable_cache()
 
 from .api import DEFAULT_WEIGHTS, forward, load_model, model_from_weights, model_weights  # noqa: E402
 from .model import LAYOUTS, RCAN, Layout  # noqa: E402

@@ -73,7 +73,9 @@ def run_case(impl: str, model: str, size: int, repeats: int, seed: int = 0) -> d
         import jax.numpy as jnp
 
         import accel
-        m = accel.model_from_weights(weights, config, dtype=jnp.bfloat16 if impl == "accel-bf16" else jnp.float32)
+        layout = os.environ.get("RCAN_BENCH_LAYOUT") or accel.api.DEFAULT_LAYOUT
+        m = accel.model_from_weights(weights, config, layout,
+                                     dtype=jnp.bfloat16 if impl == "accel-bf16" else jnp.float32)
         x = jnp.asarray(lr[None])
         call = lambda: accel.forward(m, x).block_until_ready()
         device = jax.devices()[0].platform
@@ -118,8 +120,10 @@ def gflop(model: str, size: int) -> float:
     return 2 * sum(r["macs"] for r in explain.stages(config, size, size)) / 1e9
 
 
-def measure(impl, model, size, repeats, xla_flags=None) -> dict:
+def measure(impl, model, size, repeats, xla_flags=None, layout=None) -> dict:
     env = dict(os.environ)
+    if layout:
+        env["RCAN_BENCH_LAYOUT"] = layout
     if xla_flags:
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + xla_flags).strip()
     r = subprocess.run([sys.executable, "-m", "accel.bench", "--case", impl, model, str(size), str(repeats)],
@@ -196,6 +200,7 @@ def main(argv=None) -> int:
                     help="implementations (default: reference, accel, torch if installed, accel-bf16 on accelerators)")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs after the warm-up (median reported)")
     ap.add_argument("--xla-flags", help="extra XLA_FLAGS for the accel cases")
+    ap.add_argument("--layout", choices=["scan", "mixed", "unrolled"], help="accel block layout (default: accel's)")
     ap.add_argument("--json", action="store_true", help="print JSON instead of the table")
     ap.add_argument("--upscale", metavar="WxH", help="instead: time python -m accel.upscale on a WxH image and "
                                                      "report its peak memory (e.g. 2000x1500)")
@@ -233,7 +238,8 @@ def main(argv=None) -> int:
         for size in args.sizes:
             group = []
             for impl in impls:
-                r = measure(impl, model, size, args.repeats, args.xla_flags if impl.startswith("accel") else None)
+                r = measure(impl, model, size, args.repeats, args.xla_flags if impl.startswith("accel") else None,
+                            args.layout)
                 r["gflop"] = gflop(model, size)
                 if "median_s" in r:
                     r["gflops"] = r["gflop"] / r["median_s"]
