@@ -119,6 +119,7 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", help="folder of LR inputs (default: made from HR with MATLAB bicubic)")
     ap.add_argument("--chop", action="store_true", help="official forward_chop (4 overlapping quadrants)")
     ap.add_argument("--ensemble", action="store_true", help="RCAN+: mean over the 8 flips/transposes")
+    ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="compute precision of the model")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
@@ -132,8 +133,11 @@ def main(argv=None) -> int:
                 ap.error("--sr scores existing images: --weights/--lr/--chop/--ensemble do not apply")
             result = evaluate_sr(args.hr, args.sr, args.scale)
         else:
+            import jax.numpy as jnp
+
             from . import load_model
-            model = load_model(args.weights, scale=args.scale)
+            model = load_model(args.weights, scale=args.scale,
+                               dtype=jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32)
             result = evaluate_model(args.hr, args.scale, model, args.lr, args.chop, args.ensemble,
                                     progress=not args.quiet and sys.stderr.isatty())
     except (EvalError, ValueError, OSError) as e:
