@@ -95,22 +95,21 @@ def _decode_array(a: np.ndarray):
 
 
 def _encode_array(sr: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """The model's output as an array of the input's dtype and channel layout (alpha resized bicubic)."""
     from .inference import quantize
-    gray = like.ndim == 2 or like.shape[-1] == 1
-    if like.dtype == np.uint8:
-        out = quantize(sr)
-    elif like.dtype == np.uint16:
-        out = quantize(sr, bits=16)
+    if like.dtype in (np.uint8, np.uint16):
+        out = quantize(sr, bits=8 * like.dtype.itemsize)
     else:
         out = sr.astype(like.dtype)
-    if gray:
-        out = out.mean(axis=2).round().astype(out.dtype) if out.dtype != np.float32 else out.mean(axis=2)
-        if like.ndim == 3:
-            out = out[..., None]
-    elif like.ndim == 3 and like.shape[2] == 4:
-        s = sr.shape[0] // like.shape[0]
-        alpha = np.asarray(Image.fromarray(like[..., 3]).resize((like.shape[1] * s, like.shape[0] * s),
-                                                                  Image.BICUBIC)) if like.dtype == np.uint8 else \
-            np.repeat(np.repeat(like[..., 3], s, 0), s, 1)
-        out = np.concatenate([out, alpha[..., None].astype(out.dtype)], axis=2)
+    if like.ndim == 2 or like.shape[-1] == 1:           # gray in, gray out
+        gray = out.astype(np.float64).mean(axis=2)
+        out = (gray.round() if out.dtype.kind == "u" else gray).astype(out.dtype)
+        return out if like.ndim == 2 else out[..., None]
+    if like.shape[-1] == 4:
+        h, w = sr.shape[:2]
+        alpha = Image.fromarray(like[..., 3].astype(np.float32)).resize((w, h), Image.BICUBIC)
+        a = np.asarray(alpha)
+        if like.dtype.kind == "u":
+            a = np.clip(np.round(a), 0, np.iinfo(like.dtype).max)
+        out = np.concatenate([out, a[..., None].astype(out.dtype)], axis=2)
     return out

@@ -196,13 +196,16 @@ def test_tiled_matches_whole_image_without_seams(real_model):
     score = psnr(q(whole), q(tiled), 0)
     print(f"tiled (64, overlap 16) vs whole image: {score:.2f} dB")
     assert score >= 50
-    # No seam: the difference along tile borders is no larger than elsewhere.
+    # No seam: the difference along tile borders is no larger than elsewhere (a seam is a spike there).
     diff = np.abs(whole - tiled).max(axis=2)
-    borders = sorted({2 * s for s in inference._starts(160, 64, 16)[1:]} | {2 * (s + 64) for s in
-                                                                             inference._starts(160, 64, 16)[:-1]})
-    on = np.concatenate([diff[max(b - 1, 0):b + 1].ravel() for b in borders] +
-                        [diff[:, max(b - 1, 0):b + 1].ravel() for b in borders])
-    assert on.max() <= diff.max() and on.mean() <= 2 * diff.mean() + 1e-3, (on.mean(), diff.mean())
+    starts = inference._starts(160, 64, 16)
+    edges = sorted({2 * s for s in starts[1:]} | {2 * (s + 64) for s in starts[:-1]})
+    near = np.zeros(diff.shape, bool)
+    for e in edges:
+        near[max(e - 2, 0):e + 2] = True
+        near[:, max(e - 2, 0):e + 2] = True
+    on, off = diff[near], diff[~near]
+    assert on.mean() <= 2 * off.mean() and on.max() <= 2 * off.max(), (on.mean(), off.mean(), on.max(), off.max())
 
 
 def official_forward_chop(forward1, x, scale, shave=10, min_size=160000):
@@ -262,6 +265,10 @@ def test_python_api_arrays_and_pil(real_model):
     gray16 = (np.asarray(photo().convert("L"), np.uint16) * 257)
     out16 = upscale_image(gray16, real_model)
     assert out16.dtype == np.uint16 and out16.shape == (60, 80)
+    rgba = np.asarray(photo().convert("RGBA")).copy()
+    rgba[..., 3] = 128
+    out4 = upscale_image(rgba, real_model)
+    assert out4.shape == (60, 80, 4) and (out4[..., 3] == 128).all()      # a flat alpha stays flat
     pil = upscale_image(photo().convert("RGBA"), real_model)
     assert isinstance(pil, Image.Image) and pil.mode == "RGBA" and pil.size == (80, 60)
 
