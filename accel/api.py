@@ -60,16 +60,20 @@ def _is_canonical(path) -> bool:
         return False
 
 
-def load_model(path=None, scale: int = 2, layout=DEFAULT_LAYOUT, dtype=jnp.float32) -> RCAN:
-    """An nnx RCAN from a weights file; path=None gives the shipped compact ×2 model."""
+def load_model(path=None, scale: int | None = 2, layout=DEFAULT_LAYOUT, dtype=jnp.float32) -> RCAN:
+    """An nnx RCAN from a weights file; path=None gives the shipped compact ×2 model.
+
+    scale: the factor the caller expects (a mismatch is an error); None accepts the file's own.
+    """
     if path is None:
-        if scale != 2:
-            raise WeightsError(f"the shipped model is ×2; for ×{scale} pass weights (--weights)")
+        if scale not in (None, 2):
+            raise WeightsError(f"the shipped model is ×2; for ×{scale} pass --weights (e.g. RCAN_BIX{scale}.pt)")
         if not DEFAULT_WEIGHTS.is_file():
-            raise WeightsError(f"the shipped weights {DEFAULT_WEIGHTS} are missing; pass --weights W")
+            raise WeightsError(f"the shipped weights {DEFAULT_WEIGHTS} are missing: pass --weights W.safetensors "
+                               "(or an official RCAN_BIX2.pt)")
         path = DEFAULT_WEIGHTS
     weights, config = read_any_weights(path)
-    if config.scale != scale:
+    if scale is not None and config.scale != scale:
         raise WeightsError(f"{path}: these weights are ×{config.scale}, not ×{scale}")
     return model_from_weights(weights, config, layout, dtype)
 

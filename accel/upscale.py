@@ -88,35 +88,26 @@ def main(argv=None) -> int:
     if args.max_memory is not None and args.max_memory <= 0:
         ap.error("--max-memory must be positive")
 
-    inputs = collect_inputs(args.inputs, args.scale or 2)
-    if not inputs:
-        ap.error("no images found")
-    many = len(inputs) > 1
-    if args.output and not many and len(args.inputs) == 1 and Path(args.inputs[0]).is_dir():
-        many = True
-
     import jax.numpy as jnp
 
-    from .api import DEFAULT_WEIGHTS, model_from_weights, read_any_weights
+    from .api import load_model
     weights = args.weights
     try:
-        if weights is None and (args.scale or 2) != 2:
-            raise WeightsError(f"the shipped model is ×2; for ×{args.scale} pass --weights (e.g. RCAN_BIX{args.scale}.pt)")
-        if weights is None and not DEFAULT_WEIGHTS.is_file():
-            raise WeightsError(f"the shipped weights {DEFAULT_WEIGHTS} are missing: pass --weights W.safetensors "
-                               "(or an official RCAN_BIX2.pt)")
-        w, cfg = read_any_weights(weights or DEFAULT_WEIGHTS)
-        scale = args.scale or cfg.scale
-        if cfg.scale != scale:
-            raise WeightsError(f"these weights are ×{cfg.scale}, not ×{scale} (--scale)")
-        model = model_from_weights(w, cfg, dtype=jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32)
-        del w
+        model = load_model(weights, scale=args.scale, dtype=jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32)
+        scale = model.config.scale
     except (WeightsError, ValueError, OSError) as e:
         msg = str(e)
         if weights and not msg.startswith(str(weights)):
             msg = f"{weights}: {msg}"
         print(f"error: {msg}", file=sys.stderr)
         return 2
+
+    inputs = collect_inputs(args.inputs, scale)
+    if not inputs:
+        ap.error("no images found")
+    many = len(inputs) > 1
+    if args.output and not many and len(args.inputs) == 1 and Path(args.inputs[0]).is_dir():
+        many = True
 
     from tqdm import tqdm
     show = not args.quiet and sys.stderr.isatty()
