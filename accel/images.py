@@ -9,12 +9,12 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 import warnings
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from reference.weights import atomic_write
 
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tiff": "TIFF", "tif": "TIFF", "bmp": "BMP"}
 
@@ -125,13 +125,4 @@ def save_atomic(im: Image.Image, path, fmt: str, icc: bytes | None = None, quali
         kwargs["icc_profile"] = icc
     if pil_fmt in ("JPEG", "WEBP"):
         kwargs["quality"] = quality
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="." + fmt, dir=folder)
-    os.close(fd)
-    try:
-        im.save(tmp, format=pil_fmt, **kwargs)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda tmp: im.save(tmp, format=pil_fmt, **kwargs))

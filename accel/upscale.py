@@ -28,13 +28,17 @@ INPUT_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
 # --- the command line ------------------------------------------------------------------------------
 
 def collect_inputs(items, scale) -> list[Path]:
-    """Files as given; folders walked for images (skipping our own earlier outputs, *_x<scale>.*)."""
+    """Files as given; folders walked for images, skipping our own earlier outputs (a `<stem>_x<scale>`
+    file whose `<stem>` image sits beside it)."""
     out = []
     for item in items:
         p = Path(item)
         if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in INPUT_SUFFIXES
-                          and not f.stem.endswith(f"_x{scale}"))
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in INPUT_SUFFIXES
+                           and not f.name.startswith(".tmp-"))
+            stems = {(f.parent, f.stem) for f in found}
+            tag = f"_x{scale}"
+            out += [f for f in found if not (f.stem.endswith(tag) and (f.parent, f.stem[:-len(tag)]) in stems)]
         else:
             out.append(p)
     return out

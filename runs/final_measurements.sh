@@ -12,7 +12,7 @@ $PY -m accel.bench --models official compact --sizes 64 128 256 --repeats 2 --js
 $PY -m accel.bench --table $out/bench.json > $out/bench.txt
 $PY -m accel.bench --compile --models official compact --sizes 64 > $out/compile.json
 $PY -m accel.bench --upscale 2000x1500 > $out/upscale_compact_2000x1500.json
-$PY -m accel.bench --upscale 2000x1500 --weights /tmp/full.safetensors > $out/upscale_official_2000x1500.json
 $PY -m accel.evaluate --hr tests/data/Set5/HR_x2 --scale 2 --json > $out/set5_float32.json 2>/dev/null
 $PY -m accel.evaluate --hr tests/data/Set5/HR_x2 --scale 2 --dtype bfloat16 --json > $out/set5_bfloat16.json 2>/dev/null
 $PY -m accel.evaluate --hr tests/data/Set5/HR_x2 --scale 2 --ensemble --json > $out/set5_ensemble.json 2>/dev/null
+$PY -m accel.bench --upscale 2000x1500 --weights ${OFFICIAL_SIZE_WEIGHTS:-/tmp/full.safetensors} > $out/upscale_official_2000x1500.json

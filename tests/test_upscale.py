@@ -113,6 +113,19 @@ def test_naming_rules(tmp_path, tiny_weights):
     code, err = cli(tmp_path / "a.png", "--weights", w)
     assert code == 1 and "exists (use --force" in err and (tmp_path / "a_x2.png").read_bytes() == before
     assert cli(tmp_path / "a.png", "--weights", w, "--force")[0] == 0
+    assert (tmp_path / "a_x2.png").stat().st_mode & 0o044   # readable like any file the user saves
+
+
+def test_folder_walk_skips_only_our_outputs(tmp_path, tiny_weights):
+    """Official LR names end in _x2 too (baby_LRBI_x2.png): only `<stem>_x2` beside `<stem>` is skipped."""
+    d = tmp_path / "lr"
+    d.mkdir()
+    photo().save(d / "baby_LRBI_x2.png")
+    photo().save(d / "bird.png")
+    photo().save(d / "bird_x2.png")          # an earlier output of bird.png
+    code, err = cli(d, "-o", tmp_path / "out", "--weights", tiny_weights / "tiny_x2.safetensors", "--quiet")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["baby_LRBI_x2_x2.png", "bird_x2.png"]
 
 
 def test_bad_inputs_fail_alone(tmp_path, tiny_weights):
