@@ -28,7 +28,7 @@ def cpu_name() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     except OSError:
-        pass
+        pass  # no /proc/cpuinfo: fall back to what platform knows
     return platform.processor() or "unknown CPU"
 
 

@@ -23,7 +23,7 @@ from .data import IMAGE_SUFFIXES, read_rgb
 
 
 class EvalError(ValueError):
-    pass
+    """Images that cannot be paired or scored (the message says why)."""
 
 
 def image_key(path: Path) -> str:

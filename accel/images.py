@@ -20,7 +20,7 @@ FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tiff": 
 
 
 class ImageError(ValueError):
-    pass
+    """An image that cannot be read, converted or written (the message says why)."""
 
 
 @dataclasses.dataclass

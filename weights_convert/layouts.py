@@ -43,7 +43,7 @@ LAYOUTS = {"official": OFFICIAL, "basicsr": BASICSR}
 
 
 class LayoutError(ValueError):
-    pass
+    """Tensor names or shapes that fit no supported RCAN layout."""
 
 
 def unwrap(obj) -> tuple[dict, str]:
