@@ -5,7 +5,6 @@ uninterrupted run would have seen.
 """
 from __future__ import annotations
 
-import os
 import queue
 import threading
 from pathlib import Path
@@ -92,6 +91,3 @@ class Prefetcher:
     def __next__(self):
         return self.queue.get()
 
-
-def default_threads() -> int:
-    return max(1, (os.cpu_count() or 1))

@@ -65,9 +65,9 @@ def mean(rows):
     return {"psnr": float(np.mean([r["psnr"] for r in rows])), "ssim": float(np.mean([r["ssim"] for r in rows]))}
 
 
-def evaluate_sr(hr_dir, sr_dir, scale: int) -> dict:
+def evaluate_sr(hr_dir, sr_dir, scale: int, pairs=None) -> dict:
     rows = []
-    for name, h, s in pair(hr_dir, sr_dir):
+    for name, h, s in pairs or pair(hr_dir, sr_dir):
         rows.append(score(modcrop(read_rgb(h), scale), read_rgb(s), scale, name))
     return {"scale": scale, "mean": mean(rows), "images": rows}
 
@@ -77,7 +77,7 @@ def evaluate_model(hr_dir, scale: int, model, lr_dir=None, chop=False, ensemble=
 
     from .inference import quantize, super_resolve
     if lr_dir:
-        items = [(n, h, l) for n, h, l in pair(hr_dir, lr_dir)]
+        items = pair(hr_dir, lr_dir)
     else:
         items = [(k, p, None) for k, p in sorted(index(hr_dir).items())]
     rows, bicubic = [], []
@@ -131,7 +131,7 @@ def main(argv=None) -> int:
         if args.sr:
             if args.weights or args.lr or args.chop or args.ensemble:
                 ap.error("--sr scores existing images: --weights/--lr/--chop/--ensemble do not apply")
-            result = evaluate_sr(args.hr, args.sr, args.scale)
+            result = evaluate_sr(args.hr, args.sr, args.scale, pairs)
         else:
             import jax.numpy as jnp
 

@@ -72,7 +72,7 @@ def upscale_image(image, model=None, *, tile="auto", overlap: int = 16, chop: bo
                                  progress=progress, batch=TILE_BATCH)
     seconds = time.perf_counter() - t0
     if record is not None:
-        record.update(lr_shape=d.rgb.shape, sr_shape=sr.shape, tile=tile, overlap=overlap, chop=chop,
+        record.update(lr_shape=d.rgb.shape, sr_shape=sr.shape, tile=tile, overlap=overlap, chop=chop, icc=d.icc,
                       ensemble=ensemble, seconds=seconds, mode=d.mode, bits=d.bits, sr_float=sr, lr_float=d.rgb)
     if as_pil:
         return encode(sr, d, model.config.scale)

@@ -132,7 +132,6 @@ def main(argv=None) -> int:
             if not os.access(dst.parent, os.W_OK):
                 raise ImageError(f"output folder {dst.parent} is not writable")
             im = open_image(src, args.max_pixels)
-            icc = im.info.get("icc_profile")
             record: dict = {}
             with tqdm(total=1, desc=src.name, unit="tile", disable=not show, leave=False, file=sys.stderr) as bar:
                 out = upscale_image(im, model, tile=tile, overlap=args.tile_overlap, chop=args.chop,
@@ -140,7 +139,7 @@ def main(argv=None) -> int:
                                     record=record)
             fmt = dst.suffix.lower().lstrip(".")
             try:
-                save_atomic(out, dst, fmt, icc if im.mode != "CMYK" else None)
+                save_atomic(out, dst, fmt, record["icc"])
             except OSError as e:
                 raise ImageError(f"cannot write {dst}: {e.strerror or e}") from None
             if args.explain:

@@ -81,13 +81,14 @@ def init_weights(config: RCANConfig, seed: int = 0) -> dict[str, np.ndarray]:
     image range. sub_mean/add_mean get the ideal mean shift (identity, ∓rgb_range·mean).
     """
     rng = np.random.default_rng(seed)
+    shapes = official_shapes(config)
     weights = {}
-    for name, shape in official_shapes(config).items():
+    for name, shape in shapes.items():
         if name.startswith(("sub_mean", "add_mean")):
             continue
         fan_in = int(np.prod(shape[1:])) if name.endswith("weight") else None
         if fan_in is None:  # bias: same bound as its weight
-            wshape = official_shapes(config)[name[:-4] + "weight"]
+            wshape = shapes[name[:-4] + "weight"]
             fan_in = int(np.prod(wshape[1:]))
         bound = 1.0 / np.sqrt(fan_in)
         if ".body.2." in name and name.count("body") == 3:
@@ -95,7 +96,7 @@ def init_weights(config: RCANConfig, seed: int = 0) -> dict[str, np.ndarray]:
         weights[name] = rng.uniform(-bound, bound, size=shape).astype(np.float32)
     weights.update(mean_shift(config, sign=-1, prefix="sub_mean"))
     weights.update(mean_shift(config, sign=+1, prefix="add_mean"))
-    return {k: weights[k] for k in official_shapes(config)}
+    return {k: weights[k] for k in shapes}
 
 
 def mean_shift(config: RCANConfig, sign: int, prefix: str) -> dict[str, np.ndarray]:
