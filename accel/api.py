@@ -12,7 +12,7 @@ from flax import nnx
 from reference.config import RCANConfig
 from reference.weights import WeightsError, load_weights
 
-from . import params
+from . import autotune, params, runtime
 from .model import LAYOUTS, RCAN, Layout
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "rcan_compact_x2.safetensors"
@@ -78,9 +78,25 @@ def load_model(path=None, scale: int | None = 2, layout=DEFAULT_LAYOUT, dtype=jn
     return model_from_weights(weights, config, layout, dtype)
 
 
-@nnx.jit
-def _forward(model: RCAN, lr, mask):
-    return model(lr, mask)
+def _apply(graphdef, state, lr, mask):
+    return nnx.merge(graphdef, state)(lr, mask)
+
+
+# One jitted entry per convolution path (accel/autotune.py). Plain jax.jit over (graphdef, state), not
+# nnx.jit: nnx.jit hands the module's state back as fresh outputs on every call, a copy of all weights
+# (62 MB for the official model) per call.
+_JITTED = {name: jax.jit(_apply, static_argnums=0, compiler_options=options or None)
+           for name, options in autotune.OPTIONS.items()}
+
+
+def _forward(model: RCAN, lr, mask, per_device: int):
+    compiles = runtime.compile_count()
+    path = autotune.choose(per_device, lr.shape[1], lr.shape[2], model.config.n_feats, model.dtype)
+    graphdef, state = nnx.split(model)
+    out = _JITTED[path](graphdef, state, lr, mask)
+    if runtime.compile_count() != compiles:
+        runtime.release_free_memory()   # the compiler's garbage, not kept for the life of the process
+    return out
 
 
 def forward(model: RCAN, lr, mask=None, shard: bool = True):
@@ -95,9 +111,9 @@ def forward(model: RCAN, lr, mask=None, shard: bool = True):
     n = lr.shape[0]
     if shard and jax.device_count() > 1:
         lr, mask = shard_batch(lr, mask)
-        return _gather(_forward(model, lr, mask))[:n]
+        return _gather(_forward(model, lr, mask, lr.shape[0] // jax.device_count()))[:n]
     lr = jnp.asarray(lr, jnp.float32)
-    return _forward(model, lr, None if mask is None else jnp.asarray(mask, jnp.float32))
+    return _forward(model, lr, None if mask is None else jnp.asarray(mask, jnp.float32), n)
 
 
 def _data_sharding():

@@ -2,12 +2,16 @@
 
 Examples:
     python -m accel.bench                                   # official ×2 and compact, 64/128/256, table
-    python -m accel.bench --models official --sizes 128 256 --json
+    python -m accel.bench --models official --sizes 128 256 --rounds 3 --json
     python -m accel.bench --impls accel --xla-flags "--xla_cpu_use_onednn=true"   # try an XLA option
 
 Each case runs in a fresh process (so peak memory is its own): build the model from the same random
-weights, warm up (compile), then time `--repeats` runs and report the median. Peak memory is the
-rise of the resident set over the runs (VmHWM, reset before the first run). GFLOP/s counts 2 FLOPs
+weights, warm up (compile), then time `--repeats` runs and report the median; `--rounds` repeats all
+implementations in interleaved rounds. accel's shapes are compiled into the persistent cache before
+the rounds, as on any second run of a shape (`--compile` measures the cold compile). Peak memory
+("peak MB") is the highest resident set during the timed runs above the resident set before the
+first call (both after garbage collection and malloc_trim, the same for every implementation);
+"1st MB" is the same for the first call. GFLOP/s counts 2 FLOPs
 per multiply-add of the convolutions; the peak is cores × FMA width × clock, from /proc/cpuinfo.
 PyTorch (when installed) runs the official architecture in channels_last with all cores, or CUDA.
 """
@@ -100,18 +104,30 @@ def run_case(impl: str, model: str, size: int, repeats: int, seed: int = 0) -> d
             return y
     else:
         raise ValueError(impl)
+    # The same starting line for every implementation: collected garbage handed back to the OS.
+    import gc
+
+    from accel import runtime
+    gc.collect()
+    runtime.release_free_memory()
     base = _rss("VmRSS")
     _reset_peak()
     t = time.perf_counter()
     call()
     first = time.perf_counter() - t
+    first_peak = _rss("VmHWM") - base
+    # Steady state: the peak over the timed runs, still counted from the resident set before the first
+    # call, so whatever the warm-up (compilation) left resident counts too.
+    _reset_peak()
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
         call()
         times.append(time.perf_counter() - t)
-    return {"impl": impl, "model": model, "size": size, "device": device, "median_s": statistics.median(times),
-            "first_call_s": first, "times": times, "peak_extra_mb": (_rss("VmHWM") - base) / 1e6}
+    return {"impl": impl, "model": model, "size": size, "device": device,
+            "median_s": statistics.median(times) if times else first,
+            "first_call_s": first, "times": times, "peak_extra_mb": (_rss("VmHWM") - base) / 1e6,
+            "first_call_peak_extra_mb": first_peak / 1e6}
 
 
 def gflop(model: str, size: int) -> float:
@@ -190,6 +206,38 @@ def bench_compile(model: str, size: int) -> dict:
     return {"model": model, "size": size, **out}
 
 
+def measure_group(impls, model: str, size: int, args) -> list[dict]:
+    """Every implementation on one (model, size), in `args.rounds` interleaved rounds (order reversed
+    every other round, so a drift of the machine's clock or load hits all alike). Per implementation:
+    the median over all rounds' timed runs, and the median of the rounds' peak memories."""
+    from accel import runtime
+    for impl in impls:
+        if impl.startswith("accel") and runtime.cache_dir() is not None:
+            # Compile once into the persistent cache first: the rounds then measure what every run of a
+            # known shape costs (the cold compile has its own measurement: --compile).
+            measure(impl, model, size, 0, args.xla_flags, args.layout)
+    runs: dict[str, list[dict]] = {impl: [] for impl in impls}
+    for k in range(args.rounds):
+        for impl in (impls if k % 2 == 0 else impls[::-1]):
+            runs[impl].append(measure(impl, model, size, args.repeats,
+                                      args.xla_flags if impl.startswith("accel") else None, args.layout))
+            print(f"  measured {impl} {model} {size} (round {k + 1}/{args.rounds})", file=sys.stderr)
+    group = []
+    for impl in impls:
+        ok = [r for r in runs[impl] if "median_s" in r]
+        if not ok:
+            group.append(runs[impl][0])
+            continue
+        r = dict(ok[0])
+        r["times"] = [t for x in ok for t in x["times"]]
+        r["median_s"] = statistics.median(r["times"])
+        r["rounds"] = len(ok)
+        for key in ("peak_extra_mb", "first_call_peak_extra_mb", "first_call_s"):
+            r[key] = statistics.median(x[key] for x in ok)
+        group.append(r)
+    return group
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m accel.bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -199,6 +247,8 @@ def main(argv=None) -> int:
     ap.add_argument("--impls", nargs="+", default=None, choices=IMPLS,
                     help="implementations (default: reference, accel, torch if installed, accel-bf16 on accelerators)")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs after the warm-up (median reported)")
+    ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds of all implementations, each in "
+                                                          "fresh processes (medians over all rounds)")
     ap.add_argument("--xla-flags", help="extra XLA_FLAGS for the accel cases")
     ap.add_argument("--layout", choices=["scan", "mixed", "unrolled"], help="accel block layout (default: accel's)")
     ap.add_argument("--json", action="store_true", help="print JSON instead of the table")
@@ -236,19 +286,18 @@ def main(argv=None) -> int:
     rows = []
     for model in args.models:
         for size in args.sizes:
-            group = []
-            for impl in impls:
-                r = measure(impl, model, size, args.repeats, args.xla_flags if impl.startswith("accel") else None,
-                            args.layout)
+            group = measure_group(impls, model, size, args)
+            for r in group:
                 r["gflop"] = gflop(model, size)
                 if "median_s" in r:
                     r["gflops"] = r["gflop"] / r["median_s"]
                     r["share_of_peak"] = r["gflops"] / peak if peak and r["device"] == "cpu" else None
-                group.append(r)
-                print(f"  measured {impl} {model} {size}", file=sys.stderr)
             torch_t = next((r.get("median_s") for r in group if r["impl"] == "torch"), None)
+            torch_mb = next((r.get("peak_extra_mb") for r in group if r["impl"] == "torch"), None)
             for r in group:
                 r["ratio_to_torch"] = r["median_s"] / torch_t if torch_t and "median_s" in r else None
+                r["memory_to_torch"] = (r["peak_extra_mb"] / torch_mb if torch_mb and "peak_extra_mb" in r
+                                        else None)
             rows += group
     data = {"peak_gflops": peak, "xla_flags": args.xla_flags, "rows": rows}
     print(json.dumps(data, indent=2) if args.json else table(data))
@@ -259,15 +308,18 @@ def table(data: dict) -> str:
     peak, rows = data["peak_gflops"], data["rows"]
     lines = [f"machine peak ≈ {peak:.0f} GFLOP/s (fp32)" if peak else "machine peak unknown",
              f"{'impl':<11} {'model':<9} {'size':>5} {'device':<6} {'median s':>9} {'GFLOP/s':>8} {'% peak':>7} "
-             f"{'/ torch':>8} {'peak MB':>8} {'1st call s':>10}"]
+             f"{'/ torch':>8} {'peak MB':>8} {'/ torch':>8} {'1st call s':>10} {'1st MB':>7}"]
     for r in rows:
         if "error" in r:
             lines.append(f"{r['impl']:<11} {r['model']:<9} {r['size']:>5} failed: {r['error']}")
             continue
         share = f"{100 * r['share_of_peak']:.0f}%" if r.get("share_of_peak") else "-"
         ratio = f"{r['ratio_to_torch']:.2f}" if r.get("ratio_to_torch") else "-"
+        mem = f"{r['memory_to_torch']:.2f}" if r.get("memory_to_torch") else "-"
+        first_mb = f"{r['first_call_peak_extra_mb']:.0f}" if "first_call_peak_extra_mb" in r else "-"
         lines.append(f"{r['impl']:<11} {r['model']:<9} {r['size']:>5} {r['device']:<6} {r['median_s']:>9.3f} "
-                     f"{r['gflops']:>8.1f} {share:>7} {ratio:>8} {r['peak_extra_mb']:>8.0f} {r['first_call_s']:>10.2f}")
+                     f"{r['gflops']:>8.1f} {share:>7} {ratio:>8} {r['peak_extra_mb']:>8.0f} {mem:>8} "
+                     f"{r['first_call_s']:>10.2f} {first_mb:>7}")
     return "\n".join(lines)
 
 

@@ -3,13 +3,20 @@
 - The persistent compilation cache, so a second run of the same shape starts fast.
   RCAN_JAX_CACHE=off disables it; RCAN_JAX_CACHE=/some/dir moves it (default: ~/.cache/rcan-jax,
   or $XDG_CACHE_HOME/rcan-jax).
-- XLA CPU tuning: route dot fusions through the YNNPACK library, measured ~10 % faster on the full
-  model with the same numerics (accel/PERFORMANCE.md). RCAN_XLA_TUNING=off leaves XLA_FLAGS alone.
-  It only takes effect if the JAX backend has not started yet (import accel before using jax).
+- XLA CPU tuning: extra XLA_FLAGS kept only where a measurement shows a win. None does today: the
+  YNNPACK/oneDNN/XNNPACK routes all measured no faster than XLA's own convolution on an idle machine
+  (accel/PERFORMANCE.md). RCAN_XLA_TUNING=off leaves XLA_FLAGS alone. Flags only take effect if the
+  JAX backend has not started yet (import accel before using jax).
+- Memory after compilation: XLA's compiler frees tens of MB that glibc keeps mapped; after a call
+  that compiled, release_free_memory() hands them back to the OS (compile_count() tells).
 """
+import ctypes
+import ctypes.util
 import os
 
-CPU_FLAGS = ["--xla_cpu_experimental_ynn_fusion_type=dot"]
+CPU_FLAGS: list[str] = []
+BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+_compiles = 0
 
 
 def tune_xla() -> None:
@@ -40,3 +47,37 @@ def enable_cache() -> None:
     # Cache every compile of the model: the defaults skip compiles under 1 s and small programs.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def _count_compiles(event: str, duration: float, **kwargs) -> None:
+    global _compiles
+    if event == BACKEND_COMPILE_EVENT:
+        _compiles += 1
+
+
+def watch_compiles() -> None:
+    import jax
+    jax.monitoring.register_event_duration_secs_listener(_count_compiles)
+
+
+def compile_count() -> int:
+    """How many XLA compilations (or persistent-cache loads) this process has done since import."""
+    return _compiles
+
+
+def _libc():
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+
+
+_LIBC = _libc()
+
+
+def release_free_memory() -> None:
+    """Return the heap's free pages to the OS (glibc malloc_trim); a no-op on other C libraries."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)

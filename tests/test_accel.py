@@ -223,3 +223,70 @@ def test_sharded_across_4_cpu_devices_equals_one_device():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", RCAN_JAX_CACHE="off")
     r = subprocess.run([sys.executable, "-c", SHARD_PROBE], env=env, capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-2000:]
+
+
+# --- convolution path (accel/autotune.py) ------------------------------------------------------------
+
+def test_both_conv_paths_run_and_agree(monkeypatch):
+    """The YNNPACK option really changes the compiled convolution (else autotuning would be moot), and
+    both paths give the reference's output."""
+    from accel import autotune
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(size=(1, 24, 24, 64)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(3, 3, 64, 64)) * 0.05, jnp.float32)
+    b = jnp.asarray(rng.normal(size=(64,)), jnp.float32)
+    outs = {name: np.asarray(jax.jit(autotune._chain, compiler_options=opts or None)(x, w, b))
+            for name, opts in autotune.OPTIONS.items()}
+    assert not np.array_equal(outs["xla"], outs["ynn"])
+    assert_close(outs["ynn"], outs["xla"], 1e-5 * np.abs(outs["xla"]).max(), 0, "ynn vs xla conv")
+
+    weights, _ = small()
+    lr = np.random.default_rng(4).uniform(0, 255, (20, 24, 3)).astype(np.float32)
+    ref = reference.forward(weights, SMALL, lr)
+    for path in autotune.OPTIONS:
+        monkeypatch.setenv("RCAN_CONV", path)
+        ours = np.asarray(accel.forward(accel.model_from_weights(weights, SMALL), lr[None]))[0]
+        assert_close(ours, ref, 1e-3, 0, f"accel with RCAN_CONV={path} vs reference")
+
+
+def test_autotune_measures_once_and_remembers(monkeypatch, tmp_path):
+    from accel import autotune
+    monkeypatch.setenv("RCAN_CONV", "auto")
+    monkeypatch.setenv("RCAN_JAX_CACHE", str(tmp_path))
+    monkeypatch.setattr(autotune, "_decided", {})
+    measured = []
+
+    def fake_time(name, *shape):
+        measured.append(name)
+        return {"xla": 2.0, "ynn": 1.0}[name]
+    monkeypatch.setattr(autotune, "time_option", fake_time)
+    assert autotune.choose(1, 40, 48, 16, jnp.float32) == "ynn"
+    assert sorted(measured) == ["xla", "ynn"]
+    assert autotune.choose(4, 40, 48, 16, jnp.float32) == "ynn"      # keyed by the per-sample shape
+    assert len(measured) == 2
+    stored = json.loads((tmp_path / "conv_choices.json").read_text())
+    assert list(stored.values()) == ["ynn"] and "40x48x16|float32" in next(iter(stored))
+
+    # A new process (empty memory) reads the decision back instead of measuring again.
+    monkeypatch.setattr(autotune, "_decided", {})
+    monkeypatch.setattr(autotune, "time_option", lambda *a: pytest.fail("measured again"))
+    assert autotune.choose(1, 40, 48, 16, jnp.float32) == "ynn"
+    # A damaged file is measured again, not trusted.
+    (tmp_path / "conv_choices.json").write_text("{not json")
+    monkeypatch.setattr(autotune, "_decided", {})
+    monkeypatch.setattr(autotune, "time_option", fake_time)
+    assert autotune.choose(1, 40, 48, 16, jnp.float32) == "ynn" and len(measured) == 4
+
+
+def test_autotune_real_measurement_and_fixed_setting(monkeypatch):
+    from accel import autotune
+    monkeypatch.setenv("RCAN_JAX_CACHE", "off")
+    monkeypatch.setattr(autotune, "_decided", {})
+    monkeypatch.setenv("RCAN_CONV", "auto")
+    assert autotune.choose(1, 16, 16, 8, jnp.float32) in autotune.OPTIONS
+    assert autotune.time_option("ynn", 1, 16, 16, 8, jnp.float32) > 0
+    monkeypatch.setenv("RCAN_CONV", "xla")
+    assert autotune.choose(1, 16, 16, 8, jnp.float32) == "xla"
+    monkeypatch.setenv("RCAN_CONV", "cudnn")
+    with pytest.raises(ValueError, match="RCAN_CONV must be auto, xla or ynn, got 'cudnn'"):
+        autotune.choose(1, 16, 16, 8, jnp.float32)
