@@ -190,6 +190,19 @@ def bench_upscale(size: str, weights: str | None, extra: list[str]) -> dict:
             "stderr": r.stderr.strip()[-300:]}
 
 
+def bench_conv(channels: int, size: int) -> dict:
+    """The measurement accel/autotune.py makes, for every path: ms and GFLOP/s of one conv."""
+    import jax.numpy as jnp
+
+    from accel import autotune
+    flop = 2 * size * size * 9 * channels * channels
+    out = {"channels": channels, "size": size}
+    for name in autotune.OPTIONS:
+        per_conv = autotune.time_option(name, 1, size, size, channels, jnp.float32) / 2   # the chain has 2
+        out[name] = {"ms": round(per_conv * 1e3, 3), "gflops": round(flop / per_conv / 1e9, 1)}
+    return out
+
+
 def bench_compile(model: str, size: int) -> dict:
     """Compile time of accel's forward: cold (empty persistent cache) and warm (a second process that
     finds the cache), each as first call minus a steady call, in fresh processes."""
@@ -257,6 +270,8 @@ def main(argv=None) -> int:
     ap.add_argument("--weights", help="with --upscale: weights to pass (default: the shipped model)")
     ap.add_argument("--upscale-args", default="", help="with --upscale: extra upscale options, e.g. '--tile 256'")
     ap.add_argument("--compile", action="store_true", help="instead: accel's cold and cached compile times")
+    ap.add_argument("--conv", type=int, metavar="CHANNELS", help="instead: one 3×3 conv (CHANNELS → CHANNELS) at "
+                                                                  "each size, by each CPU convolution path")
     ap.add_argument("--table", metavar="JSON", help="instead: print the table of a saved --json result")
     ap.add_argument("--case", nargs=4, metavar=("IMPL", "MODEL", "SIZE", "REPEATS"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -269,6 +284,9 @@ def main(argv=None) -> int:
         return 0
     if args.compile:
         print(json.dumps([bench_compile(m, s) for m in args.models for s in args.sizes], indent=2))
+        return 0
+    if args.conv:
+        print(json.dumps([bench_conv(args.conv, s) for s in args.sizes], indent=2))
         return 0
     if args.upscale:
         print(json.dumps(bench_upscale(args.upscale, args.weights, args.upscale_args.split()), indent=2))

@@ -1,0 +1,58 @@
+"""Experiment for accel/PERFORMANCE.md: 1-D Winograd F(4,3) along W with 3x1 convs over H vs lax.conv (S=256 env for 256x256).
+
+Run: python runs/experiments/winograd_1d.py
+"""
+import os, time
+import numpy as np, jax, jax.numpy as jnp
+from jax import lax
+np.random.seed(0)
+S = int(os.environ.get("S", 128))
+x = jnp.asarray(np.random.rand(1,S,S,64).astype(np.float32))
+w = jnp.asarray(np.random.randn(3,3,64,64).astype(np.float32)*0.05)
+b = jnp.asarray(np.random.randn(64).astype(np.float32)*0.01)
+BT = np.array([[4,0,-5,0,1,0],[0,-4,-4,1,1,0],[0,4,-4,-1,1,0],[0,-2,-1,2,1,0],[0,2,-1,-2,1,0],[0,4,0,-5,0,1]], np.float32)
+G = np.array([[1/4,0,0],[-1/6,-1/6,-1/6],[-1/6,1/6,-1/6],[1/24,1/12,1/6],[1/24,-1/12,1/6],[0,0,1]], np.float32)
+AT = np.array([[1,1,1,1,1,0],[0,1,-1,2,-2,0],[0,1,1,4,4,0],[0,1,-1,8,-8,1]], np.float32)
+def combo(coef, parts):
+    out = None
+    for c, p in zip(coef, parts):
+        if c == 0: continue
+        t = p if c == 1 else (-p if c == -1 else p * float(c))
+        out = t if out is None else out + t
+    return out
+def filt(w):  # [3(dy),3(dx),Ci,Co] -> [6(a), 3(dy), 1, Ci, Co]
+    return jnp.einsum("aj,ijcd->aicd", G, w)[:, :, None]
+def w1d(x, U, b):
+    N,H,W,C = x.shape; tw = W//4
+    xp = jnp.pad(x, ((0,0),(1,1),(1,1),(0,0)))
+    d = [xp[:, :, k:k+4*tw:4, :] for k in range(6)]           # [N, H+2, tw, C]
+    V = [combo(BT[a], d) for a in range(6)]
+    M = [lax.conv_general_dilated(V[a], U[a], (1,1), "VALID", dimension_numbers=("NHWC","HWIO","NHWC")) for a in range(6)]  # [N,H,tw,C]
+    Y = jnp.stack([combo(AT[i], M) for i in range(4)], axis=3)   # [N,H,tw,4,C]
+    return Y.reshape(N, H, W, C) + b
+def direct(x, w, b):
+    return lax.conv_general_dilated(x, w, (1,1), "SAME", dimension_numbers=("NHWC","HWIO","NHWC")) + b
+U = filt(w)
+n = 10
+def chain(f):
+    @jax.jit
+    def g(x, p, b):
+        for _ in range(n): x = jax.nn.relu(f(x, p, b))
+        return x
+    return g
+def bench(f, *a):
+    f(*a).block_until_ready(); ts=[]
+    for _ in range(7):
+        t=time.perf_counter(); f(*a).block_until_ready(); ts.append(time.perf_counter()-t)
+    return "%.2f" % (min(ts)/n*1e3)
+print("err", float(jnp.abs(direct(x,w,b)-jax.jit(w1d)(x,U,b)).max()))
+for _ in range(2): print("direct", bench(chain(direct), x, w, b), "wino1d", bench(chain(w1d), x, U, b))
+V = jnp.asarray(np.random.rand(1,S+2,S//4,64).astype(np.float32))
+@jax.jit
+def six(V, U):
+    out = V[:, 1:-1]
+    for _ in range(n):
+        ms = [lax.conv_general_dilated(V, U[a], (1,1), "VALID", dimension_numbers=("NHWC","HWIO","NHWC")) for a in range(6)]
+        out = out + sum(ms)
+    return out
+print("six 3x1 convs", bench(six, V, U))
