@@ -1,7 +1,6 @@
 """RCAN in JAX + flax.nnx: load_model, forward, and the CLIs (upscale, evaluate, train, bench)."""
 from . import runtime as _runtime
 
-_runtime.tune_xla()       # before JAX starts its backend
 _runtime.enable_cache()
 _runtime.watch_compiles()
 

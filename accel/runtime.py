@@ -3,10 +3,8 @@
 - The persistent compilation cache, so a second run of the same shape starts fast.
   RCAN_JAX_CACHE=off disables it; RCAN_JAX_CACHE=/some/dir moves it (default: ~/.cache/rcan-jax,
   or $XDG_CACHE_HOME/rcan-jax).
-- XLA CPU tuning: extra XLA_FLAGS kept only where a measurement shows a win. None does today: the
-  YNNPACK/oneDNN/XNNPACK routes all measured no faster than XLA's own convolution on an idle machine
-  (accel/PERFORMANCE.md). RCAN_XLA_TUNING=off leaves XLA_FLAGS alone. Flags only take effect if the
-  JAX backend has not started yet (import accel before using jax).
+- No global XLA_FLAGS: the one option that changes the CPU convolution (YNNPACK) wins at some shapes
+  and loses at others, so accel/autotune.py sets it per compilation (accel/PERFORMANCE.md).
 - Memory after compilation: XLA's compiler frees tens of MB that glibc keeps mapped; after a call
   that compiled, release_free_memory() hands them back to the OS (compile_count() tells).
 """
@@ -14,18 +12,8 @@ import ctypes
 import ctypes.util
 import os
 
-CPU_FLAGS: list[str] = []
 BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 _compiles = 0
-
-
-def tune_xla() -> None:
-    if os.environ.get("RCAN_XLA_TUNING", "").lower() in ("off", "0", "false", "no"):
-        return
-    flags = os.environ.get("XLA_FLAGS", "")
-    extra = [f for f in CPU_FLAGS if f.split("=")[0] not in flags]
-    if extra:
-        os.environ["XLA_FLAGS"] = " ".join([flags, *extra]).strip()
 
 
 def cache_dir() -> str | None:
