@@ -15,6 +15,7 @@ RCAN_CONV=auto (default) | xla | ynn fixes the path instead.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -43,6 +44,7 @@ def _setting() -> str:
     return value
 
 
+@functools.cache   # read once: choose() runs on every forward call
 def _machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), "")
     return f"{platform.machine()}|{cpu}|{len(os.sched_getaffinity(0))} cores|jax {jax.__version__}"

@@ -2,17 +2,8 @@
 
 Run: python runs/experiments/winograd_f4x4.py
 """
-import os, time
-import numpy as np, jax, jax.numpy as jnp
-from jax import lax
-np.random.seed(0)
-S = int(os.environ.get("S", 128))
-x = jnp.asarray(np.random.rand(1,S,S,64).astype(np.float32))
-w = jnp.asarray(np.random.randn(3,3,64,64).astype(np.float32)*0.05)
-b = jnp.asarray(np.random.randn(64).astype(np.float32)*0.01)
-BT = np.array([[4,0,-5,0,1,0],[0,-4,-4,1,1,0],[0,4,-4,-1,1,0],[0,-2,-1,2,1,0],[0,2,-1,-2,1,0],[0,4,0,-5,0,1]], np.float32)
-G = np.array([[1/4,0,0],[-1/6,-1/6,-1/6],[-1/6,1/6,-1/6],[1/24,1/12,1/6],[1/24,-1/12,1/6],[0,0,1]], np.float32)
-AT = np.array([[1,1,1,1,1,0],[0,1,-1,2,-2,0],[0,1,1,4,4,0],[0,1,-1,8,-8,1]], np.float32)
+import jax, jax.numpy as jnp, numpy as np
+from winograd_common import AT, BT, G, b, bench, chain, direct, w, x
 BB = jnp.asarray(np.kron(BT, BT))   # [36 (a,b), 36 (dy,dx)]
 AA = jnp.asarray(np.kron(AT, AT))   # [16 (i,j), 36 (a,b)]
 U = jnp.einsum("ai,ijcd,bj->abcd", G, w, G).reshape(36, 64, 64)
@@ -24,20 +15,6 @@ def wconv(x, U, b):
     M = jnp.einsum("ptc,pcd->ptd", V, U)
     Y = (AA @ M.reshape(36, -1)).reshape(4, 4, N, th, tw, C)
     return Y.transpose(2, 3, 0, 4, 1, 5).reshape(N, H, W, C) + b
-def direct(x, w, b):
-    return lax.conv_general_dilated(x, w, (1,1), "SAME", dimension_numbers=("NHWC","HWIO","NHWC")) + b
-n = 10
-def chain(f):
-    @jax.jit
-    def g(x, p, b):
-        for _ in range(n): x = jax.nn.relu(f(x, p, b))
-        return x
-    return g
-def bench(f, *a):
-    f(*a).block_until_ready(); ts=[]
-    for _ in range(7):
-        t=time.perf_counter(); f(*a).block_until_ready(); ts.append(time.perf_counter()-t)
-    return "%.2f" % (min(ts)/n*1e3)
 print("err", float(jnp.abs(direct(x,w,b)-jax.jit(wconv)(x,U,b)).max()))
 print("direct", bench(chain(direct), x, w, b), "wino-gemm", bench(chain(wconv), x, U, b))
 def wconv_nogemm(x, U, b):
