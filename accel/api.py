@@ -85,8 +85,7 @@ def _apply(graphdef, state, lr, mask):
 # One jitted entry per convolution path (accel/autotune.py). Plain jax.jit over (graphdef, state), not
 # nnx.jit: nnx.jit hands the module's state back as fresh outputs on every call, a copy of all weights
 # (62 MB for the official model) per call.
-_JITTED = {name: jax.jit(_apply, static_argnums=0, compiler_options=options or None)
-           for name, options in autotune.OPTIONS.items()}
+_JITTED = {path: autotune.jit(_apply, path, static_argnums=0) for path in autotune.OPTIONS}
 
 
 def _forward(model: RCAN, lr, mask, per_device: int):

@@ -1,17 +1,20 @@
 """Per-shape choice of the CPU convolution path, measured like cuDNN's benchmark mode.
 
-XLA:CPU can run RCAN's 3×3 convolutions two ways: its own convolution (Eigen) or, with the YNNPACK
-dot fusions switched on for that compilation, through YNNPACK. Neither wins everywhere on the
-project's 2-core CPU (accel/PERFORMANCE.md, one 64→64 conv): Eigen 206 GFLOP/s at 128×128 but
-107 at 64×64 and 153 at 192×192; YNNPACK 162–187 at every size. So the first forward of a shape
-times a short chain of the model's own convolutions both ways and keeps the faster. Decisions are
-kept per process and on disk beside the compilation cache, keyed by the machine.
+XLA:CPU can run RCAN's 3×3 convolutions three ways here: its own direct convolution (Eigen, "xla"),
+the same through YNNPACK (its dot fusions switched on for that compilation, "ynn"), or as Winograd
+F(4×4, 3×3) (accel/winograd.py, "winograd": 2.25× fewer multiplications, ≈ 4e-6 relative error per
+convolution). None wins everywhere on the project's 2-core CPU (accel/PERFORMANCE.md): the direct
+convolution is at the FMA peak on large images, Winograd's transforms and small GEMMs cost memory
+traffic that pays off from about 64×64 at 64 channels, YNNPACK is best on small images. So the first
+forward of a shape times a short chain of the model's own convolutions every way and keeps the
+fastest. Decisions are kept per process and on disk beside the compilation cache, keyed by machine.
 
-The two paths sum in different orders (outputs differ by ~1e-6 relative). The decision is keyed by
-the per-sample shape (H, W, channels, dtype), not the batch, so a batch split over several devices
-takes the same path as on one device and gives the same numbers.
+The paths sum in different orders (outputs differ by ~1e-6 relative; Winograd ~4e-6). The decision is
+keyed by the per-sample shape (H, W, channels, dtype), not the batch, so a batch split over several
+devices takes the same path as on one device and gives the same numbers. Winograd is offered for
+float32 only (its transforms multiply by up to 25 and 8, too much for bfloat16's 8-bit mantissa).
 
-RCAN_CONV=auto (default) | xla | ynn fixes the path instead.
+RCAN_CONV=auto (default) | xla | ynn | winograd fixes the path instead.
 """
 from __future__ import annotations
 
@@ -28,11 +31,13 @@ from jax import lax
 
 from reference.weights import atomic_write
 
-from . import runtime
+from . import runtime, winograd
 
+# path -> XLA compiler options for its compilation; "winograd" also traces under winograd.enabled().
 OPTIONS = {
     "xla": {},
     "ynn": {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"},
+    "winograd": {},
 }
 _decided: dict[str, str] = {}
 
@@ -92,18 +97,33 @@ def _save(key: str, choice: str) -> None:
 
 def _chain(x, w, b):
     for _ in range(2):   # two convs, as in an RCAB, so the measurement includes the hand-over between them
-        x = jax.nn.relu(lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-                        + b)
+        y = winograd.conv_general_dilated(x, w, (1, 1), "SAME",
+                                          dimension_numbers=lax.conv_dimension_numbers(x.shape, w.shape,
+                                                                                       ("NHWC", "HWIO", "NHWC")))
+        x = jax.nn.relu(y + b)
     return x
 
 
+def jit(fun, path: str, **kwargs):
+    """fun jit-compiled for one convolution path (its compiler options; Winograd traced in where asked)."""
+    def traced(*args):
+        with winograd.enabled(path == "winograd"):
+            return fun(*args)
+    return jax.jit(traced, compiler_options=OPTIONS[path] or None, **kwargs)
+
+
+def paths(dtype) -> list[str]:
+    """The paths worth timing for this dtype (Winograd only in float32)."""
+    return [p for p in OPTIONS if p != "winograd" or jnp.dtype(dtype) == jnp.float32]
+
+
 def time_option(name: str, batch: int, height: int, width: int, channels: int, dtype) -> float:
-    """Best of at least three runs of two 3×3 convs (channels → channels) compiled with one option set."""
+    """Best of at least three runs of two 3×3 convs (channels → channels) compiled for one path."""
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((batch, height, width, channels)), dtype)
     w = jnp.asarray(rng.standard_normal((3, 3, channels, channels)) * 0.05, dtype)
     b = jnp.zeros((channels,), dtype)
-    f = jax.jit(_chain, compiler_options=OPTIONS[name] or None)
+    f = jit(_chain, name)
     f(x, w, b).block_until_ready()
     best, spent, runs = float("inf"), 0.0, 0
     while runs < 3 or (spent < 0.05 and runs < 20):   # small shapes: more runs, the minimum is steadier
@@ -115,17 +135,20 @@ def time_option(name: str, batch: int, height: int, width: int, channels: int, d
 
 
 def choose(batch: int, height: int, width: int, channels: int, dtype) -> str:
-    """The convolution path for this per-device batch shape: 'xla' or 'ynn'."""
+    """The convolution path for this per-device batch shape: 'xla', 'ynn' or 'winograd'."""
     setting = _setting()
+    if setting == "winograd" and jnp.dtype(dtype) != jnp.float32:
+        raise ValueError(f"RCAN_CONV=winograd is for float32 only, not {jnp.dtype(dtype).name}")
     if setting != "auto":
         return setting
     if jax.default_backend() != "cpu":
         return "xla"   # the options are XLA:CPU's; GPUs and TPUs have one path here
-    key = f"{_machine()}|{height}x{width}x{channels}|{jnp.dtype(dtype).name}"
+    # The candidates are part of the key: a decision made before a path existed is measured again.
+    key = f"{_machine()}|{height}x{width}x{channels}|{jnp.dtype(dtype).name}|{','.join(paths(dtype))}"
     if key not in _decided:
         choice = _load().get(key)
-        if choice not in OPTIONS:
-            times = {name: time_option(name, batch, height, width, channels, dtype) for name in OPTIONS}
+        if choice not in paths(dtype):
+            times = {name: time_option(name, batch, height, width, channels, dtype) for name in paths(dtype)}
             choice = min(times, key=times.get)
             _save(key, choice)
         _decided[key] = choice

@@ -18,6 +18,8 @@ from flax import nnx
 
 from reference.config import RCANConfig
 
+from . import winograd
+
 
 @dataclasses.dataclass(frozen=True)
 class Layout:
@@ -30,7 +32,9 @@ LAYOUTS = {"unrolled": Layout(False, False), "scan": Layout(True, True), "mixed"
 
 
 def conv(cin, cout, k, dtype, rngs):
-    return nnx.Conv(cin, cout, (k, k), padding="SAME", dtype=dtype, rngs=rngs)
+    # Winograd's conv3x3 replaces the direct convolution where a forward is traced under winograd.enabled().
+    return nnx.Conv(cin, cout, (k, k), padding="SAME", dtype=dtype, rngs=rngs,
+                    conv_general_dilated=winograd.conv_general_dilated)
 
 
 def masked(x, mask):

@@ -227,18 +227,19 @@ def test_sharded_across_4_cpu_devices_equals_one_device():
 
 # --- convolution path (accel/autotune.py) ------------------------------------------------------------
 
-def test_both_conv_paths_run_and_agree(monkeypatch):
-    """The YNNPACK option really changes the compiled convolution (else autotuning would be moot), and
-    both paths give the reference's output."""
+def test_all_conv_paths_run_and_agree(monkeypatch):
+    """Each path really compiles a different convolution (else autotuning would be moot), and every
+    path gives the reference's output."""
     from accel import autotune
     rng = np.random.default_rng(3)
     x = jnp.asarray(rng.normal(size=(1, 24, 24, 64)), jnp.float32)
     w = jnp.asarray(rng.normal(size=(3, 3, 64, 64)) * 0.05, jnp.float32)
     b = jnp.asarray(rng.normal(size=(64,)), jnp.float32)
-    outs = {name: np.asarray(jax.jit(autotune._chain, compiler_options=opts or None)(x, w, b))
-            for name, opts in autotune.OPTIONS.items()}
-    assert not np.array_equal(outs["xla"], outs["ynn"])
-    assert_close(outs["ynn"], outs["xla"], 1e-5 * np.abs(outs["xla"]).max(), 0, "ynn vs xla conv")
+    outs = {name: np.asarray(autotune.jit(autotune._chain, name)(x, w, b)) for name in autotune.OPTIONS}
+    for name in ("ynn", "winograd"):
+        assert not np.array_equal(outs["xla"], outs[name]), name
+        # Two convs with a ReLU: ~1e-6 (YNNPACK's order of sums), ~4e-6 (Winograd) relative to the largest output.
+        assert_close(outs[name], outs["xla"], 2e-5 * np.abs(outs["xla"]).max(), 0, f"{name} vs xla conv")
 
     weights, _ = small()
     lr = np.random.default_rng(4).uniform(0, 255, (20, 24, 3)).astype(np.float32)
@@ -258,12 +259,12 @@ def test_autotune_measures_once_and_remembers(monkeypatch, tmp_path):
 
     def fake_time(name, *shape):
         measured.append(name)
-        return {"xla": 2.0, "ynn": 1.0}[name]
+        return {"xla": 2.0, "ynn": 1.0, "winograd": 1.5}[name]
     monkeypatch.setattr(autotune, "time_option", fake_time)
     assert autotune.choose(1, 40, 48, 16, jnp.float32) == "ynn"
-    assert sorted(measured) == ["xla", "ynn"]
+    assert sorted(measured) == ["winograd", "xla", "ynn"]
     assert autotune.choose(4, 40, 48, 16, jnp.float32) == "ynn"      # keyed by the per-sample shape
-    assert len(measured) == 2
+    assert len(measured) == 3
     stored = json.loads((tmp_path / "conv_choices.json").read_text())
     assert list(stored.values()) == ["ynn"] and "40x48x16|float32" in next(iter(stored))
 
@@ -275,7 +276,10 @@ def test_autotune_measures_once_and_remembers(monkeypatch, tmp_path):
     (tmp_path / "conv_choices.json").write_text("{not json")
     monkeypatch.setattr(autotune, "_decided", {})
     monkeypatch.setattr(autotune, "time_option", fake_time)
-    assert autotune.choose(1, 40, 48, 16, jnp.float32) == "ynn" and len(measured) == 4
+    assert autotune.choose(1, 40, 48, 16, jnp.float32) == "ynn" and len(measured) == 6
+    # bfloat16 never gets Winograd (its transforms need float32's mantissa).
+    measured.clear()
+    assert autotune.choose(1, 40, 48, 16, jnp.bfloat16) == "ynn" and sorted(measured) == ["xla", "ynn"]
 
 
 def test_autotune_real_measurement_and_fixed_setting(monkeypatch):
@@ -288,5 +292,50 @@ def test_autotune_real_measurement_and_fixed_setting(monkeypatch):
     monkeypatch.setenv("RCAN_CONV", "xla")
     assert autotune.choose(1, 16, 16, 8, jnp.float32) == "xla"
     monkeypatch.setenv("RCAN_CONV", "cudnn")
-    with pytest.raises(ValueError, match="RCAN_CONV must be auto, xla or ynn, got 'cudnn'"):
+    with pytest.raises(ValueError, match="RCAN_CONV must be auto, xla or ynn or winograd, got 'cudnn'"):
         autotune.choose(1, 16, 16, 8, jnp.float32)
+    monkeypatch.setenv("RCAN_CONV", "winograd")
+    with pytest.raises(ValueError, match="RCAN_CONV=winograd is for float32 only, not bfloat16"):
+        autotune.choose(1, 16, 16, 8, jnp.bfloat16)
+
+
+# --- Winograd F(4×4, 3×3) (accel/winograd.py) --------------------------------------------------------
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 2), h=st.integers(1, 13), w=st.integers(1, 13), cin=st.integers(1, 6),
+       cout=st.integers(1, 6), seed=st.integers(0, 2**16))
+def test_winograd_conv_matches_reference(n, h, w, cin, cout, seed):
+    """Any size (not only whole 4×4 tiles: the zero padding up to whole tiles must act like SAME's) and
+    any channel counts, against the reference's im2col conv."""
+    from accel import winograd
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, h, w, cin)).astype(np.float32) * 10
+    k = rng.normal(size=(cout, cin, 3, 3)).astype(np.float32)            # official OIHW
+    b = rng.normal(size=(cout,)).astype(np.float32)
+    ours = np.asarray(jax.jit(winograd.conv3x3)(jnp.asarray(x), jnp.asarray(k.transpose(2, 3, 1, 0)), jnp.asarray(b)))
+    for i in range(n):
+        ref = rcan.conv2d(x[i], k, b)
+        # float32 with transform coefficients up to 25 (in) and 8 (out): ~1e-6 of the sum of |terms|.
+        scale = 9 * cin * 10 * np.abs(k).max() + np.abs(b).max()
+        assert_close(ours[i], ref, 2e-6 * scale, 0, f"winograd conv {n}x{h}x{w}x{cin}->{cout}")
+
+
+def test_winograd_replaces_only_square_3x3_convs():
+    """Under winograd.enabled() the model's Cin = Cout 3×3 convs change (different rounding) while the
+    head (3 → C), the upsampler (C → 4C), the tail and the 1×1 mean shifts stay bit-identical; outside it
+    nothing changes."""
+    from accel import winograd
+    _, model = small()
+    x = jnp.asarray(np.random.default_rng(5).normal(size=(1, 9, 10, 16)), jnp.float32)
+    rgb = jnp.asarray(np.random.default_rng(6).uniform(0, 255, (1, 9, 10, 3)), jnp.float32)
+    layers = {"body conv": (model.body_conv, x), "head": (model.head, rgb), "upsampler": (model.upsampler[0], x),
+              "tail": (model.tail, x), "sub_mean": (model.sub_mean, rgb)}
+    direct = {name: np.asarray(jax.jit(lambda a, f=f: f(a))(a)) for name, (f, a) in layers.items()}
+    with winograd.enabled():
+        wino = {name: np.asarray(jax.jit(lambda a, f=f: f(a))(a)) for name, (f, a) in layers.items()}
+    assert not np.array_equal(wino["body conv"], direct["body conv"])
+    assert_close(wino["body conv"], direct["body conv"], 1e-5 * np.abs(direct["body conv"]).max(), 0, "body conv")
+    for name in ("head", "upsampler", "tail", "sub_mean"):
+        assert np.array_equal(wino[name], direct[name]), name
+    again = np.asarray(jax.jit(lambda a: model.body_conv(a))(x))
+    assert np.array_equal(again, direct["body conv"])
