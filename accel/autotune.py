@@ -1,20 +1,22 @@
 """Per-shape choice of the CPU convolution path, measured like cuDNN's benchmark mode.
 
-XLA:CPU can run RCAN's 3×3 convolutions three ways here: its own direct convolution (Eigen, "xla"),
+XLA:CPU can run RCAN's 3×3 convolutions four ways here: its own direct convolution (Eigen, "xla"),
 the same through YNNPACK (its dot fusions switched on for that compilation, "ynn"), or as Winograd
-F(4×4, 3×3) (accel/winograd.py, "winograd": 2.25× fewer multiplications, ≈ 4e-6 relative error per
-convolution). None wins everywhere on the project's 2-core CPU (accel/PERFORMANCE.md): the direct
-convolution is at the FMA peak on large images, Winograd's transforms and small GEMMs cost memory
-traffic that pays off from about 64×64 at 64 channels, YNNPACK is best on small images. So the first
-forward of a shape times a short chain of the model's own convolutions every way and keeps the
-fastest. Decisions are kept per process and on disk beside the compilation cache, keyed by machine.
+F(4×4, 3×3) (accel/winograd.py: 2.25× fewer multiplications, ≈ 4e-6 relative error per convolution)
+with XLA's default fusions ("winograd") or with YNNPACK's dot fusions, which take in the bias add
+after the 36 GEMMs ("winograd-ynn"). None wins everywhere on the project's 2-core CPU
+(accel/PERFORMANCE.md): "winograd-ynn" is fastest up to 128×128 at 64 channels and slow from 192,
+where plain "winograd" or the direct convolution win; YNNPACK's direct convolution wins at 32
+channels. So the first forward of a shape times a short chain of the model's own convolutions every
+way, interleaved, and keeps the fastest. Decisions are kept per process and on disk beside the
+compilation cache, keyed by machine.
 
 The paths sum in different orders (outputs differ by ~1e-6 relative; Winograd ~4e-6). The decision is
 keyed by the per-sample shape (H, W, channels, dtype), not the batch, so a batch split over several
 devices takes the same path as on one device and gives the same numbers. Winograd is offered for
 float32 only (its transforms multiply by up to 25 and 8, too much for bfloat16's 8-bit mantissa).
 
-RCAN_CONV=auto (default) | xla | ynn | winograd fixes the path instead.
+RCAN_CONV=auto (default) | xla | ynn | winograd | winograd-ynn fixes the path instead.
 """
 from __future__ import annotations
 
@@ -33,11 +35,12 @@ from reference.weights import atomic_write
 
 from . import runtime, winograd
 
-# path -> XLA compiler options for its compilation; "winograd" also traces under winograd.enabled().
+# path -> XLA compiler options for its compilation; "winograd…" paths also trace under winograd.enabled().
 OPTIONS = {
     "xla": {},
     "ynn": {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"},
     "winograd": {},
+    "winograd-ynn": {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"},
 }
 _decided: dict[str, str] = {}
 
@@ -45,7 +48,7 @@ _decided: dict[str, str] = {}
 def _setting() -> str:
     value = os.environ.get("RCAN_CONV", "auto").lower()
     if value != "auto" and value not in OPTIONS:
-        raise ValueError(f"RCAN_CONV must be auto, {' or '.join(OPTIONS)}, got {value!r}")
+        raise ValueError(f"RCAN_CONV must be one of auto, {', '.join(OPTIONS)}; got {value!r}")
     return value
 
 
@@ -99,11 +102,14 @@ def _chain(x, w, b):
     """Three rounds of two convs, as in the model's scanned RCABs: the hand-over between convs and the
     reuse of buffers inside one call count as they do there (a lone call also pays for fresh pages,
     which would wrongly count against Winograd's larger intermediates)."""
-    dims = lax.conv_dimension_numbers(x.shape, w.shape, ("NHWC", "HWIO", "NHWC"))
+    def conv(x):
+        if winograd.applies(w.shape):
+            return winograd.conv3x3(x, w, b)
+        return lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) + b
 
     def rcab(x, _):
         for _ in range(2):
-            x = jax.nn.relu(winograd.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=dims) + b)
+            x = jax.nn.relu(conv(x))
         return x, None
     return lax.scan(rcab, x, None, length=3)[0]
 
@@ -111,38 +117,47 @@ def _chain(x, w, b):
 def jit(fun, path: str, **kwargs):
     """fun jit-compiled for one convolution path (its compiler options; Winograd traced in where asked)."""
     def traced(*args):
-        with winograd.enabled(path == "winograd"):
+        with winograd.enabled(path.startswith("winograd")):
             return fun(*args)
     return jax.jit(traced, compiler_options=OPTIONS[path] or None, **kwargs)
 
 
 def paths(dtype) -> list[str]:
     """The paths worth timing for this dtype (Winograd only in float32)."""
-    return [p for p in OPTIONS if p != "winograd" or jnp.dtype(dtype) == jnp.float32]
+    return [p for p in OPTIONS if not p.startswith("winograd") or jnp.dtype(dtype) == jnp.float32]
 
 
-def time_option(name: str, batch: int, height: int, width: int, channels: int, dtype) -> float:
-    """Best of at least three runs of six 3×3 convs (channels → channels) compiled for one path."""
+def time_paths(names, batch: int, height: int, width: int, channels: int, dtype) -> dict[str, float]:
+    """Per path, the best of at least three runs of six 3×3 convs (channels → channels); the paths take
+    turns, so a slow moment of a shared machine hits all of them rather than one."""
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((batch, height, width, channels)), dtype)
     w = jnp.asarray(rng.standard_normal((3, 3, channels, channels)) * 0.05, dtype)
     b = jnp.zeros((channels,), dtype)
-    f = jit(_chain, name)
-    f(x, w, b).block_until_ready()
-    best, spent, runs = float("inf"), 0.0, 0
-    while runs < 3 or (spent < 0.05 and runs < 20):   # small shapes: more runs, the minimum is steadier
-        t = time.perf_counter()
-        f(x, w, b).block_until_ready()
-        took = time.perf_counter() - t
-        best, spent, runs = min(best, took), spent + took, runs + 1
+    fs = {name: jit(_chain, name) for name in names}
+    for f in fs.values():
+        f(x, w, b).block_until_ready()   # compile
+    best = dict.fromkeys(fs, float("inf"))
+    spent, runs = 0.0, 0
+    while runs < 3 or (spent < 0.1 and runs < 20):   # small shapes: more runs, the minimum is steadier
+        for name, f in fs.items():
+            t = time.perf_counter()
+            f(x, w, b).block_until_ready()
+            took = time.perf_counter() - t
+            best[name], spent = min(best[name], took), spent + took
+        runs += 1
     return best
 
 
+def time_option(name: str, batch: int, height: int, width: int, channels: int, dtype) -> float:
+    return time_paths([name], batch, height, width, channels, dtype)[name]
+
+
 def choose(batch: int, height: int, width: int, channels: int, dtype) -> str:
-    """The convolution path for this per-device batch shape: 'xla', 'ynn' or 'winograd'."""
+    """The convolution path for this per-device batch shape (a key of OPTIONS)."""
     setting = _setting()
-    if setting == "winograd" and jnp.dtype(dtype) != jnp.float32:
-        raise ValueError(f"RCAN_CONV=winograd is for float32 only, not {jnp.dtype(dtype).name}")
+    if setting not in paths(dtype) + ["auto"]:
+        raise ValueError(f"RCAN_CONV={setting} is for float32 only, not {jnp.dtype(dtype).name}")
     if setting != "auto":
         return setting
     if jax.default_backend() != "cpu":
@@ -152,7 +167,7 @@ def choose(batch: int, height: int, width: int, channels: int, dtype) -> str:
     if key not in _decided:
         choice = _load().get(key)
         if choice not in paths(dtype):
-            times = {name: time_option(name, batch, height, width, channels, dtype) for name in paths(dtype)}
+            times = time_paths(paths(dtype), batch, height, width, channels, dtype)
             choice = min(times, key=times.get)
             _save(key, choice)
         _decided[key] = choice

@@ -31,10 +31,19 @@ class Layout:
 LAYOUTS = {"unrolled": Layout(False, False), "scan": Layout(True, True), "mixed": Layout(False, True)}
 
 
+class Conv(nnx.Conv):
+    """nnx.Conv ('SAME', stride 1) whose square 3×3 convolutions run as Winograd F(4×4, 3×3) when the
+    forward is traced under winograd.enabled() (accel/winograd.py, chosen by accel/autotune.py)."""
+
+    def __call__(self, inputs):
+        if winograd.applies(self.kernel.shape):
+            x, kernel, bias = self.promote_dtype((inputs, self.kernel[...], self.bias[...]), dtype=self.dtype)
+            return winograd.conv3x3(x, kernel, bias)
+        return super().__call__(inputs)
+
+
 def conv(cin, cout, k, dtype, rngs):
-    # Winograd's conv3x3 replaces the direct convolution where a forward is traced under winograd.enabled().
-    return nnx.Conv(cin, cout, (k, k), padding="SAME", dtype=dtype, rngs=rngs,
-                    conv_general_dilated=winograd.conv_general_dilated)
+    return Conv(cin, cout, (k, k), padding="SAME", dtype=dtype, rngs=rngs)
 
 
 def masked(x, mask):

@@ -10,10 +10,8 @@ transforms are written as sums of strided slices with the matrices' small intege
 (XLA fuses them into a few passes over memory), never as dense matrix products (which cost more
 than the 2.25× fewer multiplications save).
 
-The Winograd-domain intermediates are 2.25× the activations (input side and output side);
-accel/pipeline.py counts them when it plans tiles. (Cutting the image into strips of tile rows
-keeps them smaller but multiplies the compiled code, which costs more resident memory than it
-saves: accel/PERFORMANCE.md.) Float32 error: ≈ 4e-6 relative per convolution (tests/test_accel.py measures it).
+The Winograd-domain intermediates are 2.25× the activations (input side and output side); large
+images are cut into strips of tile rows (MAX_TILES) so they stay in cache. Float32 error: ≈ 4e-6 relative per convolution (tests/test_accel.py measures it).
 """
 from __future__ import annotations
 
@@ -41,13 +39,17 @@ AT = np.array([[1, 1, 1, 1, 1, 0],
                [0, 1, -1, 2, -2, 0],
                [0, 1, 1, 4, 4, 0],
                [0, 1, -1, 8, -8, 1]], np.float64)
+# Strips of at most MAX_TILES tiles: the GEMMs' operands then stay in cache (YNNPACK's fused GEMMs at
+# 256×256: 36 ms per conv whole, 18 ms in strips of 1024 tiles); at most MAX_STRIPS strips, since
+# every strip is more compiled code, and code is resident memory.
+MAX_TILES = 1024
+MAX_STRIPS = 16
 _ACTIVE = contextvars.ContextVar("rcan_winograd", default=False)
-_NHWC = ("NHWC", "HWIO", "NHWC")
 
 
 @contextlib.contextmanager
 def enabled(on: bool = True):
-    """Within this block, models traced route their square 3×3 convolutions through conv3x3."""
+    """Within this block, models traced run their square 3×3 convolutions through conv3x3."""
     token = _ACTIVE.set(on)
     try:
         yield
@@ -55,22 +57,14 @@ def enabled(on: bool = True):
         _ACTIVE.reset(token)
 
 
-def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-                         dimension_numbers=None, feature_group_count=1, **kwargs):
-    """lax.conv_general_dilated, but Winograd for a plain SAME 3×3 conv with Cin = Cout when enabled().
+def applies(kernel_shape) -> bool:
+    """Whether a SAME, stride-1 conv with this HWIO kernel runs as Winograd in the current trace.
 
     Only the square convolutions of the body (≈ 99 % of RCAN's work) qualify: the head and tail have 3
     channels on one side (a GEMM that thin gains nothing) and the upsampler's 4× wider output would
     quadruple the Winograd-domain memory for ~1 % of the work.
     """
-    plain = (window_strides in ((1, 1), [1, 1]) and padding == "SAME" and feature_group_count == 1
-             and lhs_dilation in (None, (1, 1)) and rhs_dilation in (None, (1, 1)))
-    if (_ACTIVE.get() and plain and lhs.ndim == 4 and rhs.shape[:2] == (3, 3) and rhs.shape[2] == rhs.shape[3]
-            and dimension_numbers == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
-            and not kwargs.get("preferred_element_type")):
-        return conv3x3(lhs, rhs)
-    return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
-                                    dimension_numbers, feature_group_count, **kwargs)
+    return _ACTIVE.get() and tuple(kernel_shape[:2]) == (3, 3) and kernel_shape[2] == kernel_shape[3]
 
 
 def _combine(coefficients, parts):
@@ -119,7 +113,18 @@ def conv3x3(x, kernel, bias=None):
     n, H, W, _ = x.shape
     th, tw = -(-H // 4), -(-W // 4)
     xp = jnp.pad(x, ((0, 0), (1, 1 + 4 * th - H), (1, 1 + 4 * tw - W), (0, 0)))
-    V = _input_transform(xp, th, tw)
-    M = lax.dot_general(V, filter_transform(kernel), (((2,), (1,)), ((0,), (0,))))   # 36 GEMMs
-    y = _output_transform(M, n, th, tw)[:, :H, :W]
-    return y if bias is None else y + bias
+    U = filter_transform(kernel)
+    if bias is not None:
+        # Added in the Winograd domain: column 1 of Aᵀ is all ones, so b at position (1, 1) reaches every
+        # output pixel. An elementwise add right after the GEMMs is what YNNPACK's dot fusion takes in;
+        # with it that fusion runs 1.8× faster at 128×128 (accel/PERFORMANCE.md).
+        bias = jnp.zeros((36, 1, bias.shape[0]), x.dtype).at[7, 0].set(bias.astype(x.dtype))
+    rows = max(1, MAX_TILES // (n * tw), -(-th // MAX_STRIPS))   # tile rows per strip
+    strips = []
+    for r0 in range(0, th, rows):
+        r = min(rows, th - r0)
+        V = _input_transform(xp[:, 4 * r0:4 * (r0 + r) + 2], r, tw)
+        M = lax.dot_general(V, U, (((2,), (1,)), ((0,), (0,))))   # 36 GEMMs [tiles, Cin]·[Cin, Cout]
+        strips.append(_output_transform(M if bias is None else M + bias, n, r, tw))
+    y = strips[0] if len(strips) == 1 else jnp.concatenate(strips, axis=1)
+    return y[:, :H, :W]

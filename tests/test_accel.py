@@ -236,7 +236,7 @@ def test_all_conv_paths_run_and_agree(monkeypatch):
     w = jnp.asarray(rng.normal(size=(3, 3, 64, 64)) * 0.05, jnp.float32)
     b = jnp.asarray(rng.normal(size=(64,)), jnp.float32)
     outs = {name: np.asarray(autotune.jit(autotune._chain, name)(x, w, b)) for name in autotune.OPTIONS}
-    for name in ("ynn", "winograd"):
+    for name in ("ynn", "winograd", "winograd-ynn"):
         assert not np.array_equal(outs["xla"], outs[name]), name
         # Two convs with a ReLU: ~1e-6 (YNNPACK's order of sums), ~4e-6 (Winograd) relative to the largest output.
         assert_close(outs[name], outs["xla"], 2e-5 * np.abs(outs["xla"]).max(), 0, f"{name} vs xla conv")
@@ -257,26 +257,26 @@ def test_autotune_measures_once_and_remembers(monkeypatch, tmp_path):
     monkeypatch.setattr(autotune, "_decided", {})
     measured = []
 
-    def fake_time(name, *shape):
-        measured.append(name)
-        return {"xla": 2.0, "ynn": 1.0, "winograd": 1.5}[name]
-    monkeypatch.setattr(autotune, "time_option", fake_time)
+    def fake_time(names, *shape):
+        measured.extend(names)
+        return {name: {"xla": 2.0, "ynn": 1.0, "winograd": 1.5, "winograd-ynn": 1.2}[name] for name in names}
+    monkeypatch.setattr(autotune, "time_paths", fake_time)
     assert autotune.choose(1, 40, 48, 16, jnp.float32) == "ynn"
-    assert sorted(measured) == ["winograd", "xla", "ynn"]
+    assert sorted(measured) == ["winograd", "winograd-ynn", "xla", "ynn"]
     assert autotune.choose(4, 40, 48, 16, jnp.float32) == "ynn"      # keyed by the per-sample shape
-    assert len(measured) == 3
+    assert len(measured) == 4
     stored = json.loads((tmp_path / "conv_choices.json").read_text())
     assert list(stored.values()) == ["ynn"] and "40x48x16|float32" in next(iter(stored))
 
     # A new process (empty memory) reads the decision back instead of measuring again.
     monkeypatch.setattr(autotune, "_decided", {})
-    monkeypatch.setattr(autotune, "time_option", lambda *a: pytest.fail("measured again"))
+    monkeypatch.setattr(autotune, "time_paths", lambda *a: pytest.fail("measured again"))
     assert autotune.choose(1, 40, 48, 16, jnp.float32) == "ynn"
     # A damaged file is measured again, not trusted.
     (tmp_path / "conv_choices.json").write_text("{not json")
     monkeypatch.setattr(autotune, "_decided", {})
-    monkeypatch.setattr(autotune, "time_option", fake_time)
-    assert autotune.choose(1, 40, 48, 16, jnp.float32) == "ynn" and len(measured) == 6
+    monkeypatch.setattr(autotune, "time_paths", fake_time)
+    assert autotune.choose(1, 40, 48, 16, jnp.float32) == "ynn" and len(measured) == 8
     # bfloat16 never gets Winograd (its transforms need float32's mantissa).
     measured.clear()
     assert autotune.choose(1, 40, 48, 16, jnp.bfloat16) == "ynn" and sorted(measured) == ["xla", "ynn"]
@@ -292,7 +292,7 @@ def test_autotune_real_measurement_and_fixed_setting(monkeypatch):
     monkeypatch.setenv("RCAN_CONV", "xla")
     assert autotune.choose(1, 16, 16, 8, jnp.float32) == "xla"
     monkeypatch.setenv("RCAN_CONV", "cudnn")
-    with pytest.raises(ValueError, match="RCAN_CONV must be auto, xla or ynn or winograd, got 'cudnn'"):
+    with pytest.raises(ValueError, match="RCAN_CONV must be one of auto, xla, ynn, winograd, winograd-ynn; got 'cudnn'"):
         autotune.choose(1, 16, 16, 8, jnp.float32)
     monkeypatch.setenv("RCAN_CONV", "winograd")
     with pytest.raises(ValueError, match="RCAN_CONV=winograd is for float32 only, not bfloat16"):
