@@ -98,10 +98,10 @@ def _save(key: str, choice: str) -> None:
         pass  # a read-only cache folder only costs re-measuring in the next process
 
 
-def _chain(x, w, b):
-    """Three rounds of two convs, as in the model's scanned RCABs: the hand-over between convs and the
-    reuse of buffers inside one call count as they do there (a lone call also pays for fresh pages,
-    which would wrongly count against Winograd's larger intermediates)."""
+def _chain(x, w, b, rounds: int = 3):
+    """Rounds of two convs, as in the model's scanned RCABs: the hand-over between convs and the reuse
+    of buffers inside one call count as they do there (a lone call also pays for fresh pages, which
+    would wrongly count against Winograd's larger intermediates on small images)."""
     def conv(x):
         if winograd.applies(w.shape):
             return winograd.conv3x3(x, w, b)
@@ -111,7 +111,7 @@ def _chain(x, w, b):
         for _ in range(2):
             x = jax.nn.relu(conv(x))
         return x, None
-    return lax.scan(rcab, x, None, length=3)[0]
+    return lax.scan(rcab, x, None, length=rounds)[0]
 
 
 def jit(fun, path: str, **kwargs):
@@ -128,23 +128,29 @@ def paths(dtype) -> list[str]:
 
 
 def time_paths(names, batch: int, height: int, width: int, channels: int, dtype) -> dict[str, float]:
-    """Per path, the best of at least three runs of six 3×3 convs (channels → channels); the paths take
-    turns, so a slow moment of a shared machine hits all of them rather than one."""
+    """Per path, the best of several runs of six 3×3 convs (channels → channels; two on large inputs),
+    as seconds per six convs; the paths take turns, so a slow moment of a shared machine hits all of
+    them rather than one."""
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((batch, height, width, channels)), dtype)
     w = jnp.asarray(rng.standard_normal((3, 3, channels, channels)) * 0.05, dtype)
     b = jnp.zeros((channels,), dtype)
-    fs = {name: jit(_chain, name) for name in names}
+    # Large inputs: one round of two convs (their strips keep Winograd's fresh pages small next to the
+    # work), so that timing four paths on an upscale's tiles takes seconds, not tens of seconds.
+    rounds = 3 if batch * height * width <= 256 * 256 else 1
+    fs = {name: jit(functools.partial(_chain, rounds=rounds), name) for name in names}
     for f in fs.values():
         f(x, w, b).block_until_ready()   # compile
     best = dict.fromkeys(fs, float("inf"))
     spent, runs = 0.0, 0
-    while runs < 3 or (spent < 0.1 and runs < 20):   # small shapes: more runs, the minimum is steadier
+    # Small shapes: many rounds, so a burst of a neighbour's load cannot decide; large ones: two rounds
+    # (each path already ran once to compile), as the measurement is paid once per shape and machine.
+    while runs < 2 or (spent < 0.3 and runs < 20):
         for name, f in fs.items():
             t = time.perf_counter()
             f(x, w, b).block_until_ready()
             took = time.perf_counter() - t
-            best[name], spent = min(best[name], took), spent + took
+            best[name], spent = min(best[name], took * 3 / rounds), spent + took
         runs += 1
     return best
 

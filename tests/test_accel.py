@@ -219,8 +219,12 @@ print("ok")
 """
 
 
-def test_sharded_across_4_cpu_devices_equals_one_device():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", RCAN_JAX_CACHE="off")
+@pytest.mark.parametrize("path", ["auto", "xla", "ynn", "winograd", "winograd-ynn"])
+def test_sharded_across_4_cpu_devices_equals_one_device(path):
+    """Every convolution path: a per-device batch of 2 gives the bits of a batch of 6 on one device (the
+    Winograd GEMMs see a different number of tiles, the direct convs a different batch)."""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", RCAN_JAX_CACHE="off",
+               RCAN_CONV=path)
     r = subprocess.run([sys.executable, "-c", SHARD_PROBE], env=env, capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-2000:]
 
