@@ -18,3 +18,6 @@ $PY -m accel.evaluate --hr tests/data/Set5/HR_x2 --scale 2 --json > $out/set5_fl
 $PY -m accel.evaluate --hr tests/data/Set5/HR_x2 --scale 2 --dtype bfloat16 --json > $out/set5_bfloat16.json 2>/dev/null
 $PY -m accel.evaluate --hr tests/data/Set5/HR_x2 --scale 2 --ensemble --json > $out/set5_ensemble.json 2>/dev/null
 $PY -m accel.bench --upscale 2000x1500 --weights ${OFFICIAL_SIZE_WEIGHTS:-/tmp/full.safetensors} > $out/upscale_official_2000x1500.json
+# Third session: the first run on an empty cache (compile + timing the convolution paths), and the Winograd experiments.
+RCAN_JAX_CACHE=$(mktemp -d) $PY -m accel.bench --upscale 2000x1500 > $out/upscale_compact_2000x1500_cold.json
+(cd runs/experiments && PYTHONPATH=../.. $PY winograd_gemm.py && S=256 PYTHONPATH=../.. $PY winograd_strips.py) > $out/winograd_experiments.txt
