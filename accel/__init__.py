@@ -2,7 +2,6 @@
 from . import runtime as _runtime
 
 _runtime.enable_cache()
-_runtime.watch_compiles()
 
 from .api import DEFAULT_WEIGHTS, forward, load_model, model_from_weights, model_weights  # noqa: E402
 from .model import LAYOUTS, RCAN, Layout  # noqa: E402

@@ -143,9 +143,9 @@ def time_paths(names, batch: int, height: int, width: int, channels: int, dtype)
         f(x, w, b).block_until_ready()   # compile
     best = dict.fromkeys(fs, float("inf"))
     spent, runs = 0.0, 0
-    # Small shapes: many rounds, so a burst of a neighbour's load cannot decide; large ones: two rounds
-    # (each path already ran once to compile), as the measurement is paid once per shape and machine.
-    while runs < 2 or (spent < 0.3 and runs < 20):
+    # Up to a second of rounds, so a burst of a neighbour's load cannot decide (the decision is kept on
+    # disk); large shapes: two rounds (each path already ran once to compile).
+    while runs < 2 or (spent < 1.0 and runs < 20):
         for name, f in fs.items():
             t = time.perf_counter()
             f(x, w, b).block_until_ready()

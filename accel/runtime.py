@@ -5,15 +5,12 @@
   or $XDG_CACHE_HOME/rcan-jax).
 - No global XLA_FLAGS: the one option that changes the CPU convolution (YNNPACK) wins at some shapes
   and loses at others, so accel/autotune.py sets it per compilation (accel/PERFORMANCE.md).
-- Memory after compilation: XLA's compiler frees tens of MB that glibc keeps mapped; after a call
-  that compiled, release_free_memory() hands them back to the OS (compile_count() tells).
+- Memory: XLA's compiler and the worker threads free tens of MB that glibc keeps mapped in its
+  arenas; release_free_memory() (called after every forward) hands them back to the OS.
 """
 import ctypes
 import ctypes.util
 import os
-
-BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
-_compiles = 0
 
 
 def cache_dir() -> str | None:
@@ -35,22 +32,6 @@ def enable_cache() -> None:
     # Cache every compile of the model: the defaults skip compiles under 1 s and small programs.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-
-
-def _count_compiles(event: str, duration: float, **kwargs) -> None:
-    global _compiles
-    if event == BACKEND_COMPILE_EVENT:
-        _compiles += 1
-
-
-def watch_compiles() -> None:
-    import jax
-    jax.monitoring.register_event_duration_secs_listener(_count_compiles)
-
-
-def compile_count() -> int:
-    """How many XLA compilations (or persistent-cache loads) this process has done since import."""
-    return _compiles
 
 
 def _libc():
