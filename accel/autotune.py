@@ -5,10 +5,10 @@ the same through YNNPACK (its dot fusions switched on for that compilation, "ynn
 F(4×4, 3×3) (accel/winograd.py: 2.25× fewer multiplications, ≈ 4e-6 relative error per convolution)
 with XLA's default fusions ("winograd") or with YNNPACK's dot fusions, which take in the bias add
 after the 36 GEMMs ("winograd-ynn"). None wins everywhere on the project's 2-core CPU
-(accel/PERFORMANCE.md): "winograd-ynn" is fastest up to 128×128 at 64 channels and slow from 192,
-where plain "winograd" or the direct convolution win; YNNPACK's direct convolution wins at 32
-channels. So the first forward of a shape times a short chain of the model's own convolutions every
-way, interleaved, and keeps the fastest. Decisions are kept per process and on disk beside the
+(accel/PERFORMANCE.md): at 64 channels "winograd-ynn" is fastest from 32×32 to 256×256 (1.8× XLA's at
+128×128), but at 32 channels YNNPACK's direct convolution wins on 64×64 and 512×512 inputs. So the
+first forward of a shape times a short chain of the model's own convolutions every way, interleaved,
+and keeps the fastest. Decisions are kept per process and on disk beside the
 compilation cache, keyed by machine.
 
 The paths sum in different orders (outputs differ by ~1e-6 relative; Winograd ~4e-6). The decision is
@@ -153,10 +153,6 @@ def time_paths(names, batch: int, height: int, width: int, channels: int, dtype)
             best[name], spent = min(best[name], took * 3 / rounds), spent + took
         runs += 1
     return best
-
-
-def time_option(name: str, batch: int, height: int, width: int, channels: int, dtype) -> float:
-    return time_paths([name], batch, height, width, channels, dtype)[name]
 
 
 def choose(batch: int, height: int, width: int, channels: int, dtype) -> str:

@@ -37,7 +37,8 @@ class Conv(nnx.Conv):
 
     def __call__(self, inputs):
         if winograd.applies(self.kernel.shape):
-            x, kernel, bias = self.promote_dtype((inputs, self.kernel[...], self.bias[...]), dtype=self.dtype)
+            bias = self.bias[...] if self.bias is not None else None
+            x, kernel, bias = self.promote_dtype((inputs, self.kernel[...], bias), dtype=self.dtype)
             return winograd.conv3x3(x, kernel, bias)
         return super().__call__(inputs)
 

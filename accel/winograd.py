@@ -11,7 +11,8 @@ transforms are written as sums of strided slices with the matrices' small intege
 than the 2.25× fewer multiplications save).
 
 The Winograd-domain intermediates are 2.25× the activations (input side and output side); large
-images are cut into strips of tile rows (MAX_TILES) so they stay in cache. Float32 error: ≈ 4e-6 relative per convolution (tests/test_accel.py measures it).
+images are cut into strips of tile rows (MAX_TILES) so they stay in cache. Float32 error: ≈ 4e-6
+relative per convolution (tests/test_accel.py measures it).
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ AT = np.array([[1, 1, 1, 1, 1, 0],
                [0, 1, 1, 4, 4, 0],
                [0, 1, -1, 8, -8, 1]], np.float64)
 # Strips of at most MAX_TILES tiles: the GEMMs' operands then stay in cache (YNNPACK's fused GEMMs at
-# 256×256: 36 ms per conv whole, 18 ms in strips of 1024 tiles); at most MAX_STRIPS strips, since
+# 256×256: 33–37 ms per conv whole, 19–20 ms in strips of 1024 tiles); at most MAX_STRIPS strips, since
 # every strip is more compiled code, and code is resident memory.
 MAX_TILES = 1024
 MAX_STRIPS = 16

@@ -292,7 +292,8 @@ def test_autotune_real_measurement_and_fixed_setting(monkeypatch):
     monkeypatch.setattr(autotune, "_decided", {})
     monkeypatch.setenv("RCAN_CONV", "auto")
     assert autotune.choose(1, 16, 16, 8, jnp.float32) in autotune.OPTIONS
-    assert autotune.time_option("ynn", 1, 16, 16, 8, jnp.float32) > 0
+    times = autotune.time_paths(["ynn", "winograd"], 1, 16, 16, 8, jnp.float32)
+    assert sorted(times) == ["winograd", "ynn"] and all(0 < t < 1 for t in times.values())
     monkeypatch.setenv("RCAN_CONV", "xla")
     assert autotune.choose(1, 16, 16, 8, jnp.float32) == "xla"
     monkeypatch.setenv("RCAN_CONV", "cudnn")
