@@ -36,7 +36,8 @@ class Conv(nnx.Conv):
     forward is traced under winograd.enabled() (accel/winograd.py, chosen by accel/autotune.py)."""
 
     def __call__(self, inputs):
-        if winograd.applies(self.kernel.shape):
+        plain = self.padding == "SAME" and self.strides in (1, (1, 1)) and self.kernel_dilation in (1, (1, 1))
+        if plain and self.feature_group_count == 1 and winograd.applies(self.kernel.shape):
             bias = self.bias[...] if self.bias is not None else None
             x, kernel, bias = self.promote_dtype((inputs, self.kernel[...], bias), dtype=self.dtype)
             return winograd.conv3x3(x, kernel, bias)
