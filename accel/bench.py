@@ -14,10 +14,18 @@ first call (both after garbage collection and malloc_trim, the same for every im
 "1st MB" is the same for the first call. GFLOP/s counts 2 FLOPs
 per multiply-add of the convolutions; the peak is cores × FMA width × clock, from /proc/cpuinfo.
 PyTorch (when installed) runs the official architecture in channels_last with all cores, or CUDA.
+
+On a GPU (`python -m accel.bench --sizes 64 128 256 1080p`): accel in float32 (full precision), TF32
+and bfloat16 against torch CUDA in float32 (eager NCHW and channels_last), TF32 and bfloat16; "1080p"
+is a 1920×1080 input upscaled in tiles (TILE_1080P, overlap 16, 4 per call, ramp-blended, the same
+code for both). There "peak MB" is the device memory allocated above the weights and input (jax
+memory_stats / torch.cuda.max_memory_allocated) and "% peak" the share of the datasheet's dense peak
+for that precision.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -26,7 +34,23 @@ import sys
 import time
 from pathlib import Path
 
-IMPLS = ("reference", "accel", "accel-bf16", "torch")
+IMPLS = ("reference", "accel", "accel-tf32", "accel-bf16", "torch", "torch-nchw", "torch-tf32", "torch-bf16")
+GPU_IMPLS = ["accel", "accel-tf32", "accel-bf16", "torch-nchw", "torch", "torch-tf32", "torch-bf16"]
+TILE_1080P = 512
+# Dense datasheet peaks (TFLOP/s) of the GPUs measured here (SXM parts), per precision.
+GPU_PEAK_TFLOPS = {"H100": {"float32": 67, "tf32": 494.7, "bfloat16": 989.4},
+                   "H200": {"float32": 67, "tf32": 494.7, "bfloat16": 989.4}}
+
+
+def precision(impl: str) -> str:
+    return "bfloat16" if impl.endswith("-bf16") else "tf32" if impl.endswith("-tf32") else "float32"
+
+
+def parse_size(size: str) -> tuple[int, int, bool]:
+    """'128' -> a 128×128 input, whole; '1080p' -> 1920×1080, in tiles. Returns (height, width, tiled)."""
+    if str(size).lower() == "1080p":
+        return 1080, 1920, True
+    return int(size), int(size), False
 
 
 def peak_gflops() -> float | None:
@@ -60,15 +84,38 @@ def _reset_peak():
         pass  # no /proc (not Linux): the peak then also counts the setup
 
 
-def run_case(impl: str, model: str, size: int, repeats: int, seed: int = 0) -> dict:
+def _torch_forward(net, device, dtype):
+    """numpy NHWC batch -> numpy NHWC output through the torch net (the stand-in for accel.forward that
+    lets the same tiling code drive torch); every sample must fill the tile (no padding mask)."""
+    import numpy as np
+    import torch
+
+    def forward(model, x, mask=None, shard=True):
+        if mask is not None and not all(np.all(m == m.flat[0]) for m in np.asarray(mask)):
+            raise ValueError("torch tiles must fill the tile shape (no masked padding)")
+        t = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).to(device, dtype)
+        with torch.inference_mode():
+            y = net(t.contiguous(memory_format=torch.channels_last) if net.channels_last else t)
+        return y.float().permute(0, 2, 3, 1).cpu().numpy()
+    return forward
+
+
+def _jax_memory(device) -> tuple[int, int]:
+    stats = device.memory_stats() or {}
+    return stats.get("bytes_in_use", 0), stats.get("peak_bytes_in_use", 0)
+
+
+def run_case(impl: str, model: str, size: str, repeats: int, seed: int = 0) -> dict:
     """One measurement, in this process."""
     import numpy as np
 
     from reference import RCANConfig, init_weights
     config = RCANConfig.official(2) if model == "official" else RCANConfig.compact(2)
     weights = init_weights(config, seed)
-    lr = np.random.default_rng(seed).uniform(0, 255, (size, size, 3)).astype(np.float32)
-    device = "cpu"
+    height, width, tiled = parse_size(size)
+    lr = np.random.default_rng(seed).uniform(0, 255, (height, width, 3)).astype(np.float32)
+    device, device_name = "cpu", None
+    gpu_memory = None     # () -> bytes allocated on the accelerator (and the peak), where there is one
     if impl == "reference":
         import reference
         call = lambda: reference.forward(weights, config, lr)
@@ -77,31 +124,57 @@ def run_case(impl: str, model: str, size: int, repeats: int, seed: int = 0) -> d
         import jax.numpy as jnp
 
         import accel
+        from accel import inference
+        device = jax.devices()[0].platform
+        if device != "cpu":
+            # GPUs run float32 convolutions as TF32 unless told otherwise: name the precision.
+            jax.config.update("jax_default_matmul_precision", "tensorfloat32" if impl == "accel-tf32" else "highest")
+            device_name = jax.devices()[0].device_kind
+            gpu_memory = functools.partial(_jax_memory, jax.devices()[0])
         layout = os.environ.get("RCAN_BENCH_LAYOUT") or accel.api.DEFAULT_LAYOUT
         m = accel.model_from_weights(weights, config, layout,
                                      dtype=jnp.bfloat16 if impl == "accel-bf16" else jnp.float32)
-        x = jnp.asarray(lr[None])
-        call = lambda: accel.forward(m, x).block_until_ready()
-        device = jax.devices()[0].platform
-    elif impl == "torch":
+        if tiled:
+            call = lambda: inference.tiled(m, lr, TILE_1080P)
+        else:
+            x = jnp.asarray(lr[None])
+            call = lambda: accel.forward(m, x).block_until_ready()
+    elif impl.startswith("torch"):
         import torch
         sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
         import torch_rcan
+
+        from accel import inference
         torch.set_num_threads(len(os.sched_getaffinity(0)))
         net = torch_rcan.from_weights(weights, config)
-        x = torch.from_numpy(lr).permute(2, 0, 1)[None]
+        dtype = torch.bfloat16 if impl == "torch-bf16" else torch.float32
         if torch.cuda.is_available():
-            device = "cuda"
-            net, x = net.cuda(), x.cuda()
-        net = net.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
+            device, device_name = "cuda", torch.cuda.get_device_name()
+            # cuDNN's default is TF32 for float32 convolutions: float32 means float32 here.
+            torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = impl == "torch-tf32"
+            torch.backends.cudnn.benchmark = True   # its fastest kernels (picked in the warm-up)
+            net = net.cuda()
+            gpu_memory = lambda: (torch.cuda.memory_allocated(), torch.cuda.max_memory_allocated())
+        net = net.to(dtype)
+        net.channels_last = impl != "torch-nchw"
+        if net.channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        forward = _torch_forward(net, device, dtype)
+        if tiled:
+            inference.forward = forward   # the same tiles, ramps and batches as accel's
+            holder = type("Model", (), {"config": config})()
+            call = lambda: inference.tiled(holder, lr, TILE_1080P)
+        else:
+            x = torch.from_numpy(lr).permute(2, 0, 1)[None].to(device, dtype)
+            if net.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
 
-        def call():
-            with torch.inference_mode():
-                y = net(x)
-            if device == "cuda":
-                torch.cuda.synchronize()
-            return y
+            def call():
+                with torch.inference_mode():
+                    y = net(x)
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                return y
     else:
         raise ValueError(impl)
     # The same starting line for every implementation: collected garbage handed back to the OS.
@@ -111,11 +184,14 @@ def run_case(impl: str, model: str, size: int, repeats: int, seed: int = 0) -> d
     gc.collect()
     runtime.release_free_memory()
     base = _rss("VmRSS")
+    gpu_base = gpu_memory()[0] if gpu_memory else 0
     _reset_peak()
     t = time.perf_counter()
     call()
     first = time.perf_counter() - t
     first_peak = _rss("VmHWM") - base
+    if gpu_memory:
+        first_peak = gpu_memory()[1] - gpu_base
     # Steady state: the peak over the timed runs, still counted from the resident set before the first
     # call, so whatever the warm-up (compilation) left resident counts too.
     _reset_peak()
@@ -124,16 +200,27 @@ def run_case(impl: str, model: str, size: int, repeats: int, seed: int = 0) -> d
         t = time.perf_counter()
         call()
         times.append(time.perf_counter() - t)
-    return {"impl": impl, "model": model, "size": size, "device": device,
+    # On a GPU: the device's peak since the start (jax cannot reset it), for both frameworks alike.
+    peak = gpu_memory()[1] - gpu_base if gpu_memory else _rss("VmHWM") - base
+    return {"impl": impl, "model": model, "size": size, "device": device, "device_name": device_name,
             "median_s": statistics.median(times) if times else first,
-            "first_call_s": first, "times": times, "peak_extra_mb": (_rss("VmHWM") - base) / 1e6,
+            "first_call_s": first, "times": times, "peak_extra_mb": peak / 1e6,
             "first_call_peak_extra_mb": first_peak / 1e6}
 
 
-def gflop(model: str, size: int) -> float:
+def gflop(model: str, size: str) -> float:
+    """Convolution FLOPs of the whole input (a tiled run's overlap recomputation not counted)."""
     from reference import RCANConfig, explain
     config = RCANConfig.official(2) if model == "official" else RCANConfig.compact(2)
-    return 2 * sum(r["macs"] for r in explain.stages(config, size, size)) / 1e9
+    height, width, _ = parse_size(size)
+    return 2 * sum(r["macs"] for r in explain.stages(config, height, width)) / 1e9
+
+
+def share_of_peak(row: dict, cpu_peak: float | None) -> float | None:
+    if row["device"] == "cpu":
+        return row["gflops"] / cpu_peak if cpu_peak else None
+    chip = next((k for k in GPU_PEAK_TFLOPS if k in (row.get("device_name") or "")), None)
+    return row["gflops"] / (1000 * GPU_PEAK_TFLOPS[chip][precision(row["impl"])]) if chip else None
 
 
 def measure(impl, model, size, repeats, xla_flags=None, layout=None) -> dict:
@@ -226,7 +313,7 @@ def measure_group(impls, model: str, size: int, args) -> list[dict]:
     the median over all rounds' timed runs, and the median of the rounds' peak memories."""
     from accel import runtime
     for impl in impls:
-        if impl.startswith("accel") and runtime.cache_dir() is not None:
+        if impl.startswith("accel") and runtime.cache_dir() is not None and args.precompile:
             # Compile once into the persistent cache first: the rounds then measure what every run of a
             # known shape costs (the cold compile has its own measurement: --compile).
             measure(impl, model, size, 0, args.xla_flags, args.layout)
@@ -257,7 +344,8 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=["official", "compact"], choices=["official", "compact"],
                     help="which RCAN sizes")
-    ap.add_argument("--sizes", nargs="+", type=int, default=[64, 128, 256], help="square LR input sizes")
+    ap.add_argument("--sizes", nargs="+", default=["64", "128", "256"],
+                    help="square LR input sizes; 1080p: a 1920×1080 input in tiles (for GPUs)")
     ap.add_argument("--impls", nargs="+", default=None, choices=IMPLS,
                     help="implementations (default: reference, accel, torch if installed, accel-bf16 on accelerators)")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs after the warm-up (median reported)")
@@ -276,31 +364,37 @@ def main(argv=None) -> int:
     ap.add_argument("--table", metavar="JSON", help="instead: print the table of a saved --json result")
     ap.add_argument("--case", nargs=4, metavar=("IMPL", "MODEL", "SIZE", "REPEATS"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    # Let each case's process take the accelerator's memory as it needs it (not 75% up front), so a
+    # case's peak is its own and torch and JAX processes can share the card.
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     if args.case:
         impl, model, size, repeats = args.case
-        print(json.dumps(run_case(impl, model, int(size), int(repeats))))
+        print(json.dumps(run_case(impl, model, size, int(repeats))))
         return 0
     if args.table:
         print(table(json.loads(Path(args.table).read_text())))
         return 0
     if args.compile:
-        print(json.dumps([bench_compile(m, s) for m in args.models for s in args.sizes], indent=2))
+        print(json.dumps([bench_compile(m, int(s)) for m in args.models for s in args.sizes], indent=2))
         return 0
     if args.conv:
-        print(json.dumps([bench_conv(args.conv, s) for s in args.sizes], indent=2))
+        print(json.dumps([bench_conv(args.conv, int(s)) for s in args.sizes], indent=2))
         return 0
     if args.upscale:
         print(json.dumps(bench_upscale(args.upscale, args.weights, args.upscale_args.split()), indent=2))
         return 0
+    import importlib.util
+
+    import jax
+    on_cpu = jax.default_backend() == "cpu"
+    # On a CPU, compile each accel shape into the persistent cache before the rounds (as any second run
+    # of a shape finds it); a GPU's compile is seconds and its first call is not part of the median.
+    args.precompile = on_cpu
     impls = args.impls
     if impls is None:
-        import importlib.util
-        impls = ["reference", "accel"]
-        import jax
-        if jax.devices()[0].platform != "cpu":
-            impls.append("accel-bf16")
+        impls = ["reference", "accel"] if on_cpu else [i for i in GPU_IMPLS if i.startswith("accel")]
         if importlib.util.find_spec("torch"):
-            impls.append("torch")
+            impls += ["torch"] if on_cpu else [i for i in GPU_IMPLS if i.startswith("torch")]
     peak = peak_gflops()
     rows = []
     for model in args.models:
@@ -310,13 +404,16 @@ def main(argv=None) -> int:
                 r["gflop"] = gflop(model, size)
                 if "median_s" in r:
                     r["gflops"] = r["gflop"] / r["median_s"]
-                    r["share_of_peak"] = r["gflops"] / peak if peak and r["device"] == "cpu" else None
-            torch_t = next((r.get("median_s") for r in group if r["impl"] == "torch"), None)
-            torch_mb = next((r.get("peak_extra_mb") for r in group if r["impl"] == "torch"), None)
+                    r["share_of_peak"] = share_of_peak(r, peak)
+            # Each accel precision against torch in the same precision (channels_last).
+            peer = {p: next((r for r in group if r["impl"].startswith("torch") and "nchw" not in r["impl"]
+                             and precision(r["impl"]) == p and "median_s" in r), None)
+                    for p in ("float32", "tf32", "bfloat16")}
             for r in group:
-                r["ratio_to_torch"] = r["median_s"] / torch_t if torch_t and "median_s" in r else None
-                r["memory_to_torch"] = (r["peak_extra_mb"] / torch_mb if torch_mb and "peak_extra_mb" in r
-                                        else None)
+                t = peer[precision(r["impl"])]
+                r["ratio_to_torch"] = r["median_s"] / t["median_s"] if t and "median_s" in r else None
+                r["memory_to_torch"] = (r["peak_extra_mb"] / t["peak_extra_mb"]
+                                        if t and t["peak_extra_mb"] and "peak_extra_mb" in r else None)
             rows += group
     data = {"peak_gflops": peak, "xla_flags": args.xla_flags, "rows": rows}
     print(json.dumps(data, indent=2) if args.json else table(data))
