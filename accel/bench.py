@@ -195,12 +195,17 @@ def run_case(impl: str, model: str, size: str, repeats: int, seed: int = 0) -> d
     # Steady state: the peak over the timed runs, still counted from the resident set before the first
     # call, so whatever the warm-up (compilation) left resident counts too.
     _reset_peak()
+    if gpu_memory and impl.startswith("torch"):
+        # cuDNN's kernel search (the warm-up) takes GBs of scratch; accel's is done at compile time,
+        # which the persistent cache has already paid for (jax cannot reset its peak).
+        import torch
+        torch.cuda.reset_peak_memory_stats()
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
         call()
         times.append(time.perf_counter() - t)
-    # On a GPU: the device's peak since the start (jax cannot reset it), for both frameworks alike.
+    # On a GPU: the device's peak above the weights and input (jax's since the start: first call included).
     peak = gpu_memory()[1] - gpu_base if gpu_memory else _rss("VmHWM") - base
     return {"impl": impl, "model": model, "size": size, "device": device, "device_name": device_name,
             "median_s": statistics.median(times) if times else first,
@@ -313,7 +318,7 @@ def measure_group(impls, model: str, size: int, args) -> list[dict]:
     the median over all rounds' timed runs, and the median of the rounds' peak memories."""
     from accel import runtime
     for impl in impls:
-        if impl.startswith("accel") and runtime.cache_dir() is not None and args.precompile:
+        if impl.startswith("accel") and runtime.cache_dir() is not None and getattr(args, "precompile", True):
             # Compile once into the persistent cache first: the rounds then measure what every run of a
             # known shape costs (the cold compile has its own measurement: --compile).
             measure(impl, model, size, 0, args.xla_flags, args.layout)
@@ -387,9 +392,9 @@ def main(argv=None) -> int:
 
     import jax
     on_cpu = jax.default_backend() == "cpu"
-    # On a CPU, compile each accel shape into the persistent cache before the rounds (as any second run
-    # of a shape finds it); a GPU's compile is seconds and its first call is not part of the median.
-    args.precompile = on_cpu
+    # Compile each accel shape into the persistent cache before the rounds, as any second run of a shape
+    # finds it (on a GPU this also keeps the compiler's kernel search out of the device-memory peak).
+    args.precompile = True
     impls = args.impls
     if impls is None:
         impls = ["reference", "accel"] if on_cpu else [i for i in GPU_IMPLS if i.startswith("accel")]

@@ -2,36 +2,41 @@
 # Issue 9's GPU measurements, made in one call of the device tool (a drawn task has 15 minutes of
 # device time in all): from the repository root, `bash runs/gpu/measure.sh` (results in $OUT).
 # Stages run in order of importance, each under its own time limit, each writing its own files, so a
-# stage cut short loses only itself.
+# stage cut short loses only itself. Arguments name the stages to run (default: all); at most 8 files
+# come back from a call, so each stage writes one file and all stderr goes to log.txt.
 set -u
+ONLY=" $* "
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD XLA_PYTHON_CLIENT_PREALLOCATE=false
 O=${OUT:-/tmp/gpu_out}
 mkdir -p "$O"
 PY=${PY:-python3}
-stage() {   # stage NAME SECONDS COMMAND...: stdout to $O/NAME.out, stderr to $O/NAME.err
+stage() {   # stage NAME SECONDS COMMAND...: stdout to $O/NAME.out, stderr to $O/log.txt
   local name=$1 limit=$2; shift 2
+  [ "$ONLY" = "  " ] || [[ "$ONLY" == *" $name "* ]] || return 0
   echo "== $name $(date +%T)"
-  timeout "$limit" "$@" > "$O/$name.out" 2> "$O/$name.err"
+  echo "== $name" >> "$O/log.txt"
+  timeout "$limit" "$@" > "$O/$name.out" 2>> "$O/log.txt"
   echo "   rc=$? $(date +%T)"
-  tail -c 2500 "$O/$name.out"; tail -n 3 "$O/$name.err"
+  tail -c 1500 "$O/$name.out"
 }
 { nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
   nproc; $PY -c "import jax, flax, torch; print('jax', jax.__version__, 'flax', flax.__version__, 'torch', torch.__version__, jax.devices())"
-} > "$O/env.txt" 2>&1
-cat "$O/env.txt"
+} > "$O/log.txt" 2>&1
+cat "$O/log.txt"
 # Our flax if the machine's cannot build the model (carried as .whl, see PERFORMANCE.md).
-if ! $PY -c "import accel, reference; accel.model_from_weights(reference.init_weights(reference.RCANConfig.compact(2)), reference.RCANConfig.compact(2))" 2>"$O/import.err"; then
-  tail -n 2 "$O/import.err"
+if ! $PY -c "import accel, reference; accel.model_from_weights(reference.init_weights(reference.RCANConfig.compact(2)), reference.RCANConfig.compact(2))" 2>>"$O/log.txt"; then
   $PY -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=$PWD:/tmp/site
 fi
 stage smoke 75 $PY runs/gpu/smoke.py
 B="$PY -m accel.bench --json --repeats 10"
 stage official_128 100 $B --models official --sizes 128
 stage official_256 100 $B --models official --sizes 256
-for p in highest tensorfloat32; do
-  stage set5_$p 60 env JAX_DEFAULT_MATMUL_PRECISION=$p $PY -m accel.evaluate --hr tests/data/Set5/HR_x2 --scale 2 --json --quiet
-done
-stage set5_bfloat16 60 $PY -m accel.evaluate --hr tests/data/Set5/HR_x2 --scale 2 --json --quiet --dtype bfloat16
+# The shipped model on Set5 in float32 (full precision), TF32 and bfloat16: one JSON object per line.
+stage set5 150 bash -c "for p in highest tensorfloat32 bfloat16; do
+  d=float32; [ \$p = bfloat16 ] && d=bfloat16 && p=highest
+  JAX_DEFAULT_MATMUL_PRECISION=\$p $PY -m accel.evaluate --hr tests/data/Set5/HR_x2 --scale 2 --json --quiet --dtype \$d |
+    $PY -c 'import json, sys; print(json.dumps({\"precision\": sys.argv[1], **json.load(sys.stdin)}))' \$p-\$d
+done"
 stage official_1080p 150 $PY -m accel.bench --json --repeats 3 --models official --sizes 1080p
 stage official_64 80 $B --models official --sizes 64
 stage compact 120 $PY -m accel.bench --json --repeats 5 --models compact --sizes 256 1080p
