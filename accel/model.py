@@ -103,6 +103,25 @@ def _run(blocks, x, mask, scan: bool):
     return x
 
 
+def _run_groups_in_place(groups, x, mask):
+    """The scan layout's body, G groups of B RCABs, as two loops that read each RCAB's weights straight
+    from the stacked [G, B, ...] parameters. (Nested nnx.scans hand the inner scan its group's [B, ...]
+    slice, which XLA copies for every group: 2 × 2.9 MB of the official model's 16 MB of temporaries
+    at 64×64; here each step slices one RCAB, 0.3 MB.)"""
+    block_def, block_state = nnx.split(groups.blocks)
+    conv_def, conv_state = nnx.split(groups.conv)
+    n_groups, n_blocks = jax.tree.leaves(block_state)[0].shape[:2]
+
+    def group(x, g):
+        def block(h, i):
+            rcab = nnx.merge(block_def, jax.tree.map(lambda a: a[g, i], block_state))
+            return rcab(h, mask), None
+        r = jax.lax.scan(block, x, jnp.arange(n_blocks))[0]
+        closing = nnx.merge(conv_def, jax.tree.map(lambda a: a[g], conv_state))
+        return x + masked(closing(r), mask), None                            # short skip
+    return jax.lax.scan(group, x, jnp.arange(n_groups))[0]
+
+
 class ResidualGroup(nnx.Module):
     """§3.2: B RCABs, a closing conv, and the short skip."""
 
@@ -143,7 +162,10 @@ class RCAN(nnx.Module):
         # Mask after the mean shift too: the head conv's zero padding sees zeros, not -mean.
         x = masked(self.sub_mean(lr.astype(jnp.float32)), mask).astype(self.dtype)
         x = masked(self.head(x), mask)                                        # [N, H, W, C]
-        r = _run(self.groups, x, mask, self.layout.scan_groups)
+        if self.layout.scan_groups and self.layout.scan_blocks:
+            r = _run_groups_in_place(self.groups, x, mask)
+        else:
+            r = _run(self.groups, x, mask, self.layout.scan_groups)
         r = x + masked(self.body_conv(r), mask)                               # long skip
         for conv_, s in zip(self.upsampler, self.config.upsample_steps):
             r = pixel_shuffle(conv_(r), s)                                    # [N, sH, sW, C]
