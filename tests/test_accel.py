@@ -102,6 +102,24 @@ def test_layouts_agree_and_round_trip():
     assert_close(outs["mixed"], outs["unrolled"], 1e-4, 1e-6, "mixed vs unrolled")
 
 
+def test_scan_layout_reads_weights_in_place():
+    """The scan layout's temporaries do not grow with the RCABs per group: each step slices its own
+    weights from the stacked parameters instead of copying a whole group's (accel/model.py)."""
+    from flax import nnx
+
+    from accel import api
+
+    def temp_bytes(blocks):
+        config = RCANConfig(scale=2, n_resgroups=2, n_resblocks=blocks, n_feats=32, reduction=4)
+        model = accel.model_from_weights(init_weights(config, 0), config, "scan")
+        graphdef, state = nnx.split(model)
+        x = jnp.zeros((1, 8, 8, 3), jnp.float32)
+        return api._JITTED["xla"].lower(graphdef, state, x, None).compile().memory_analysis().temp_size_in_bytes
+    few, many = temp_bytes(2), temp_bytes(16)
+    # A copy of one group's conv kernels would be 2 × 16 × 37 kB more at 16 blocks.
+    assert many - few < 100_000, (few, many)
+
+
 def test_mask_makes_padding_exact():
     """A zero-padded image with its mask computes what the image alone computes (any scale)."""
     config = RCANConfig(scale=3, n_resgroups=1, n_resblocks=2, n_feats=8, reduction=2)
