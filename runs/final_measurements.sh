@@ -21,3 +21,6 @@ $PY -m accel.bench --upscale 2000x1500 --weights ${OFFICIAL_SIZE_WEIGHTS:-/tmp/f
 # Third session: the first run on an empty cache (compile + timing the convolution paths), and the Winograd experiments.
 RCAN_JAX_CACHE=$(mktemp -d) $PY -m accel.bench --upscale 2000x1500 > $out/upscale_compact_2000x1500_cold.json
 (cd runs/experiments && PYTHONPATH=../.. $PY winograd_gemm.py && S=256 PYTHONPATH=../.. $PY winograd_strips.py) > $out/winograd_experiments.txt
+# Fourth session: the CPU table, compile and upscale again after the memory changes (bench.json, compile.json,
+# upscale_compact_2000x1500.json above). GPU figures: `bash runs/gpu/measure.sh` on the device machine
+# (runs/measurements/gpu_h200/).
