@@ -37,7 +37,7 @@ from pathlib import Path
 IMPLS = ("reference", "accel", "accel-tf32", "accel-bf16", "torch", "torch-nchw", "torch-tf32", "torch-bf16")
 GPU_IMPLS = ["accel", "accel-tf32", "accel-bf16", "torch-nchw", "torch", "torch-tf32", "torch-bf16"]
 TILE_1080P = 512
-# Dense datasheet peaks (TFLOP/s) of the GPUs measured here (SXM parts), per precision.
+# Dense datasheet peaks (TFLOP/s) of the GPUs measured here (SXM parts; PCIe cards are slower), per precision.
 GPU_PEAK_TFLOPS = {"H100": {"float32": 67, "tf32": 494.7, "bfloat16": 989.4},
                    "H200": {"float32": 67, "tf32": 494.7, "bfloat16": 989.4}}
 
@@ -127,7 +127,7 @@ def run_case(impl: str, model: str, size: str, repeats: int, seed: int = 0) -> d
         from accel import inference
         device = jax.devices()[0].platform
         if device != "cpu":
-            # GPUs run float32 convolutions as TF32 unless told otherwise: name the precision.
+            # JAX's default precision lets a GPU run float32 convolutions in TF32: name the precision.
             jax.config.update("jax_default_matmul_precision", "tensorfloat32" if impl == "accel-tf32" else "highest")
             device_name = jax.devices()[0].device_kind
             gpu_memory = functools.partial(_jax_memory, jax.devices()[0])
@@ -224,7 +224,8 @@ def gflop(model: str, size: str) -> float:
 def share_of_peak(row: dict, cpu_peak: float | None) -> float | None:
     if row["device"] == "cpu":
         return row["gflops"] / cpu_peak if cpu_peak else None
-    chip = next((k for k in GPU_PEAK_TFLOPS if k in (row.get("device_name") or "")), None)
+    name = row.get("device_name") or ""
+    chip = next((k for k in GPU_PEAK_TFLOPS if k in name and "PCIe" not in name), None)
     return row["gflops"] / (1000 * GPU_PEAK_TFLOPS[chip][precision(row["impl"])]) if chip else None
 
 
@@ -314,15 +315,16 @@ def bench_compile(model: str, size: int) -> dict:
     return {"model": model, "size": size, **out}
 
 
-def measure_group(impls, model: str, size: int, args) -> list[dict]:
+def measure_group(impls, model: str, size: str, args) -> list[dict]:
     """Every implementation on one (model, size), in `args.rounds` interleaved rounds (order reversed
     every other round, so a drift of the machine's clock or load hits all alike). Per implementation:
     the median over all rounds' timed runs, and the median of the rounds' peak memories."""
     from accel import runtime
     for impl in impls:
-        if impl.startswith("accel") and runtime.cache_dir() is not None and getattr(args, "precompile", True):
+        if impl.startswith("accel") and runtime.cache_dir() is not None:
             # Compile once into the persistent cache first: the rounds then measure what every run of a
-            # known shape costs (the cold compile has its own measurement: --compile).
+            # known shape costs (the cold compile has its own measurement: --compile). On a GPU this also
+            # keeps the compiler's kernel search out of the device-memory peak.
             measure(impl, model, size, 0, args.xla_flags, args.layout)
     runs: dict[str, list[dict]] = {impl: [] for impl in impls}
     for k in range(args.rounds):
@@ -354,7 +356,9 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", nargs="+", default=["64", "128", "256"],
                     help="square LR input sizes; 1080p: a 1920×1080 input in tiles (for GPUs)")
     ap.add_argument("--impls", nargs="+", default=None, choices=IMPLS,
-                    help="implementations (default: reference, accel, torch if installed, accel-bf16 on accelerators)")
+                    help="implementations (default on a CPU: reference, accel, torch if installed; on a GPU: "
+                         "accel in float32/TF32/bf16 and torch in NCHW float32 and channels_last "
+                         "float32/TF32/bf16)")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs after the warm-up (median reported)")
     ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds of all implementations, each in "
                                                           "fresh processes (medians over all rounds)")
@@ -394,9 +398,6 @@ def main(argv=None) -> int:
 
     import jax
     on_cpu = jax.default_backend() == "cpu"
-    # Compile each accel shape into the persistent cache before the rounds, as any second run of a shape
-    # finds it (on a GPU this also keeps the compiler's kernel search out of the device-memory peak).
-    args.precompile = True
     impls = args.impls
     if impls is None:
         impls = ["reference", "accel"] if on_cpu else [i for i in GPU_IMPLS if i.startswith("accel")]
