@@ -89,6 +89,7 @@ _JITTED = {path: autotune.jit(_apply, path, static_argnums=0) for path in autotu
 
 
 def _forward(model: RCAN, lr, mask, per_device: int):
+    runtime.fix_mmap_threshold()
     path = autotune.choose(per_device, lr.shape[1], lr.shape[2], model.config.n_feats, model.dtype)
     graphdef, state = nnx.split(model)
     out = _JITTED[path](graphdef, state, lr, mask)

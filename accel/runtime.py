@@ -6,10 +6,12 @@
 - No global XLA_FLAGS: the one option that changes the CPU convolution (YNNPACK) wins at some shapes
   and loses at others, so accel/autotune.py sets it per compilation (accel/PERFORMANCE.md).
 - Memory: XLA's compiler and the worker threads free tens of MB that glibc keeps mapped in its
-  arenas; release_free_memory() (called after every forward) hands them back to the OS. And glibc's
-  mmap threshold is fixed at 1 MB (it otherwise rises to the largest block freed, after which XLA's
-  per-call temporaries come from the heap, where fragments of one or two of them stay resident):
-  full model at 64×64, steady peak 33–43 MB -> 33 MB. RCAN_MALLOC=default leaves malloc alone.
+  arenas; release_free_memory() (called after every forward) hands them back to the OS. And at the
+  first forward, glibc's mmap threshold is fixed at 1 MB (it otherwise rises to the largest block
+  freed, after which XLA's per-call temporaries come from the heap, where fragments of one or two of
+  them stay resident): full model at 64×64, steady peak 33–43 MB -> 33 MB. Not at import: training
+  (which never calls forward) reuses its large buffers from the heap, and is 30 % slower without.
+  RCAN_MALLOC=default leaves malloc alone.
 """
 import ctypes
 import ctypes.util
@@ -48,8 +50,17 @@ def _libc():
 
 _LIBC = _libc()
 M_MMAP_THRESHOLD = -3   # glibc's mallopt parameter
-if _LIBC is not None and hasattr(_LIBC, "mallopt") and os.environ.get("RCAN_MALLOC", "") != "default":
-    _LIBC.mallopt(M_MMAP_THRESHOLD, 1 << 20)
+_threshold_fixed = False
+
+
+def fix_mmap_threshold() -> None:
+    """Blocks of 1 MB and more get their own mappings, returned to the OS when freed (once per process)."""
+    global _threshold_fixed
+    if _threshold_fixed or os.environ.get("RCAN_MALLOC", "") == "default":
+        return
+    if _LIBC is not None and hasattr(_LIBC, "mallopt"):
+        _LIBC.mallopt(M_MMAP_THRESHOLD, 1 << 20)
+    _threshold_fixed = True
 
 
 def release_free_memory() -> None:
