@@ -231,8 +231,6 @@ def share_of_peak(row: dict, cpu_peak: float | None) -> float | None:
 
 def measure(impl, model, size, repeats, xla_flags=None, layout=None) -> dict:
     env = dict(os.environ)
-    if not impl.startswith("accel"):
-        env["RCAN_MALLOC"] = "default"   # accel's malloc setting (accel/runtime.py) is accel's alone
     if layout:
         env["RCAN_BENCH_LAYOUT"] = layout
     if xla_flags:
