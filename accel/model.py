@@ -1,7 +1,7 @@
 """RCAN in JAX + flax.nnx, mirroring reference/rcan.py name for name (NHWC activations, HWIO kernels).
 
-Blocks can be unrolled Python loops or stacked and run with nnx.scan, separately for the RCABs of a
-group and for the groups of the body (`layout`). The stacking of weights for each layout lives in
+Blocks can be unrolled Python loops or stacked and scanned, separately for the RCABs of a group and for
+the groups of the body (`layout`; with both scanned, the loops read each RCAB's weights in place). The stacking of weights for each layout lives in
 accel/params.py, the one place that maps official keys to nnx paths.
 
 An optional mask [N, H, W, 1] (1 = image, 0 = padding) makes a zero-padded batch compute exactly what

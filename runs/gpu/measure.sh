@@ -23,7 +23,8 @@ stage() {   # stage NAME SECONDS COMMAND...: stdout to $O/NAME.out, stderr to $O
   nproc; $PY -c "import jax, flax, torch; print('jax', jax.__version__, 'flax', flax.__version__, 'torch', torch.__version__, jax.devices())"
 } > "$O/log.txt" 2>&1
 cat "$O/log.txt"
-# Our flax if the machine's cannot build the model (carried as .whl, see PERFORMANCE.md).
+# The machine's own jax/flax/torch are used (flax 0.12.10 worked). Should its flax fail to build the model,
+# ours is installed from .whl/ (made here with `pip download --no-deps -d .whl flax==0.12.8`, passed in carry).
 if ! $PY -c "import accel, reference; accel.model_from_weights(reference.init_weights(reference.RCANConfig.compact(2)), reference.RCANConfig.compact(2))" 2>>"$O/log.txt"; then
   $PY -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=$PWD:/tmp/site
 fi
