@@ -1,11 +1,10 @@
-"""RCAN in JAX + flax.nnx: load_model, forward, and the CLIs (upscale, evaluate, train, bench)."""
-from . import runtime as _runtime
+"""RCAN in JAX + flax.nnx: load_model, forward, and the CLIs (upscale, evaluate, train, bench).
 
-_runtime.enable_cache()
-
-from .api import DEFAULT_WEIGHTS, forward, load_model, model_from_weights, model_weights  # noqa: E402
-from .model import LAYOUTS, RCAN, Layout  # noqa: E402
-from .pipeline import upscale_image  # noqa: E402
+Importing accel changes nothing process-wide; accel.runtime.configure() turns on the persistent
+compilation cache and the memory hand-back that the CLIs use."""
+from .api import DEFAULT_WEIGHTS, forward, load_model, model_from_weights, model_weights
+from .model import LAYOUTS, RCAN, Layout
+from .pipeline import upscale_image
 
 __all__ = ["load_model", "forward", "upscale_image", "model_from_weights", "model_weights", "RCAN", "Layout", "LAYOUTS",
            "DEFAULT_WEIGHTS"]

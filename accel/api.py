@@ -23,10 +23,13 @@ def _layout(layout) -> Layout:
     return LAYOUTS[layout] if isinstance(layout, str) else layout
 
 
-def model_from_weights(weights: dict, config: RCANConfig, layout=DEFAULT_LAYOUT, dtype=jnp.float32) -> RCAN:
-    """Build an nnx RCAN holding these official weights: eval_shape -> split -> fill -> merge."""
+def model_from_weights(weights: dict, config: RCANConfig, layout=DEFAULT_LAYOUT, dtype=jnp.float32,
+                       conv: str = "auto") -> RCAN:
+    """Build an nnx RCAN holding these official weights: eval_shape -> split -> fill -> merge.
+    conv: the CPU convolution path (accel/autotune.py: auto, xla, ynn, winograd, winograd-ynn)."""
     layout = _layout(layout)
-    abstract = nnx.eval_shape(lambda: RCAN(config, layout, dtype, rngs=nnx.Rngs(0)))
+    conv = autotune.check_setting(conv)
+    abstract = nnx.eval_shape(lambda: RCAN(config, layout, dtype, rngs=nnx.Rngs(0), conv_path=conv))
     graphdef, state = nnx.split(abstract)
     nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, params.to_pure_dict(weights, config, layout)))
     return nnx.merge(graphdef, state)
@@ -60,10 +63,11 @@ def _is_canonical(path) -> bool:
         return False
 
 
-def load_model(path=None, scale: int | None = 2, layout=DEFAULT_LAYOUT, dtype=jnp.float32) -> RCAN:
+def load_model(path=None, scale: int | None = 2, layout=DEFAULT_LAYOUT, dtype=jnp.float32, conv: str = "auto") -> RCAN:
     """An nnx RCAN from a weights file; path=None gives the shipped compact ×2 model.
 
     scale: the factor the caller expects (a mismatch is an error); None accepts the file's own.
+    conv: the CPU convolution path (accel/autotune.py); auto times the paths once per shape.
     """
     if path is None:
         if scale not in (None, 2):
@@ -75,7 +79,7 @@ def load_model(path=None, scale: int | None = 2, layout=DEFAULT_LAYOUT, dtype=jn
     weights, config = read_any_weights(path)
     if scale is not None and config.scale != scale:
         raise WeightsError(f"{path}: these weights are ×{config.scale}, not ×{scale}")
-    return model_from_weights(weights, config, layout, dtype)
+    return model_from_weights(weights, config, layout, dtype, conv)
 
 
 def _apply(graphdef, state, lr, mask):
@@ -89,14 +93,12 @@ _JITTED = {path: autotune.jit(_apply, path, static_argnums=0) for path in autotu
 
 
 def _forward(model: RCAN, lr, mask, per_device: int):
-    runtime.fix_mmap_threshold()
-    path = autotune.choose(per_device, lr.shape[1], lr.shape[2], model.config.n_feats, model.dtype)
+    runtime.before_forward()
+    path = autotune.choose(per_device, lr.shape[1], lr.shape[2], model.config.n_feats, model.dtype, model.conv_path)
     graphdef, state = nnx.split(model)
     out = _JITTED[path](graphdef, state, lr, mask)
-    # Hand back what the previous calls freed (and, after a compile, the compiler's garbage): XLA's and
-    # YNNPACK's worker threads allocate from their own malloc arenas, which otherwise keep it. Full
-    # model at 64×64: steady peak 67 → 50 MB above the start (accel/PERFORMANCE.md).
-    runtime.release_free_memory()
+    # With runtime.configure(malloc=True): full model at 64×64, steady peak 67 → 50 MB above the start.
+    runtime.after_forward()
     return out
 
 

@@ -8,15 +8,19 @@ after the 36 GEMMs ("winograd-ynn"). None wins everywhere on the project's 2-cor
 (accel/PERFORMANCE.md): at 64 channels "winograd-ynn" is fastest from 32×32 to 256×256 (1.8× XLA's at
 128×128), but at 32 channels YNNPACK's direct convolution wins on 64×64 and 512×512 inputs. So the
 first forward of a shape times a short chain of the model's own convolutions every way, interleaved,
-and keeps the fastest. Decisions are kept per process and on disk beside the
-compilation cache, keyed by machine.
+and keeps the fastest. Decisions are kept per process and, once runtime.configure() names a cache
+folder, on disk beside the compilation cache, keyed by the machine (CPU model, cores, the flags that
+matter: AVX-512, bfloat16 dot units, AMX) and the jax version. A decision is written to disk only when
+its timing was steady (the spread of the winner's runs under SPREAD_LIMIT); one made while the machine
+was busy holds for this process only, and a stored one with a wide spread is measured again.
 
 The paths sum in different orders (outputs differ by ~1e-6 relative; Winograd ~4e-6). The decision is
 keyed by the per-sample shape (H, W, channels, dtype), not the batch, so a batch split over several
 devices takes the same path as on one device and gives the same numbers. Winograd is offered for
 float32 only (its transforms multiply by up to 25 and 8, too much for bfloat16's 8-bit mantissa).
 
-RCAN_CONV=auto (default) | xla | ynn | winograd | winograd-ynn fixes the path instead.
+The model's `conv` setting (load_model(conv=...), the CLIs' --conv, default RCAN_CONV or auto) is
+auto | xla | ynn | winograd | winograd-ynn; anything but auto fixes the path.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ import functools
 import json
 import os
 import platform
+import statistics
 import time
 
 import jax
@@ -33,7 +38,7 @@ from jax import lax
 
 from reference.weights import atomic_write
 
-from . import runtime, winograd
+from . import hardware, runtime, winograd
 
 # path -> XLA compiler options for its compilation; "winograd…" paths also trace under winograd.enabled().
 OPTIONS = {
@@ -45,25 +50,20 @@ OPTIONS = {
 _decided: dict[str, str] = {}
 
 
-def _setting() -> str:
-    value = os.environ.get("RCAN_CONV", "auto").lower()
-    if value != "auto" and value not in OPTIONS:
-        raise ValueError(f"RCAN_CONV must be one of auto, {', '.join(OPTIONS)}; got {value!r}")
+SETTINGS = ("auto", *OPTIONS)
+SPREAD_LIMIT = 0.15   # (median - best) / best of the winner's timed runs, above which nothing is persisted
+
+
+def check_setting(value: str) -> str:
+    if value not in SETTINGS:
+        raise ValueError(f"conv must be one of {', '.join(SETTINGS)}; got {value!r}")
     return value
 
 
 @functools.cache   # read once: choose() runs on every forward call
 def _machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), "")
-    return f"{platform.machine()}|{cpu}|{len(os.sched_getaffinity(0))} cores|jax {jax.__version__}"
-
-
-def _cpuinfo() -> list[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return f.read().splitlines()
-    except OSError:
-        return []
+    flags = ",".join(f for f in hardware.NOTABLE_FLAGS if f in hardware.cpu_flags())
+    return f"{platform.machine()}|{hardware.cpu_name()}|{hardware.cores()} cores|{flags}|jax {jax.__version__}"
 
 
 def _store() -> str | None:
@@ -81,12 +81,12 @@ def _load() -> dict:
         return {}   # no cache folder, no file yet, or a damaged file: measure again
 
 
-def _save(key: str, choice: str) -> None:
+def _save(key: str, record: dict) -> None:
     path = _store()
     if path is None:
         return
     data = _load()
-    data[key] = choice
+    data[key] = record
 
     def write(tmp):
         with open(tmp, "w") as f:
@@ -127,8 +127,8 @@ def paths(dtype) -> list[str]:
     return [p for p in OPTIONS if not p.startswith("winograd") or jnp.dtype(dtype) == jnp.float32]
 
 
-def time_paths(names, batch: int, height: int, width: int, channels: int, dtype) -> dict[str, float]:
-    """Per path, the best of several runs of six 3×3 convs (channels → channels; two on large inputs),
+def time_paths(names, batch: int, height: int, width: int, channels: int, dtype) -> dict[str, list[float]]:
+    """Per path, the times of several runs of six 3×3 convs (channels → channels; two on large inputs),
     as seconds per six convs; the paths take turns, so a slow moment of a shared machine hits all of
     them rather than one."""
     rng = np.random.default_rng(0)
@@ -141,7 +141,7 @@ def time_paths(names, batch: int, height: int, width: int, channels: int, dtype)
     fs = {name: jit(functools.partial(_chain, rounds=rounds), name) for name in names}
     for f in fs.values():
         f(x, w, b).block_until_ready()   # compile
-    best = dict.fromkeys(fs, float("inf"))
+    times: dict[str, list[float]] = {name: [] for name in fs}
     spent, runs = 0.0, 0
     # Up to a second of rounds, so a burst of a neighbour's load cannot decide (the decision is kept on
     # disk); large shapes: two rounds (each path already ran once to compile).
@@ -150,27 +150,45 @@ def time_paths(names, batch: int, height: int, width: int, channels: int, dtype)
             t = time.perf_counter()
             f(x, w, b).block_until_ready()
             took = time.perf_counter() - t
-            best[name], spent = min(best[name], took * 3 / rounds), spent + took
+            times[name].append(took * 3 / rounds)
+            spent += took
         runs += 1
-    return best
+    return times
 
 
-def choose(batch: int, height: int, width: int, channels: int, dtype) -> str:
-    """The convolution path for this per-device batch shape (a key of OPTIONS)."""
-    setting = _setting()
-    if setting not in paths(dtype) + ["auto"]:
-        raise ValueError(f"RCAN_CONV={setting} is for float32 only, not {jnp.dtype(dtype).name}")
+def spread(times: list[float]) -> float:
+    """How unsteady a path's runs were: (median - best) / best."""
+    return (statistics.median(times) - min(times)) / min(times)
+
+
+def _trusted(record, dtype) -> bool:
+    """A stored decision for a path still offered, made with a steady timing (older entries had none)."""
+    return (isinstance(record, dict) and record.get("choice") in paths(dtype)
+            and isinstance(record.get("spread"), (int, float)) and record["spread"] <= SPREAD_LIMIT)
+
+
+def choose(batch: int, height: int, width: int, channels: int, dtype, setting: str = "auto") -> str:
+    """The convolution path for this per-device batch shape (a key of OPTIONS); setting as check_setting."""
+    check_setting(setting)
     if setting != "auto":
+        if setting not in paths(dtype):
+            raise ValueError(f"conv {setting} is for float32 only, not {jnp.dtype(dtype).name}")
         return setting
     if jax.default_backend() != "cpu":
         return "xla"   # the options are XLA:CPU's; GPUs and TPUs have one path here
     # The candidates are part of the key: a decision made before a path existed is measured again.
     key = f"{_machine()}|{height}x{width}x{channels}|{jnp.dtype(dtype).name}|{','.join(paths(dtype))}"
     if key not in _decided:
-        choice = _load().get(key)
-        if choice not in paths(dtype):
+        record = _load().get(key)
+        if _trusted(record, dtype):
+            choice = record["choice"]
+        else:
             times = time_paths(paths(dtype), batch, height, width, channels, dtype)
-            choice = min(times, key=times.get)
-            _save(key, choice)
+            best = {name: min(t) for name, t in times.items()}
+            choice = min(best, key=best.get)
+            unsteady = spread(times[choice])
+            if unsteady <= SPREAD_LIMIT:   # else: for this process only, measured again next time
+                _save(key, {"choice": choice, "spread": round(unsteady, 4),
+                            "seconds": {name: round(t, 6) for name, t in best.items()}})
         _decided[key] = choice
     return _decided[key]

@@ -34,12 +34,11 @@ import sys
 import time
 from pathlib import Path
 
+from . import hardware, runtime
+
 IMPLS = ("reference", "accel", "accel-tf32", "accel-bf16", "torch", "torch-nchw", "torch-tf32", "torch-bf16")
 GPU_IMPLS = ["accel", "accel-tf32", "accel-bf16", "torch-nchw", "torch", "torch-tf32", "torch-bf16"]
 TILE_1080P = 512
-# Dense datasheet peaks (TFLOP/s) of the GPUs measured here (SXM parts; PCIe cards are slower), per precision.
-GPU_PEAK_TFLOPS = {"H100": {"float32": 67, "tf32": 494.7, "bfloat16": 989.4},
-                   "H200": {"float32": 67, "tf32": 494.7, "bfloat16": 989.4}}
 
 
 def precision(impl: str) -> str:
@@ -53,44 +52,13 @@ def parse_size(size: str) -> tuple[int, int, bool]:
     return int(size), int(size), False
 
 
-def peak_gflops() -> float | None:
-    """fp32 peak of this CPU: cores × FLOPs per cycle × MHz (from /proc/cpuinfo), when FMA is present."""
-    try:
-        info = open("/proc/cpuinfo").read()
-    except OSError:
-        return None
-    flags = next((line for line in info.splitlines() if line.startswith("flags")), "")
-    mhz = [float(line.split(":")[1]) for line in info.splitlines() if line.startswith("cpu MHz")]
-    if not mhz or " fma" not in flags:
-        return None
-    # Two FMA pipes of 8 fp32 lanes; Intel's AVX-512 doubles the width, AMD Zen 4 runs it double-pumped.
-    per_cycle = 64 if " avx512f" in flags and "GenuineIntel" in info else 32
-    return len(os.sched_getaffinity(0)) * per_cycle * statistics.median(mhz) / 1000
-
-
-def _rss(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def _reset_peak():
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")   # resets VmHWM to the current resident set
-    except OSError:
-        pass  # no /proc (not Linux): the peak then also counts the setup
-
-
 def _torch_forward(net, device, dtype):
     """numpy NHWC batch -> numpy NHWC output through the torch net (the stand-in for accel.forward that
     lets the same tiling code drive torch); every sample must fill the tile (no padding mask)."""
     import numpy as np
     import torch
 
-    def forward(model, x, mask=None, shard=True):
+    def forward(model, x, mask=None):
         if mask is not None and not all(np.all(m == m.flat[0]) for m in np.asarray(mask)):
             raise ValueError("torch tiles must fill the tile shape (no masked padding)")
         t = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).to(device, dtype)
@@ -105,7 +73,7 @@ def _jax_memory(device) -> tuple[int, int]:
     return stats.get("bytes_in_use", 0), stats.get("peak_bytes_in_use", 0)
 
 
-def run_case(impl: str, model: str, size: str, repeats: int, seed: int = 0) -> dict:
+def run_case(impl: str, model: str, size: str, repeats: int, seed: int = 0, layout: str | None = None) -> dict:
     """One measurement, in this process."""
     import numpy as np
 
@@ -131,7 +99,7 @@ def run_case(impl: str, model: str, size: str, repeats: int, seed: int = 0) -> d
             jax.config.update("jax_default_matmul_precision", "tensorfloat32" if impl == "accel-tf32" else "highest")
             device_name = jax.devices()[0].device_kind
             gpu_memory = functools.partial(_jax_memory, jax.devices()[0])
-        layout = os.environ.get("RCAN_BENCH_LAYOUT") or accel.api.DEFAULT_LAYOUT
+        layout = layout or accel.api.DEFAULT_LAYOUT
         m = accel.model_from_weights(weights, config, layout,
                                      dtype=jnp.bfloat16 if impl == "accel-bf16" else jnp.float32)
         if tiled:
@@ -141,11 +109,10 @@ def run_case(impl: str, model: str, size: str, repeats: int, seed: int = 0) -> d
             call = lambda: accel.forward(m, x).block_until_ready()
     elif impl.startswith("torch"):
         import torch
-        sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
-        import torch_rcan
+        from tools import torch_rcan   # the official architecture (a source checkout's tools/)
 
         from accel import inference
-        torch.set_num_threads(len(os.sched_getaffinity(0)))
+        torch.set_num_threads(hardware.cores())
         net = torch_rcan.from_weights(weights, config)
         dtype = torch.bfloat16 if impl == "torch-bf16" else torch.float32
         if torch.cuda.is_available():
@@ -160,10 +127,8 @@ def run_case(impl: str, model: str, size: str, repeats: int, seed: int = 0) -> d
         if net.channels_last:
             net = net.to(memory_format=torch.channels_last)
         forward = _torch_forward(net, device, dtype)
-        if tiled:
-            inference.forward = forward   # the same tiles, ramps and batches as accel's
-            holder = type("Model", (), {"config": config})()
-            call = lambda: inference.tiled(holder, lr, TILE_1080P)
+        if tiled:   # the same tiles, ramps and batches as accel's
+            call = lambda: inference.tiled(net, lr, TILE_1080P, forward=forward)
         else:
             x = torch.from_numpy(lr).permute(2, 0, 1)[None].to(device, dtype)
             if net.channels_last:
@@ -179,22 +144,20 @@ def run_case(impl: str, model: str, size: str, repeats: int, seed: int = 0) -> d
         raise ValueError(impl)
     # The same starting line for every implementation: collected garbage handed back to the OS.
     import gc
-
-    from accel import runtime
     gc.collect()
     runtime.release_free_memory()
-    base = _rss("VmRSS")
+    base = hardware.rss_bytes("VmRSS")
     gpu_base = gpu_memory()[0] if gpu_memory else 0
-    _reset_peak()
+    hardware.reset_peak_rss()
     t = time.perf_counter()
     call()
     first = time.perf_counter() - t
-    first_peak = _rss("VmHWM") - base
+    first_peak = hardware.rss_bytes("VmHWM") - base
     if gpu_memory:
         first_peak = gpu_memory()[1] - gpu_base
     # Steady state: the peak over the timed runs, still counted from the resident set before the first
     # call, so whatever the warm-up (compilation) left resident counts too.
-    _reset_peak()
+    hardware.reset_peak_rss()
     if gpu_memory and impl.startswith("torch"):
         # cuDNN's kernel search (the warm-up) takes GBs of scratch; accel's is done at compile time,
         # which the persistent cache has already paid for (jax cannot reset its peak).
@@ -206,7 +169,7 @@ def run_case(impl: str, model: str, size: str, repeats: int, seed: int = 0) -> d
         call()
         times.append(time.perf_counter() - t)
     # On a GPU: the device's peak above the weights and input (jax's since the start: first call included).
-    peak = gpu_memory()[1] - gpu_base if gpu_memory else _rss("VmHWM") - base
+    peak = gpu_memory()[1] - gpu_base if gpu_memory else hardware.rss_bytes("VmHWM") - base
     return {"impl": impl, "model": model, "size": size, "device": device, "device_name": device_name,
             "median_s": statistics.median(times) if times else first,
             "first_call_s": first, "times": times, "peak_extra_mb": peak / 1e6,
@@ -225,18 +188,16 @@ def share_of_peak(row: dict, cpu_peak: float | None) -> float | None:
     if row["device"] == "cpu":
         return row["gflops"] / cpu_peak if cpu_peak else None
     name = row.get("device_name") or ""
-    chip = next((k for k in GPU_PEAK_TFLOPS if k in name and "PCIe" not in name), None)
-    return row["gflops"] / (1000 * GPU_PEAK_TFLOPS[chip][precision(row["impl"])]) if chip else None
+    chip = next((k for k in hardware.GPU_PEAK_TFLOPS if k in name and "PCIe" not in name), None)
+    return row["gflops"] / (1000 * hardware.GPU_PEAK_TFLOPS[chip][precision(row["impl"])]) if chip else None
 
 
 def measure(impl, model, size, repeats, xla_flags=None, layout=None) -> dict:
     env = dict(os.environ)
-    if layout:
-        env["RCAN_BENCH_LAYOUT"] = layout
     if xla_flags:
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + xla_flags).strip()
-    r = subprocess.run([sys.executable, "-m", "accel.bench", "--case", impl, model, str(size), str(repeats)],
-                       capture_output=True, text=True, env=env)
+    cmd = [sys.executable, "-m", "accel.bench", "--case", impl, model, str(size), str(repeats)]
+    r = subprocess.run(cmd + (["--layout", layout] if layout else []), capture_output=True, text=True, env=env)
     if r.returncode != 0:
         return {"impl": impl, "model": model, "size": size, "error": r.stderr.strip().splitlines()[-1:]}
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -250,9 +211,9 @@ try:
     runpy.run_module("accel.upscale", run_name="__main__", alter_sys=True)
 except SystemExit as e:
     code = e.code or 0
-with open("/proc/self/status") as f:
-    hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
-open(out, "w").write(str(hwm * 1024))
+from accel.hardware import rss_bytes
+hwm = rss_bytes("VmHWM")
+open(out, "w").write(str(hwm))
 sys.exit(code)
 """
 
@@ -292,7 +253,7 @@ def bench_conv(channels: int, size: int) -> dict:
     out = {"channels": channels, "size": size}
     times = autotune.time_paths(list(autotune.OPTIONS), 1, size, size, channels, jnp.float32)
     for name, t in times.items():
-        per_conv = t / 6   # the chain has 6
+        per_conv = min(t) / 6   # the best run; the chain has 6
         out[name] = {"ms": round(per_conv * 1e3, 3), "gflops": round(flop / per_conv / 1e9, 1)}
     return out
 
@@ -317,7 +278,6 @@ def measure_group(impls, model: str, size: str, args) -> list[dict]:
     """Every implementation on one (model, size), in `args.rounds` interleaved rounds (order reversed
     every other round, so a drift of the machine's clock or load hits all alike). Per implementation:
     the median over all rounds' timed runs, and the median of the rounds' peak memories."""
-    from accel import runtime
     for impl in impls:
         if impl.startswith("accel") and runtime.cache_dir() is not None:
             # Compile once into the persistent cache first: the rounds then measure what every run of a
@@ -376,9 +336,10 @@ def main(argv=None) -> int:
     # Let each case's process take the accelerator's memory as it needs it (not 75% up front), so a
     # case's peak is its own and torch and JAX processes can share the card.
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    runtime.configure_from_env()
     if args.case:
         impl, model, size, repeats = args.case
-        print(json.dumps(run_case(impl, model, size, int(repeats))))
+        print(json.dumps(run_case(impl, model, size, int(repeats), layout=args.layout)))
         return 0
     if args.table:
         print(table(json.loads(Path(args.table).read_text())))
@@ -401,7 +362,7 @@ def main(argv=None) -> int:
         impls = ["reference", "accel"] if on_cpu else [i for i in GPU_IMPLS if i.startswith("accel")]
         if importlib.util.find_spec("torch"):
             impls += ["torch"] if on_cpu else [i for i in GPU_IMPLS if i.startswith("torch")]
-    peak = peak_gflops()
+    peak = hardware.cpu_peak_gflops()
     rows = []
     for model in args.models:
         for size in args.sizes:

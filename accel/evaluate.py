@@ -12,14 +12,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from reference.config import SCALES
 from reference.metrics import imresize, modcrop, psnr, ssim
 
-from .data import IMAGE_SUFFIXES, read_rgb
+from . import autotune, runtime
+
+from .data import read_rgb
+from .images import IMAGE_SUFFIXES
 
 
 class EvalError(ValueError):
@@ -113,16 +118,19 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m accel.evaluate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--hr", required=True, help="folder of HR (ground truth) images")
-    ap.add_argument("--scale", type=int, required=True, choices=[2, 3, 4, 8], help="upscaling factor")
+    ap.add_argument("--scale", type=int, required=True, choices=SCALES, help="upscaling factor")
     ap.add_argument("--sr", help="folder of SR images to score (no model run)")
     ap.add_argument("--weights", help="weights to run (canonical .safetensors or .pt/.pth); default: shipped model")
     ap.add_argument("--lr", help="folder of LR inputs (default: made from HR with MATLAB bicubic)")
     ap.add_argument("--chop", action="store_true", help="official forward_chop (4 overlapping quadrants)")
     ap.add_argument("--ensemble", action="store_true", help="RCAN+: mean over the 8 flips/transposes")
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="compute precision of the model")
+    ap.add_argument("--conv", choices=autotune.SETTINGS, default=os.environ.get("RCAN_CONV", "auto"),
+                    help="CPU convolution path (default: $RCAN_CONV or auto, timed once per shape)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
+    runtime.configure_from_env()
     try:
         other = args.sr or args.lr
         if other:
@@ -137,7 +145,7 @@ def main(argv=None) -> int:
 
             from . import load_model
             model = load_model(args.weights, scale=args.scale,
-                               dtype=jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32)
+                               dtype=jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32, conv=args.conv)
             result = evaluate_model(args.hr, args.scale, model, args.lr, args.chop, args.ensemble,
                                     progress=not args.quiet and sys.stderr.isatty())
     except (EvalError, ValueError, OSError) as e:

@@ -17,6 +17,7 @@ from PIL import Image, ImageOps
 from reference.weights import atomic_write
 
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tiff": "TIFF", "tif": "TIFF", "bmp": "BMP"}
+IMAGE_SUFFIXES = frozenset("." + ext for ext in FORMATS)   # what folder walks pick up (inputs, training data)
 
 
 class ImageError(ValueError):

@@ -21,8 +21,10 @@ def _bucket(n: int, multiple: int = BUCKET) -> int:
     return max(multiple, int(math.ceil(n / multiple)) * multiple)
 
 
-def run_batch(model, images: list[np.ndarray], shape=None, batch: int | None = None) -> list[np.ndarray]:
-    """Images of any sizes -> their outputs; zero-padded (with a mask) to one shape, so one compile."""
+def run_batch(model, images: list[np.ndarray], shape=None, batch: int | None = None,
+              forward=forward) -> list[np.ndarray]:
+    """Images of any sizes -> their outputs; zero-padded (with a mask) to one shape, so one compile.
+    forward(model, x, mask) runs the network (accel.forward; the benchmark passes torch's)."""
     s = model.config.scale
     H = max(im.shape[0] for im in images) if shape is None else shape[0]
     W = max(im.shape[1] for im in images) if shape is None else shape[1]
@@ -70,7 +72,8 @@ def tiles_for(shape, tile: int, overlap: int):
     return [(y, x) for y in _starts(H, tile, overlap) for x in _starts(W, tile, overlap)]
 
 
-def tiled(model, img: np.ndarray, tile: int, overlap: int = 16, batch: int = 4, progress=None) -> np.ndarray:
+def tiled(model, img: np.ndarray, tile: int, overlap: int = 16, batch: int = 4, progress=None,
+          forward=forward) -> np.ndarray:
     """Tiles of tile×tile LR pixels overlapping by `overlap`, blended with linear ramps (no seams)."""
     s = model.config.scale
     H, W = img.shape[:2]
@@ -82,7 +85,8 @@ def tiled(model, img: np.ndarray, tile: int, overlap: int = 16, batch: int = 4, 
     shape = (_bucket(th, 8), _bucket(tw, 8))
     for i in range(0, len(coords), batch):
         group = coords[i:i + batch]
-        outs = run_batch(model, [img[y:y + th, x:x + tw] for y, x in group], shape=shape, batch=batch)
+        outs = run_batch(model, [img[y:y + th, x:x + tw] for y, x in group], shape=shape, batch=batch,
+                         forward=forward)
         for (y, x), sr in zip(group, outs):
             # Ramp only where a neighbour tile overlaps; the overlap may be larger for the last tile.
             lead_y = s * (ys[ys.index(y) - 1] + th - y) if y > 0 else 0

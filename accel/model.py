@@ -142,8 +142,10 @@ class ResidualGroup(nnx.Module):
 class RCAN(nnx.Module):
     """sub_mean -> head -> residual in residual (G groups, conv, long skip) -> upsampler -> tail -> add_mean."""
 
-    def __init__(self, config: RCANConfig, layout: Layout = LAYOUTS["unrolled"], dtype=jnp.float32, *, rngs):
-        self.config, self.layout, self.dtype = config, layout, dtype
+    def __init__(self, config: RCANConfig, layout: Layout = LAYOUTS["unrolled"], dtype=jnp.float32, *, rngs,
+                 conv_path: str = "auto"):
+        # conv_path: how accel.forward runs the CPU convolutions (accel/autotune.py); no effect on the maths.
+        self.config, self.layout, self.dtype, self.conv_path = config, layout, dtype, conv_path
         C, c = config.n_feats, config.n_colors
         self.sub_mean = conv(c, c, 1, jnp.float32, rngs)
         self.head = conv(c, C, 3, dtype, rngs)

@@ -17,12 +17,12 @@ import os
 import sys
 from pathlib import Path
 
+from reference.config import SCALES
 from reference.weights import WeightsError
 
-from .images import FORMATS, ImageError, open_image, save_atomic
+from . import autotune, runtime
+from .images import FORMATS, IMAGE_SUFFIXES, ImageError, open_image, save_atomic
 from .pipeline import default_max_memory_gb, upscale_image
-
-INPUT_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
 
 
 # --- the command line ------------------------------------------------------------------------------
@@ -34,7 +34,7 @@ def collect_inputs(items, scale) -> list[Path]:
     for item in items:
         p = Path(item)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in INPUT_SUFFIXES
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
                            and not f.name.startswith(".tmp-"))
             stems = {(f.parent, f.stem) for f in found}
             tag = f"_x{scale}"
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     ap.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="images, or folders to walk for images")
     ap.add_argument("-o", "--output", help="output file (one input) or folder (several inputs, or a folder)")
     ap.add_argument("--weights", help="canonical .safetensors or official .pt/.pth (default: the shipped ×2 model)")
-    ap.add_argument("--scale", type=int, choices=[2, 3, 4, 8], help="upscaling factor; must match the weights")
+    ap.add_argument("--scale", type=int, choices=SCALES, help="upscaling factor; must match the weights")
     ap.add_argument("--tile", default="auto", help="tile size in LR pixels, 0 for whole image, or auto (default)")
     ap.add_argument("--tile-overlap", type=int, default=16, help="overlap between tiles in LR pixels (default 16)")
     ap.add_argument("--max-memory", type=float, help="GB of working memory for --tile auto "
@@ -74,11 +74,14 @@ def main(argv=None) -> int:
                     help="compute precision (bfloat16 is for accelerators)")
     ap.add_argument("--format", choices=sorted(set(FORMATS) - {"jpeg", "tif"}),
                     help="output format (default: the input's)")
+    ap.add_argument("--conv", choices=autotune.SETTINGS, default=os.environ.get("RCAN_CONV", "auto"),
+                    help="CPU convolution path (default: $RCAN_CONV or auto, timed once per shape)")
     ap.add_argument("--force", action="store_true", help="overwrite existing outputs")
     ap.add_argument("--max-pixels", type=int, help="raise Pillow's decompression-bomb limit (pixels per image)")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     ap.add_argument("--explain", action="store_true", help="also write <output stem>.md and .html explaining the run")
     args = ap.parse_args(argv)
+    runtime.configure_from_env()
 
     if args.tile == "auto":
         tile = "auto"
@@ -97,7 +100,8 @@ def main(argv=None) -> int:
     from .api import load_model
     weights = args.weights
     try:
-        model = load_model(weights, scale=args.scale, dtype=jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32)
+        model = load_model(weights, scale=args.scale, dtype=jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32,
+                           conv=args.conv)
         scale = model.config.scale
     except (WeightsError, ValueError, OSError) as e:
         msg = str(e)

@@ -12,7 +12,7 @@ import accel
 import reference
 from reference import RCANConfig, init_weights
 
-import torch_rcan
+from tools import torch_rcan
 
 MODELS = {"official": RCANConfig.official(2), "compact": RCANConfig.compact(2)}
 
@@ -52,7 +52,7 @@ def test_bench_torch_channels_last(benchmark, setup):
     assert benchmark(run).shape == (1, 3, 128, 128)
 
 
-def test_bench_torch_tiles_are_accel_tiles(monkeypatch):
+def test_bench_torch_tiles_are_accel_tiles():
     """The 1080p rows run torch through accel's own tiling code (accel.bench._torch_forward standing in for
     accel.forward): the same tiles, ramps and batches, so the output matches accel's tiled output."""
     from accel import bench, inference
@@ -63,13 +63,13 @@ def test_bench_torch_tiles_are_accel_tiles(monkeypatch):
     want = inference.tiled(m, img, 24, overlap=8)
     net = torch_rcan.from_weights(weights, config).to(memory_format=torch.channels_last)
     net.channels_last = True
-    monkeypatch.setattr(inference, "forward", bench._torch_forward(net, "cpu", torch.float32))
-    got = inference.tiled(m, img, 24, overlap=8)
+    forward = bench._torch_forward(net, "cpu", torch.float32)
+    got = inference.tiled(net, img, 24, overlap=8, forward=forward)
     assert got.shape == want.shape == (80, 112, 3)
     assert np.abs(got - want).max() < 1e-3
     # A tile that does not fill its shape would need the mask torch does not take: refused.
     with pytest.raises(ValueError, match="fill the tile"):
-        inference.run_batch(m, [img[:20, :20], img[:24, :24]], shape=(24, 24))
+        inference.run_batch(net, [img[:20, :20], img[:24, :24]], shape=(24, 24), forward=forward)
 
 
 def test_bench_cli_pairs_each_impl_with_torch_in_its_precision():

@@ -8,7 +8,7 @@ import reference
 from reference import RCANConfig, rcan
 from reference.weights import WeightsError, init_weights, load_weights, save_weights
 
-import torch_rcan
+from tools import torch_rcan
 from conftest import assert_close
 
 torch.set_num_threads(2)

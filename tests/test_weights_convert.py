@@ -17,7 +17,7 @@ from reference import RCANConfig
 from reference.weights import init_weights, load_weights
 from weights_convert import ConvertError, load_checkpoint
 
-import torch_rcan
+from tools import torch_rcan
 from conftest import assert_close
 
 CONFIGS = [RCANConfig(scale=s, n_resgroups=g, n_resblocks=b, n_feats=f, reduction=r)
@@ -309,7 +309,7 @@ def test_full_size_conversion_memory(full_checkpoint):
     import json
     import subprocess
     import sys
-    out = subprocess.run([sys.executable, "-m", "weights_convert.bench", str(full_checkpoint)],
+    out = subprocess.run([sys.executable, "-m", "tools.convert_bench", str(full_checkpoint)],
                          capture_output=True, text=True, check=True)
     result = json.loads(out.stdout)
     print(result)

@@ -1,18 +1,14 @@
 """GPU check before the GPU benchmark: accel (full float32, TF32, bfloat16) and torch CUDA against the
 NumPy reference on the full official ×2 architecture (random weights, 48×40 input) and on a padded batch.
 Prints the largest absolute difference of each (outputs are in [0, 255])."""
-import sys
-from pathlib import Path
-
 import jax
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
-import accel  # noqa: E402
-import reference  # noqa: E402
-import torch_rcan  # noqa: E402
-from reference import RCANConfig, init_weights  # noqa: E402
+import accel
+import reference
+from reference import RCANConfig, init_weights
+from tools import torch_rcan
 
 dev = "cuda" if torch.cuda.is_available() else "cpu"
 print("jax", jax.__version__, jax.devices(), "| torch", torch.__version__, dev)

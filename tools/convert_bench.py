@@ -1,6 +1,6 @@
 """Time and peak memory of one conversion, measured in a fresh process.
 
-    python -m weights_convert.bench RCAN_BIX2.pt        # prints JSON: seconds, file MB, peak extra RSS
+    python -m tools.convert_bench RCAN_BIX2.pt        # prints JSON: seconds, file MB, peak extra RSS
 
 Peak extra memory = the process's peak resident set after the conversion minus before it (file pages
 of the memory-mapped source count too, so this is an upper bound on what the converter allocates).
@@ -11,24 +11,17 @@ import sys
 import tempfile
 import time
 
-
-def peak_rss() -> int:
-    """VmHWM of this process in bytes (reset at exec, unlike ru_maxrss, which a child inherits)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise OSError("no VmHWM in /proc/self/status")
+from accel.hardware import rss_bytes
 
 
 def measure(src: str) -> dict:
     from weights_convert import write_canonical
-    before = peak_rss()
+    before = rss_bytes("VmHWM")
     with tempfile.TemporaryDirectory() as d:
         t = time.perf_counter()
         c = write_canonical(src, os.path.join(d, "out.safetensors"))
         seconds = time.perf_counter() - t
-    peak = peak_rss()
+    peak = rss_bytes("VmHWM")
     size = os.path.getsize(src)
     return {"file": src, "file_mb": round(size / 1e6, 1), "seconds": round(seconds, 3),
             "values": int(sum(v.size for v in c.weights.values())),

@@ -1,6 +1,6 @@
 """The official RCAN architecture (yulunzhang/RCAN, RCAN_TrainCode/code/model/rcan.py) in PyTorch.
 
-Test oracle only: the same module tree as the official code, so state_dict() has the official key
+The test and benchmark oracle: the same module tree as the official code, so state_dict() has the official key
 names; loads canonical weights with strict=True.
 """
 import math
@@ -74,6 +74,7 @@ class ResidualGroup(nn.Module):
 class RCAN(nn.Module):
     def __init__(self, config, conv=default_conv):
         super().__init__()
+        self.config = config   # a plain attribute (not in the state dict): tiling code reads the scale
         n_feats, k = config.n_feats, 3
         # Registration order as in the official file: sub_mean, add_mean, head, body, tail.
         self.sub_mean = MeanShift(config.rgb_range, config.rgb_mean, -1)

@@ -1,6 +1,6 @@
 """Write the model card of a trained weights file: its config, training record and Set5 scores.
 
-    python -m accel.card accel/weights/rcan_compact_x2.safetensors --hr tests/data/Set5/HR_x2
+    python -m tools.card accel/weights/rcan_compact_x2.safetensors --hr tests/data/Set5/HR_x2
 
 Scores use the paper's protocol (accel.evaluate): LR made from HR with MATLAB's bicubic, the model's
 output quantized like the official code, PSNR/SSIM on Y with the border shaved; bicubic beside it.
@@ -10,26 +10,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from pathlib import Path
 
+from accel import hardware
+from accel.api import model_from_weights
+from accel.evaluate import evaluate_model, table
+from reference.explain import SOURCES
 from reference.weights import load_weights, read_metadata
 
-from .api import model_from_weights
-from .evaluate import evaluate_model, table
-
-PAPER_RCAN_X2 = 38.27   # RCAN paper, Set5 ×2 (BI)
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass  # no /proc/cpuinfo: fall back to what platform knows
-    return platform.processor() or "unknown CPU"
+PAPER_SET5 = SOURCES["rcan_paper_table"]["rcan"]   # the RCAN paper's Set5 PSNR per scale (BI)
 
 
 def build_card(weights_path, hr_dir) -> tuple[dict, str]:
@@ -43,7 +33,7 @@ def build_card(weights_path, hr_dir) -> tuple[dict, str]:
         "file": Path(weights_path).name, "config": json.loads(config.to_json()), "parameters": params,
         "training": {k: meta.get(k) for k in ("steps", "batch", "patch", "peak_lr", "seed", "data", "exclude",
                                               "n_train_images", "train_seconds")},
-        "machine": f"{cpu_name()}, {len(__import__('os').sched_getaffinity(0))} cores (CPU only)",
+        "machine": f"{hardware.describe_cpu()} (CPU only)",
         f"set5_x{config.scale}": {"psnr": round(result["mean"]["psnr"], 4), "ssim": round(result["mean"]["ssim"], 4),
                                   "bicubic_psnr": round(result["bicubic"]["psnr"], 4),
                                   "bicubic_ssim": round(result["bicubic"]["ssim"], 4),
@@ -70,7 +60,7 @@ project on CPU, from scratch, with `python -m accel.train`; the same architectur
 |---|---|---|
 | this model | **{card[f'set5_x{s}']['psnr']:.2f} dB** | {card[f'set5_x{s}']['ssim']:.4f} |
 | bicubic | {card[f'set5_x{s}']['bicubic_psnr']:.2f} dB | {card[f'set5_x{s}']['bicubic_ssim']:.4f} |
-| official RCAN (paper; 15.4 M parameters) | {PAPER_RCAN_X2 if s == 2 else '-'} dB | |
+| official RCAN (paper; 15.4 M parameters) | {PAPER_SET5.get(str(s), '-')} dB | |
 
 Per image:
 
@@ -81,7 +71,7 @@ Per image:
 Reproduce: `python -m accel.evaluate --hr tests/data/Set5/HR_x{s} --scale {s}` (the shipped model is
 the default), or upscale the official LR files with `python -m accel.upscale tests/data/Set5/LR_x{s} -o out/`
 and score them with `python -m accel.evaluate --hr tests/data/Set5/HR_x{s} --sr out --scale {s}`.
-Regenerate this card: `python -m accel.card {weights_path} --hr tests/data/Set5/HR_x{s}`.
+Regenerate this card: `python -m tools.card {weights_path} --hr tests/data/Set5/HR_x{s}`.
 
 Honest limits: trained on {meta.get('n_train_images', '?')} small images for a short CPU budget, it is well below the official
 model; it is meant to make the tool work out of the box. For the paper's quality, convert an official
@@ -91,7 +81,7 @@ checkpoint (`python -m weights_convert RCAN_BIX2.pt -o rcan_x2.safetensors`) and
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m accel.card", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m tools.card", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("weights", help="canonical weights file")
     ap.add_argument("--hr", required=True, help="Set5 HR folder for the scores")

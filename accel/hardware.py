@@ -1,0 +1,95 @@
+"""What this machine is and what it can do: CPU name and flags, peak FLOP/s, resident-set readings.
+
+The one place that reads /proc/cpuinfo and /proc/self/status (autotune keys its decisions by the CPU,
+the model card names it, bench and train report a share of the peak).
+"""
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import statistics
+
+# Dense datasheet peaks (TFLOP/s) of the GPUs measured here (SXM parts; PCIe cards are slower), per precision.
+GPU_PEAK_TFLOPS = {"H100": {"float32": 67, "tf32": 494.7, "bfloat16": 989.4},
+                   "H200": {"float32": 67, "tf32": 494.7, "bfloat16": 989.4}}
+# The CPU flags that decide which convolution paths can win (AVX-512; bfloat16 dot instructions; AMX tiles).
+NOTABLE_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+@functools.cache
+def cpuinfo() -> tuple[str, ...]:
+    """The lines of /proc/cpuinfo (empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return tuple(f.read().splitlines())
+    except OSError:
+        return ()
+
+
+def _field(name: str) -> str:
+    return next((line.split(":", 1)[1].strip() for line in cpuinfo() if line.split(":")[0].strip() == name), "")
+
+
+def cpu_name() -> str:
+    return _field("model name") or platform.processor() or "unknown CPU"
+
+
+def cpu_flags() -> frozenset[str]:
+    return frozenset(_field("flags").split())
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def describe_cpu() -> str:
+    """e.g. 'AMD EPYC, 2 cores, avx2 fma avx512f avx512_bf16'."""
+    flags = " ".join(f for f in NOTABLE_FLAGS if f in cpu_flags())
+    return f"{cpu_name()}, {cores()} cores" + (f", {flags}" if flags else "")
+
+
+def cpu_peak_gflops() -> float | None:
+    """fp32 peak of this CPU: cores × FLOPs per cycle × MHz (from /proc/cpuinfo), when FMA is present."""
+    mhz = [float(line.split(":")[1]) for line in cpuinfo() if line.startswith("cpu MHz")]
+    flags = cpu_flags()
+    if not mhz or "fma" not in flags:
+        return None
+    # Two FMA pipes of 8 fp32 lanes; Intel's AVX-512 doubles the width, AMD Zen 4 runs it double-pumped.
+    intel = any("GenuineIntel" in line for line in cpuinfo())
+    per_cycle = 64 if "avx512f" in flags and intel else 32
+    return cores() * per_cycle * statistics.median(mhz) / 1000
+
+
+def peak_tflops(device, precision: str = "float32") -> float | None:
+    """The dense peak of a jax device for 'float32', 'tf32' or 'bfloat16' (None when unknown).
+    CPUs: the fp32 FMA peak whatever the precision (the bfloat16 units are not counted)."""
+    if device.platform == "cpu":
+        peak = cpu_peak_gflops()
+        return peak / 1000 if peak else None
+    name = getattr(device, "device_kind", "") or ""
+    chip = next((k for k in GPU_PEAK_TFLOPS if k in name and "PCIe" not in name), None)
+    return GPU_PEAK_TFLOPS[chip][precision] if chip else None
+
+
+def rss_bytes(field: str = "VmRSS") -> int:
+    """A resident-set figure of this process from /proc/self/status ('VmRSS', or 'VmHWM' for its peak);
+    0 where there is no /proc."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def reset_peak_rss() -> bool:
+    """Reset VmHWM to the current resident set (Linux); False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
