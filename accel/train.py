@@ -1,18 +1,29 @@
-"""Train an RCAN with optax: L1 loss, Adam, warm-up + cosine learning rate, exact resume.
+"""Train an RCAN with optax: L1 loss, Adam, warm-up + cosine learning rate, data parallel, exact resume.
 
-Example (the shipped compact model; resumable at any checkpoint):
-    python -m accel.train --data ../shared/data/train/T91 ../shared/data/train/BSD200 \
-        --exclude 302003 --scale 2 --preset compact --steps 6000 \
-        --out accel/weights/rcan_compact_x2.safetensors --checkpoint runs/compact.ckpt \
-        --val-hr tests/data/Set5/HR_x2
+Examples:
+    # the shipped compact model (6,500 steps on a 2-core CPU)
+    python -m accel.train --data train/T91 train/BSD200 --exclude 302003 \\
+        --preset compact --steps 6500 --out rcan_compact_x2.safetensors \\
+        --checkpoint runs/compact_x2.ckpt --val-hr tests/data/Set5/HR_x2
 
-The checkpoint holds the parameters, the optimizer state and the step; the batch of each step is a
-pure function of (seed, step), so a run stopped and resumed ends with the same weights as one that
-never stopped. Blocks are unrolled: on XLA CPU, gradients through lax.scan are ~40× slower.
+    # the deep model on whatever devices there are, bfloat16 convolutions, 9 minutes of this run
+    python -m accel.train --data train/T91 train/BSD200 --exclude 302003 \\
+        --preset deep --steps 300000 --batch 32 --dtype bfloat16 --time-budget 540 \\
+        --out rcan_deep_x2.safetensors --checkpoint runs/deep_x2.ckpt --val-hr tests/data/Set5/HR_x2
+
+The training images and their MATLAB-bicubic LR live on the device (accel/data.py); each step draws
+its own aligned crops inside the jitted step, from a key that depends only on (seed, step), so a run
+stopped and resumed ends with the same weights as one that never stopped. The batch is split over
+every device (a 1-D `data` mesh; weights and optimizer replicated, gradients reduced by XLA).
+--steps fixes the schedule of the whole training; --time-budget ends this run early, with a checkpoint
+to resume from. CPU runs unroll the blocks (on XLA CPU, gradients through lax.scan are ~40× slower);
+accelerators scan them (fast to compile). Checkpoints use the official key names, so a checkpoint
+moves between layouts and machines.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -21,193 +32,391 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import ml_dtypes
 import numpy as np
 import optax
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from safetensors.numpy import load_file, save_file
 
-from reference.config import PRESETS, RCANConfig
+from reference.config import PRESETS, SCALES, RCANConfig
+from reference.explain import stages
 from reference.metrics import imresize, modcrop, psnr
-from reference.weights import atomic_write, init_weights, save_weights
+from reference.weights import atomic_write, init_weights, load_weights, read_metadata, save_weights
 
-from .api import model_from_weights, model_weights
-from .data import PairSet, Prefetcher, list_images, read_rgb
+from . import hardware, params, runtime
+from .api import model_from_weights
+from .data import TrainingImages, list_images, random_crops, read_rgb
+from .inference import quantize, super_resolve
+
+CHECKPOINT_FORMAT = "rcan-train-checkpoint/2"
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+MOMENTS = ("float32", "bfloat16", "none")
 
 
-def make_schedule(peak_lr: float, steps: int, warmup: int):
-    warmup = min(warmup, max(steps - 1, 1))
-    return optax.warmup_cosine_decay_schedule(0.0, peak_lr, warmup, max(steps, warmup + 1), peak_lr * 0.01)
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides the weights a training ends with (a resume must match it exactly)."""
+    model: RCANConfig
+    steps: int               # length of the schedule (the whole training, over as many runs as it takes)
+    batch: int = 16          # patches per step, over all devices
+    patch: int = 48          # LR patch side in pixels
+    peak_lr: float = 5e-4
+    warmup: int = 200
+    seed: int = 0            # initial weights and every batch
+
+    def __post_init__(self):
+        for name in ("steps", "batch", "patch"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not (isinstance(self.warmup, int) and self.warmup >= 0):
+            raise ValueError(f"warmup must be a non-negative integer, got {self.warmup!r}")
+        if not (self.peak_lr > 0 and math.isfinite(self.peak_lr)):
+            raise ValueError(f"peak_lr must be a positive number, got {self.peak_lr!r}")
+
+    def to_json(self) -> str:
+        return json.dumps({**dataclasses.asdict(self), "model": json.loads(self.model.to_json())}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainConfig":
+        data = json.loads(text)
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields: {sorted(unknown)}")
+        return cls(**{**data, "model": RCANConfig.from_json(json.dumps(data["model"]))})
+
+    def flops_per_step(self) -> float:
+        """Convolution FLOPs of one step: forward + backward ≈ 3 × the forward's 2 FLOPs per multiply-add."""
+        return 3 * 2 * self.batch * sum(r["macs"] for r in stages(self.model, self.patch, self.patch))
+
+
+def make_schedule(tc: TrainConfig):
+    warmup = min(tc.warmup, max(tc.steps - 1, 1))
+    return optax.warmup_cosine_decay_schedule(0.0, tc.peak_lr, warmup, max(tc.steps, warmup + 1), tc.peak_lr * 0.01)
+
+
+def default_layout() -> str:
+    return "unrolled" if jax.default_backend() == "cpu" else "scan"
 
 
 class Trainer:
-    def __init__(self, config: RCANConfig, seed=0, peak_lr=5e-4, steps=1000, warmup=200):
-        self.config, self.seed, self.steps = config, seed, steps
-        model = model_from_weights(init_weights(config, seed), config, layout="unrolled")
-        self.graphdef, self.params = nnx.split(model, nnx.Param)
-        self.tx = optax.adam(make_schedule(peak_lr, steps, warmup))
-        self.opt_state = self.tx.init(self.params)
+    """Parameters and Adam state replicated over a 1-D `data` mesh; each step draws its batch on the
+    devices, splits it over the mesh and reduces the gradients (XLA inserts the all-reduce)."""
+
+    def __init__(self, tc: TrainConfig, dtype: str = "float32", layout: str | None = None, devices=None):
+        self.tc, self.dtype, self.layout = tc, dtype, layout or default_layout()
+        self.mesh = Mesh(np.array(devices if devices is not None else jax.devices()), ("data",))
+        if tc.batch % self.mesh.size:
+            raise ValueError(f"--batch {tc.batch} does not split over {self.mesh.size} devices")
+        self.replicated = NamedSharding(self.mesh, PartitionSpec())
+        self.split = NamedSharding(self.mesh, PartitionSpec("data"))
+        model = model_from_weights(init_weights(tc.model, tc.seed), tc.model, self.layout, DTYPES[dtype])
+        self.model_layout = model.layout
+        self.graphdef, state = nnx.split(model, nnx.Param)
+        self.params = jax.device_put(state, self.replicated)
+        self.tx = optax.adam(make_schedule(tc))
+        self.opt_state = jax.device_put(self.tx.init(self.params), self.replicated)
         self.step = 0
-        graphdef, tx = self.graphdef, self.tx
+        self.data = None
+        graphdef, tx, split = self.graphdef, self.tx, self.split
 
-        def loss_fn(params, lr, hr):
-            sr = nnx.merge(graphdef, params)(lr)
-            return jnp.mean(jnp.abs(sr - hr))                       # L1 in 0..255, as the paper
+        def loss_fn(p, lr, hr):
+            sr = nnx.merge(graphdef, p)(lr)                       # float32 out (add_mean), bf16 convs inside
+            return jnp.mean(jnp.abs(sr - hr))                      # L1 in 0..255, as the paper
 
-        @jax.jit
-        def train_step(params, opt_state, lr, hr):
-            loss, grads = jax.value_and_grad(loss_fn)(params, lr, hr)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state, loss
+        def train_step(p, opt_state, data, step):
+            key = jax.random.fold_in(jax.random.key(tc.seed), step)
+            lr, hr = random_crops(data, key, tc.batch, tc.patch, tc.model.scale)
+            lr = jax.lax.with_sharding_constraint(lr, split)
+            hr = jax.lax.with_sharding_constraint(hr, split)
+            loss, grads = jax.value_and_grad(loss_fn)(p, lr, hr)
+            updates, opt_state = tx.update(grads, opt_state, p)
+            return optax.apply_updates(p, updates), opt_state, loss
 
-        @jax.jit
-        def predict(params, lr):
-            return nnx.merge(graphdef, params)(lr)
+        self._train_step = jax.jit(train_step, donate_argnums=(0, 1))
+        self._crops = jax.jit(lambda data, step: random_crops(
+            data, jax.random.fold_in(jax.random.key(tc.seed), step), tc.batch, tc.patch, tc.model.scale))
 
-        self._train_step, self._predict = train_step, predict
+    def set_data(self, images: TrainingImages):
+        """Put the packed training images on every device (replicated: each draws from all of them)."""
+        if images.scale != self.tc.model.scale or images.patch != self.tc.patch:
+            raise ValueError("training images prepared for another scale or patch size")
+        self.data = {k: jax.device_put(v, self.replicated) for k, v in images.arrays().items()}
 
-    def train_step(self, lr, hr) -> float:
-        self.params, self.opt_state, loss = self._train_step(self.params, self.opt_state, lr, hr)
+    def train_step(self) -> jax.Array:
+        """One optimizer step; returns the loss as a device scalar (reading it waits for the step)."""
+        self.params, self.opt_state, loss = self._train_step(self.params, self.opt_state, self.data,
+                                                             jnp.int32(self.step))
         self.step += 1
-        return float(loss)
+        return loss
 
-    def set_weights(self, weights: dict):
-        model = model_from_weights(weights, self.config, layout="unrolled")
-        self.params = nnx.state(model, nnx.Param)
-        self.opt_state = self.tx.init(self.params)
+    def batch(self, step: int):
+        """The (lr, hr) batch of a step, as the training step draws it."""
+        return self._crops(self.data, jnp.int32(step))
 
-    def weights(self) -> dict:
-        return model_weights(nnx.merge(self.graphdef, self.params))
+    # -- weights ------------------------------------------------------------------------------------
+    def _official(self, state) -> dict[str, np.ndarray]:
+        return params.from_pure_dict(nnx.to_pure_dict(state), self.tc.model, self.model_layout)
+
+    def _state(self, weights: dict[str, np.ndarray]):
+        tree = params.to_pure_dict(weights, self.tc.model, self.model_layout)
+        state = jax.tree.map(lambda x: x, self.params)
+        nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, tree))
+        return jax.device_put(state, self.replicated)
+
+    def weights(self) -> dict[str, np.ndarray]:
+        return self._official(self.params)
+
+    def set_weights(self, weights: dict, step: int = 0, moments=None):
+        """Start from these weights; Adam's moments given (mu, nu) or zero. The schedule continues at step."""
+        self.params = self._state(weights)
+        adam, schedule = self.tx.init(self.params)
+        count = jnp.int32(step if moments is not None else 0)   # zero moments: bias correction starts over
+        if moments is not None:
+            adam = adam._replace(mu=self._state(moments[0]), nu=self._state(moments[1]))
+        self.opt_state = jax.device_put((adam._replace(count=count), schedule._replace(count=jnp.int32(step))),
+                                        self.replicated)
+        self.step = step
 
     def super_resolve(self, lr_uint8: np.ndarray) -> np.ndarray:
-        """One image, quantized like the official code (clamp, round half to even)."""
-        sr = self._predict(self.params, jnp.asarray(lr_uint8[None], jnp.float32))[0]
-        return np.asarray(jnp.round(jnp.clip(sr, 0, 255))).astype(np.uint8)
+        """One image through the current weights (scanned layout, fast to compile), quantized."""
+        model = model_from_weights(self.weights(), self.tc.model, "scan")
+        return quantize(super_resolve(model, lr_uint8.astype(np.float32)))
 
-    # -- checkpoints: every leaf of (params, opt_state) by its tree path, plus the step ------------
-    def _leaves(self):
-        flat, _ = jax.tree_util.tree_flatten_with_path((self.params, self.opt_state))
-        return {jax.tree_util.keystr(path): leaf for path, leaf in flat}
-
-    def save_checkpoint(self, path, extra: dict | None = None):
-        tensors = {k: np.asarray(v) for k, v in self._leaves().items()}
-        meta = {"step": str(self.step), "config": self.config.to_json(), "seed": str(self.seed),
-                "steps": str(self.steps), **{k: str(v) for k, v in (extra or {}).items()}}
+    # -- checkpoints: official names, so they move between layouts, dtypes and device counts ---------
+    def save_checkpoint(self, path, moments: str = "float32", extra: dict | None = None):
+        tensors = {f"params/{k}": v for k, v in self.weights().items()}
+        if moments != "none":
+            adam = self.opt_state[0]
+            for name, state in (("mu", adam.mu), ("nu", adam.nu)):
+                for k, v in self._official(state).items():
+                    tensors[f"{name}/{k}"] = v if moments == "float32" else v.astype(ml_dtypes.bfloat16).view(np.uint16)
+        meta = {"format": CHECKPOINT_FORMAT, "train_config": self.tc.to_json(), "step": str(self.step),
+                "moments": moments, "adam_count": str(int(self.opt_state[0].count)),
+                **{k: str(v) for k, v in (extra or {}).items()}}
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
-    def load_checkpoint(self, path):
-        from reference.weights import read_metadata
-        meta = read_metadata(path)
-        if RCANConfig.from_json(meta["config"]) != self.config:
-            raise ValueError(f"{path}: checkpoint is for {meta['config']}, not {self.config.to_json()}")
-        if int(meta["steps"]) != self.steps or int(meta["seed"]) != self.seed:
-            raise ValueError(f"{path}: checkpoint was made with --steps {meta['steps']} --seed {meta['seed']}; "
-                             "resume with the same values (the schedule and batches depend on them)")
+    def load_checkpoint(self, path) -> dict:
+        saved, meta = checkpoint_config(path), read_metadata(path)
+        if saved != self.tc:
+            diff = {f.name: (getattr(saved, f.name), getattr(self.tc, f.name)) for f in dataclasses.fields(saved)
+                    if getattr(saved, f.name) != getattr(self.tc, f.name)}
+            hint = ", ".join(f"{k}: checkpoint {a} vs now {b}" for k, (a, b) in diff.items())
+            raise ValueError(f"{path}: checkpoint was made with other settings ({hint}); resume with the same "
+                             "values (the schedule and batches depend on them)")
         stored = load_file(path)
-        flat, treedef = jax.tree_util.tree_flatten_with_path((self.params, self.opt_state))
-        leaves = []
-        for p, leaf in flat:
-            value = stored[jax.tree_util.keystr(p)]
-            leaves.append(jnp.asarray(value, dtype=jnp.asarray(leaf).dtype))
-        self.params, self.opt_state = jax.tree_util.tree_unflatten(treedef, leaves)
-        self.step = int(meta["step"])
+
+        def part(name):
+            out = {k.split("/", 1)[1]: v for k, v in stored.items() if k.startswith(name + "/")}
+            if meta["moments"] == "bfloat16" and name != "params":
+                out = {k: v.view(ml_dtypes.bfloat16).astype(np.float32) for k, v in out.items()}
+            return out
+        step = int(meta["step"])
+        moments = None if meta["moments"] == "none" else (part("mu"), part("nu"))
+        self.set_weights(part("params"), step, moments)
+        if moments is not None:   # the exact Adam count (it restarts at 0 after a resume without moments)
+            adam, schedule = self.opt_state
+            self.opt_state = (adam._replace(count=jnp.int32(int(meta["adam_count"]))), schedule)
         return meta
+
+
+def checkpoint_config(path) -> TrainConfig:
+    meta = read_metadata(path)
+    if meta.get("format") != CHECKPOINT_FORMAT or "train_config" not in meta:
+        raise ValueError(f"{path}: not a training checkpoint of this version ({meta.get('format')!r})")
+    return TrainConfig.from_json(meta["train_config"])
 
 
 def validate(trainer: Trainer, hr_images: list[tuple[str, np.ndarray]], scale: int) -> float:
     """Mean PSNR on Y (official protocol) over the validation HR images."""
+    model = model_from_weights(trainer.weights(), trainer.tc.model, "scan")
     scores = []
     for _, hr in hr_images:
         hr = modcrop(hr, scale)
-        scores.append(psnr(hr, trainer.super_resolve(imresize(hr, 1 / scale)), scale))
+        sr = quantize(super_resolve(model, imresize(hr, 1 / scale).astype(np.float32)))
+        scores.append(psnr(hr, sr, scale))
     return float(np.mean(scores))
 
 
-def main(argv=None):
+@dataclasses.dataclass
+class RunOptions:
+    """How this run goes (none of it changes the weights a step computes, except dtype)."""
+    data: list[str]
+    out: str
+    exclude: tuple[str, ...] = ()
+    dtype: str = "float32"
+    layout: str | None = None
+    checkpoint: str | None = None
+    resume: str | None = None
+    init: str | None = None
+    moments: str = "float32"
+    every: int = 250
+    val_hr: str | None = None
+    stop_after: int | None = None
+    time_budget: float | None = None
+    quiet: bool = False
+
+
+def pipeline_seconds(trainer: Trainer, repeats: int = 5) -> float:
+    """Seconds per batch of the input pipeline alone (the crops the step draws), after its compile."""
+    jax.block_until_ready(trainer.batch(0))
+    t0 = time.perf_counter()
+    for i in range(repeats):
+        jax.block_until_ready(trainer.batch(i))
+    return (time.perf_counter() - t0) / repeats
+
+
+def train(tc: TrainConfig, run: RunOptions, log=print) -> dict:
+    t_start = time.time()
+    paths = list_images(run.data, run.exclude)
+    images = TrainingImages(paths, tc.model.scale, tc.patch)
+    log(f"{len(images)} training images packed in {time.time() - t_start:.1f} s "
+        f"(hr {images.hr.shape}, {(images.hr.nbytes + images.lr.nbytes) / 1e6:.0f} MB); {tc.to_json()}")
+    val = [(p.name, read_rgb(p)) for p in list_images([run.val_hr])] if run.val_hr else []
+
+    trainer = Trainer(tc, run.dtype, run.layout)
+    trainer.set_data(images)
+    checkpoint_exists = run.checkpoint and Path(run.checkpoint).is_file()
+    resume = run.resume or (run.checkpoint if checkpoint_exists else None)
+    elapsed, val_psnr = 0.0, float("nan")
+    if resume:
+        meta = trainer.load_checkpoint(resume)
+        elapsed, val_psnr = float(meta.get("train_seconds", 0)), float(meta.get("val_psnr", "nan"))
+        log(f"resumed from {resume} at step {trainer.step} (optimizer moments: {meta['moments']})")
+    elif run.init:
+        weights, config = load_weights(run.init)
+        if config != tc.model:
+            raise ValueError(f"{run.init}: weights are {config.to_json()}, not {tc.model.to_json()}")
+        trainer.set_weights(weights)
+    stop = tc.steps if run.stop_after is None else min(tc.steps, trainer.step + run.stop_after)
+    nparams = sum(v.size for v in trainer.weights().values())
+    devices = trainer.mesh.devices.flat
+    peak = sum(hardware.peak_tflops(d, run.dtype) or math.nan for d in devices) * 1e12
+    log(f"{nparams:,} parameters; {trainer.mesh.size} × {jax.devices()[0].device_kind} ({jax.default_backend()}), "
+        f"{run.dtype}, layout {trainer.layout}; {tc.flops_per_step() / 1e9:.1f} GFLOP per step")
+
+    def save():
+        nonlocal elapsed, t_mark
+        elapsed += time.time() - t_mark
+        t_mark = time.time()
+        extra = {"train_seconds": f"{elapsed:.1f}", "val_psnr": f"{val_psnr:.4f}"}
+        if run.checkpoint:
+            trainer.save_checkpoint(run.checkpoint, run.moments, extra)
+        save_weights(run.out, trainer.weights(), tc.model, source_name="accel.train", steps=trainer.step,
+                     train_seconds=f"{elapsed:.1f}", train_config=tc.to_json(), dtype=run.dtype,
+                     data=" ".join(Path(d).name for d in run.data), exclude=" ".join(run.exclude),
+                     n_train_images=len(images), val_psnr=f"{val_psnr:.4f}", parameters=nparams)
+
+    from tqdm import tqdm
+    bar = tqdm(total=tc.steps, initial=trainer.step, disable=run.quiet, file=sys.stderr, dynamic_ncols=True)
+    history, t_mark = [], time.time()
+    timed_s, timed_n, reserve, crop_s = 0.0, 0, 0.0, float("nan")   # steps after the first (which compiles)
+    while trainer.step < stop:
+        t0 = time.time()
+        loss = float(trainer.train_step())
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss} at step {trainer.step}; lower --lr")
+        history.append(loss)
+        if len(history) == 1:
+            crop_s = pipeline_seconds(trainer)
+            log(f"first step (compile) {time.time() - t0:.1f} s; input pipeline {1e3 * crop_s:.2f} ms per batch")
+            if run.time_budget is not None and val:   # what the final validation will cost (compiles included)
+                t0 = time.time()
+                log(f"step {trainer.step}: Set5 {validate(trainer, val, tc.model.scale):.2f} dB")
+                reserve = time.time() - t0
+        else:
+            timed_s, timed_n = timed_s + time.time() - t0, timed_n + 1
+        rate = timed_n / timed_s if timed_n else float("nan")
+        if trainer.step % run.every == 0 or trainer.step == stop:
+            t0 = time.time()
+            if val:
+                val_psnr = validate(trainer, val, tc.model.scale)
+            save()
+            reserve = max(reserve, time.time() - t0)
+        status = (f"loss {np.mean(history[-50:]):.3f} | {rate:.2f} steps/s {rate * tc.batch:.0f} patches/s "
+                  f"{100 * rate * tc.flops_per_step() / peak:.0f}% peak | Set5 {val_psnr:.2f}")
+        bar.set_postfix_str(status, refresh=False)
+        if run.quiet and trainer.step % run.every == 0:
+            log(f"step {trainer.step}: {status}")
+        bar.update(1)
+        if run.time_budget is not None and trainer.step < stop:
+            # Stop while one more step, the final validation and the save still fit in the budget.
+            if time.time() - t_start + (1 / rate if timed_n else 0) + max(reserve, 1.0) > run.time_budget:
+                if val:
+                    val_psnr = validate(trainer, val, tc.model.scale)
+                save()
+                break
+    bar.close()
+    rate = timed_n / timed_s if timed_n else float("nan")
+    return {"step": trainer.step, "loss": float(np.mean(history[-50:])) if history else None, "val_psnr": val_psnr,
+            "train_seconds": round(elapsed, 1), "run_seconds": round(time.time() - t_start, 1),
+            "patches_per_s": round(rate * tc.batch, 2), "share_of_peak": round(rate * tc.flops_per_step() / peak, 4),
+            "step_ms": round(1e3 / rate, 2), "pipeline_ms": round(1e3 * crop_s, 3),
+            "devices": trainer.mesh.size, "device_kind": jax.devices()[0].device_kind, "dtype": run.dtype}
+
+
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m accel.train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", nargs="+", required=True, help="folders (or files) of HR training images")
     ap.add_argument("--exclude", nargs="*", default=[], help="image stems or names to leave out (e.g. 302003)")
-    ap.add_argument("--scale", type=int, default=2, help="upscaling factor (2, 3, 4, 8)")
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="compact", help="model size preset")
-    ap.add_argument("--config", help="RCANConfig as JSON (overrides --preset), e.g. '{\"n_resgroups\": 2}'")
-    ap.add_argument("--steps", type=int, required=True, help="total optimizer steps (fixes the schedule)")
-    ap.add_argument("--batch", type=int, default=16, help="patches per step")
-    ap.add_argument("--patch", type=int, default=48, help="LR patch size in pixels")
-    ap.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (Adam)")
-    ap.add_argument("--warmup", type=int, default=200, help="linear warm-up steps")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the initial weights and of every batch")
+    ap.add_argument("--scale", type=int, choices=SCALES, help="upscaling factor (default 2)")
+    ap.add_argument("--preset", choices=sorted(PRESETS), help="model size preset (default compact)")
+    ap.add_argument("--config", help="RCANConfig fields as JSON over the preset, e.g. '{\"n_resgroups\": 2}'")
+    ap.add_argument("--steps", type=int, help="total optimizer steps (fixes the schedule); a resume without any "
+                                              "model or schedule option takes them all from the checkpoint")
+    ap.add_argument("--batch", type=int, help="patches per step, over all devices (default 16)")
+    ap.add_argument("--patch", type=int, help="LR patch size in pixels (default 48)")
+    ap.add_argument("--lr", type=float, help="peak learning rate of Adam (default 5e-4)")
+    ap.add_argument("--warmup", type=int, help="linear warm-up steps (default 200)")
+    ap.add_argument("--seed", type=int, help="seed of the initial weights and of every batch (default 0)")
+    ap.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
+                    help="convolution precision; weights, optimizer and loss stay float32")
+    ap.add_argument("--layout", choices=["unrolled", "scan", "mixed"],
+                    help="block loops (default: unrolled on CPU, scan on accelerators)")
     ap.add_argument("--out", required=True, help="canonical .safetensors written at the end (and at checkpoints)")
     ap.add_argument("--checkpoint", help="training checkpoint path, written every --every steps")
     ap.add_argument("--resume", help="checkpoint to resume from (default: --checkpoint if it exists)")
-    ap.add_argument("--init", help="start from these weights (canonical file) with a fresh optimizer and schedule "
-                                   "(to train a shipped model further)")
+    ap.add_argument("--moments", choices=MOMENTS, default="float32",
+                    help="how the checkpoint stores Adam's moments (bfloat16 halves them; none: a resume "
+                         "restarts them, for a small checkpoint)")
+    ap.add_argument("--init", help="start from these weights (canonical file) with a fresh optimizer and schedule")
     ap.add_argument("--every", type=int, default=250, help="steps between checkpoints and validations")
     ap.add_argument("--val-hr", help="folder of HR images for validation PSNR (e.g. Set5)")
-    ap.add_argument("--stop-after", type=int, help="stop after this many steps of this run (for testing resume)")
+    ap.add_argument("--stop-after", type=int, help="stop after this many steps of this run")
+    ap.add_argument("--time-budget", type=float, help="seconds for this whole run (data, compile, training, the "
+                                                       "final validation and save); stops early with a checkpoint")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
+    # The compilation cache, but not the malloc hand-back: training reuses its large buffers from the heap.
+    runtime.configure_from_env(malloc=False)
 
-    config = PRESETS[args.preset](args.scale)
-    if args.config:
-        fields = {**json.loads(config.to_json()), **json.loads(args.config), "scale": args.scale}
-        config = RCANConfig(**fields)
-    paths = list_images(args.data, args.exclude)
-    t0 = time.time()
-    pairs = PairSet(paths, args.scale, args.patch)
-    print(f"{len(pairs.hr)} training images ({time.time() - t0:.1f} s to prepare LR); config {config.to_json()}",
-          file=sys.stderr)
-    val = [(p.name, read_rgb(p)) for p in list_images([args.val_hr])] if args.val_hr else []
-
-    trainer = Trainer(config, args.seed, args.lr, args.steps, args.warmup)
-    if args.init and not (args.resume or (args.checkpoint and Path(args.checkpoint).is_file())):
-        from reference.weights import load_weights
-        init, init_config = load_weights(args.init)
-        if init_config != config:
-            raise SystemExit(f"error: {args.init}: weights are {init_config.to_json()}, not {config.to_json()}")
-        trainer.set_weights(init)
+    schedule = ("scale", "preset", "config", "steps", "batch", "patch", "lr", "warmup", "seed")
     resume = args.resume or (args.checkpoint if args.checkpoint and Path(args.checkpoint).is_file() else None)
-    elapsed = 0.0
-    if resume:
-        meta = trainer.load_checkpoint(resume)
-        elapsed = float(meta.get("train_seconds", 0))
-        print(f"resumed from {resume} at step {trainer.step}", file=sys.stderr)
-    stop = args.steps if args.stop_after is None else min(args.steps, trainer.step + args.stop_after)
-
-    from tqdm import tqdm
-    bar = tqdm(total=args.steps, initial=trainer.step, disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
-    batches = Prefetcher(pairs, args.seed, trainer.step, stop, args.batch, args.patch)
-    history, val_psnr, t_run = [], float("nan"), time.time()
-    nparams = sum(v.size for v in trainer.weights().values())
-
-    def save(final=False):
-        nonlocal elapsed, t_run
-        elapsed += time.time() - t_run
-        t_run = time.time()
-        extra = {"train_seconds": f"{elapsed:.1f}", "val_psnr": f"{val_psnr:.4f}"}
-        if args.checkpoint:
-            trainer.save_checkpoint(args.checkpoint, extra)
-        save_weights(args.out, trainer.weights(), config, source_name="accel.train", steps=trainer.step,
-                     train_seconds=f"{elapsed:.1f}", batch=args.batch, patch=args.patch, peak_lr=args.lr,
-                     seed=args.seed, data=" ".join(str(d) for d in args.data), exclude=" ".join(args.exclude),
-                     n_train_images=len(pairs.hr), val_psnr=f"{val_psnr:.4f}", parameters=nparams)
-
-    while trainer.step < stop:
-        step, (lr, hr) = next(batches)
-        assert step == trainer.step, (step, trainer.step)
-        loss = trainer.train_step(lr, hr)
-        if not math.isfinite(loss):
-            raise SystemExit(f"error: loss is {loss} at step {trainer.step}; lower --lr")
-        history.append(loss)
-        if trainer.step % args.every == 0 or trainer.step == stop:
-            if val:
-                val_psnr = validate(trainer, val, args.scale)
-            save()
-        bar.set_postfix(loss=f"{np.mean(history[-50:]):.3f}", val_psnr=f"{val_psnr:.2f}")
-        bar.update(1)
-    bar.close()
-    print(json.dumps({"step": trainer.step, "loss": float(np.mean(history[-50:])) if history else None,
-                      "val_psnr": val_psnr, "train_seconds": round(elapsed, 1)}))
+    try:
+        if resume and all(getattr(args, k) is None for k in schedule):
+            tc = checkpoint_config(resume)
+        elif args.steps is None:
+            ap.error("--steps is required (unless resuming with the checkpoint's own settings)")
+        else:
+            scale = args.scale or 2
+            model = PRESETS[args.preset or "compact"](scale)
+            if args.config:
+                model = RCANConfig(**{**json.loads(model.to_json()), **json.loads(args.config), "scale": scale})
+            given = {k: getattr(args, a) for k, a in (("batch", "batch"), ("patch", "patch"), ("peak_lr", "lr"),
+                                                       ("warmup", "warmup"), ("seed", "seed"))
+                     if getattr(args, a) is not None}
+            tc = TrainConfig(model, args.steps, **given)
+        run = RunOptions(args.data, args.out, tuple(args.exclude), args.dtype, args.layout, args.checkpoint,
+                         args.resume, args.init, args.moments, args.every, args.val_hr, args.stop_after,
+                         args.time_budget, args.quiet)
+        result = train(tc, run, log=lambda m: print(m, file=sys.stderr))
+    except (ValueError, OSError, FloatingPointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2 if isinstance(e, ValueError) else 1
+    print(json.dumps(result))
     return 0
 
 

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Train the deep RCAN ×2 on one GPU for a fixed budget, from the tracked checkpoint, in one device call.
+#
+#   Here, once:   mkdir -p .train_data && cp -r ../shared/data/train_webp/. .train_data/   (ignored; 41.5 MB)
+#   On the GPU:   bash runs/gpu/train.sh            (the device tool: carry [".train_data"], timeout 600 s)
+#
+# Resumes runs/deep_x2.ckpt with its own schedule (TrainConfig), bfloat16 convolutions, the batch split over
+# every GPU; stops by itself after BUDGET seconds (data, compile, training, the final Set5 validation and
+# save included) and writes into $OUT: deep_x2.ckpt (copy it over runs/deep_x2.ckpt and commit), the
+# weights rcan_deep_x2.safetensors, train.json (steps, Set5 PSNR, patches/s, share of peak) and log.txt.
+# The checkpoint holds the float32 weights without Adam's moments (a resume restarts them), so that it and
+# the training images stay within the 64 MiB that travel to the device.
+set -u
+O=${OUT:-/tmp/gpu_out}
+mkdir -p "$O"
+BUDGET=${BUDGET:-500}
+DATA=${DATA:-.train_data}
+PY=${PY:-python3}
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD XLA_PYTHON_CLIENT_PREALLOCATE=false
+{ date; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  $PY -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, jax.devices())"
+} > "$O/log.txt" 2>&1
+cat "$O/log.txt"
+timeout $((BUDGET + 60)) $PY -m accel.train --data "$DATA/T91" "$DATA/BSD200" --exclude 302003 \
+    --resume runs/deep_x2.ckpt --checkpoint "$O/deep_x2.ckpt" --moments none --out "$O/rcan_deep_x2.safetensors" \
+    --dtype bfloat16 --time-budget "$BUDGET" --every 2000 --val-hr tests/data/Set5/HR_x2 --quiet \
+    > "$O/train.json" 2>> "$O/log.txt"
+echo "rc=$? $(date)" >> "$O/log.txt"
+tail -n 30 "$O/log.txt"
+cat "$O/train.json"
