@@ -13,36 +13,36 @@ from reference.config import RCANConfig
 from reference.weights import WeightsError, load_weights
 
 from . import autotune, params, runtime
-from .model import LAYOUTS, RCAN, Layout
+from .model import LOOPS, RCAN, Loops
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "rcan_compact_x2.safetensors"
-DEFAULT_LAYOUT = "scan"
+DEFAULT_LOOPS = "scan"
 
 
-def _layout(layout) -> Layout:
-    return LAYOUTS[layout] if isinstance(layout, str) else layout
+def _loops(loops) -> Loops:
+    return LOOPS[loops] if isinstance(loops, str) else loops
 
 
-def model_from_weights(weights: dict, config: RCANConfig, layout=DEFAULT_LAYOUT, dtype=jnp.float32,
+def model_from_weights(weights: dict, config: RCANConfig, loops=DEFAULT_LOOPS, dtype=jnp.float32,
                        conv: str = "auto") -> RCAN:
     """Build an nnx RCAN holding these official weights: eval_shape -> split -> fill -> merge.
     conv: the CPU convolution path (accel/autotune.py: auto, xla, ynn, winograd, winograd-ynn)."""
-    layout = _layout(layout)
+    loops = _loops(loops)
     conv = autotune.check_setting(conv)
-    abstract = nnx.eval_shape(lambda: RCAN(config, layout, dtype, rngs=nnx.Rngs(0), conv_path=conv))
+    abstract = nnx.eval_shape(lambda: RCAN(config, loops, dtype, rngs=nnx.Rngs(0), conv_path=conv))
     graphdef, state = nnx.split(abstract)
-    nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, params.to_pure_dict(weights, config, layout)))
+    nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, params.to_pure_dict(weights, config, loops)))
     return nnx.merge(graphdef, state)
 
 
 def model_weights(model: RCAN) -> dict[str, np.ndarray]:
     """The official weights held by an nnx RCAN (for saving a trained model)."""
     tree = nnx.to_pure_dict(nnx.state(model, nnx.Param))
-    return params.from_pure_dict(tree, model.config, model.layout)
+    return params.from_pure_dict(tree, model.config, model.loops)
 
 
 def read_any_weights(path) -> tuple[dict, RCANConfig]:
-    """A canonical file directly; anything else (.pt/.pth, other layouts) through weights_convert."""
+    """A canonical file directly; anything else (.pt/.pth, other checkpoint layouts) through weights_convert."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise WeightsError(f"{path}: no such weights file")
@@ -63,7 +63,7 @@ def _is_canonical(path) -> bool:
         return False
 
 
-def load_model(path=None, scale: int | None = 2, layout=DEFAULT_LAYOUT, dtype=jnp.float32, conv: str = "auto") -> RCAN:
+def load_model(path=None, scale: int | None = 2, loops=DEFAULT_LOOPS, dtype=jnp.float32, conv: str = "auto") -> RCAN:
     """An nnx RCAN from a weights file; path=None gives the shipped compact ×2 model.
 
     scale: the factor the caller expects (a mismatch is an error); None accepts the file's own.
@@ -79,17 +79,17 @@ def load_model(path=None, scale: int | None = 2, layout=DEFAULT_LAYOUT, dtype=jn
     weights, config = read_any_weights(path)
     if scale is not None and config.scale != scale:
         raise WeightsError(f"{path}: these weights are ×{config.scale}, not ×{scale}")
-    return model_from_weights(weights, config, layout, dtype, conv)
+    return model_from_weights(weights, config, loops, dtype, conv)
 
 
-def _apply(graphdef, state, lr, mask):
+def _merge_and_run(graphdef, state, lr, mask):
     return nnx.merge(graphdef, state)(lr, mask)
 
 
 # One jitted entry per convolution path (accel/autotune.py). Plain jax.jit over (graphdef, state), not
 # nnx.jit: nnx.jit hands the module's state back as fresh outputs on every call, a copy of all weights
 # (62 MB for the official model) per call.
-_JITTED = {path: autotune.jit(_apply, path, static_argnums=0) for path in autotune.OPTIONS}
+_JITTED = {path: autotune.jit(_merge_and_run, path, static_argnums=0) for path in autotune.OPTIONS}
 
 
 def _forward(model: RCAN, lr, mask, per_device: int):

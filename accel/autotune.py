@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from reference.weights import atomic_write
+from reference.files import atomic_write
 
 from . import hardware, runtime, winograd
 

@@ -73,12 +73,13 @@ def _jax_memory(device) -> tuple[int, int]:
     return stats.get("bytes_in_use", 0), stats.get("peak_bytes_in_use", 0)
 
 
-def run_case(impl: str, model: str, size: str, repeats: int, seed: int = 0, layout: str | None = None) -> dict:
+def run_case(impl: str, model: str, size: str, repeats: int, seed: int = 0, loops: str | None = None) -> dict:
     """One measurement, in this process."""
     import numpy as np
 
-    from reference import RCANConfig, init_weights
-    config = RCANConfig.official(2) if model == "official" else RCANConfig.compact(2)
+    from reference import init_weights
+    from reference.config import PRESETS
+    config = PRESETS[model](2)
     weights = init_weights(config, seed)
     height, width, tiled = parse_size(size)
     lr = np.random.default_rng(seed).uniform(0, 255, (height, width, 3)).astype(np.float32)
@@ -99,8 +100,8 @@ def run_case(impl: str, model: str, size: str, repeats: int, seed: int = 0, layo
             jax.config.update("jax_default_matmul_precision", "tensorfloat32" if impl == "accel-tf32" else "highest")
             device_name = jax.devices()[0].device_kind
             gpu_memory = functools.partial(_jax_memory, jax.devices()[0])
-        layout = layout or accel.api.DEFAULT_LAYOUT
-        m = accel.model_from_weights(weights, config, layout,
+        loops = loops or accel.api.DEFAULT_LOOPS
+        m = accel.model_from_weights(weights, config, loops,
                                      dtype=jnp.bfloat16 if impl == "accel-bf16" else jnp.float32)
         if tiled:
             call = lambda: inference.tiled(m, lr, TILE_1080P)
@@ -178,10 +179,10 @@ def run_case(impl: str, model: str, size: str, repeats: int, seed: int = 0, layo
 
 def gflop(model: str, size: str) -> float:
     """Convolution FLOPs of the whole input (a tiled run's overlap recomputation not counted)."""
-    from reference import RCANConfig, explain
-    config = RCANConfig.official(2) if model == "official" else RCANConfig.compact(2)
+    from reference.config import PRESETS
+    from reference.weights import stages
     height, width, _ = parse_size(size)
-    return 2 * sum(r["macs"] for r in explain.stages(config, height, width)) / 1e9
+    return 2 * sum(r["macs"] for r in stages(PRESETS[model](2), height, width)) / 1e9
 
 
 def share_of_peak(row: dict, cpu_peak: float | None) -> float | None:
@@ -192,12 +193,12 @@ def share_of_peak(row: dict, cpu_peak: float | None) -> float | None:
     return row["gflops"] / (1000 * hardware.GPU_PEAK_TFLOPS[chip][precision(row["impl"])]) if chip else None
 
 
-def measure(impl, model, size, repeats, xla_flags=None, layout=None) -> dict:
+def measure(impl, model, size, repeats, xla_flags=None, loops=None) -> dict:
     env = dict(os.environ)
     if xla_flags:
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + xla_flags).strip()
     cmd = [sys.executable, "-m", "accel.bench", "--case", impl, model, str(size), str(repeats)]
-    r = subprocess.run(cmd + (["--layout", layout] if layout else []), capture_output=True, text=True, env=env)
+    r = subprocess.run(cmd + (["--loops", loops] if loops else []), capture_output=True, text=True, env=env)
     if r.returncode != 0:
         return {"impl": impl, "model": model, "size": size, "error": r.stderr.strip().splitlines()[-1:]}
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -283,12 +284,12 @@ def measure_group(impls, model: str, size: str, args) -> list[dict]:
             # Compile once into the persistent cache first: the rounds then measure what every run of a
             # known shape costs (the cold compile has its own measurement: --compile). On a GPU this also
             # keeps the compiler's kernel search out of the device-memory peak.
-            measure(impl, model, size, 0, args.xla_flags, args.layout)
+            measure(impl, model, size, 0, args.xla_flags, args.loops)
     runs: dict[str, list[dict]] = {impl: [] for impl in impls}
     for k in range(args.rounds):
         for impl in (impls if k % 2 == 0 else impls[::-1]):
             runs[impl].append(measure(impl, model, size, args.repeats,
-                                      args.xla_flags if impl.startswith("accel") else None, args.layout))
+                                      args.xla_flags if impl.startswith("accel") else None, args.loops))
             print(f"  measured {impl} {model} {size} (round {k + 1}/{args.rounds})", file=sys.stderr)
     group = []
     for impl in impls:
@@ -309,7 +310,7 @@ def measure_group(impls, model: str, size: str, args) -> list[dict]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m accel.bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="+", default=["official", "compact"], choices=["official", "compact"],
+    ap.add_argument("--models", nargs="+", default=["official", "compact"], choices=["official", "deep", "compact"],
                     help="which RCAN sizes")
     ap.add_argument("--sizes", nargs="+", default=["64", "128", "256"],
                     help="square LR input sizes; 1080p: a 1920×1080 input in tiles (for GPUs)")
@@ -321,7 +322,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds of all implementations, each in "
                                                           "fresh processes (medians over all rounds)")
     ap.add_argument("--xla-flags", help="extra XLA_FLAGS for the accel cases")
-    ap.add_argument("--layout", choices=["scan", "mixed", "unrolled"], help="accel block layout (default: accel's)")
+    ap.add_argument("--loops", choices=["scan", "mixed", "unrolled"], help="accel block loops (default: accel's)")
     ap.add_argument("--json", action="store_true", help="print JSON instead of the table")
     ap.add_argument("--upscale", metavar="WxH", help="instead: time python -m accel.upscale on a WxH image and "
                                                      "report its peak memory (e.g. 2000x1500)")
@@ -339,7 +340,7 @@ def main(argv=None) -> int:
     runtime.configure_from_env()
     if args.case:
         impl, model, size, repeats = args.case
-        print(json.dumps(run_case(impl, model, size, int(repeats), layout=args.layout)))
+        print(json.dumps(run_case(impl, model, size, int(repeats), loops=args.loops)))
         return 0
     if args.table:
         print(table(json.loads(Path(args.table).read_text())))

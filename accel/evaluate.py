@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from reference.config import SCALES
-from reference.metrics import imresize, modcrop, psnr, ssim
+from reference.metrics import imresize, modcrop, psnr, quantize, ssim
 
 from . import autotune, runtime
 
@@ -80,7 +80,7 @@ def evaluate_sr(hr_dir, sr_dir, scale: int, pairs=None) -> dict:
 def evaluate_model(hr_dir, scale: int, model, lr_dir=None, chop=False, ensemble=False, progress=True) -> dict:
     from tqdm import tqdm
 
-    from .inference import quantize, super_resolve
+    from .inference import super_resolve
     if lr_dir:
         items = pair(hr_dir, lr_dir)
     else:

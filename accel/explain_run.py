@@ -12,8 +12,9 @@ import numpy as np
 
 import reference
 from reference import explain
-from reference.metrics import imresize, modcrop, psnr
-from reference.weights import read_metadata
+from reference.files import atomic_write
+from reference.metrics import imresize, modcrop, psnr, quantize
+from reference.weights import read_metadata, stages
 
 from . import inference
 from .api import DEFAULT_WEIGHTS, model_weights
@@ -59,7 +60,7 @@ def build_record(src, dst, model, weights_path, run: dict, out_size) -> dict:
     record = {"config": config, "scale": s, "weights": weights_info(weights_path),
               "input": {"name": Path(src).name, "width": w, "height": h, "mode": run["mode"]},
               "output": {"name": Path(dst).name, "width": out_size[0], "height": out_size[1]},
-              "stages": explain.stages(config, h, w), "seconds": run["seconds"], "tile": run.get("tile")}
+              "stages": stages(config, h, w), "seconds": run["seconds"], "tile": run.get("tile")}
 
     # Traced NumPy run: stage times and channel-attention gates (bounded: official-size models are slow).
     budget = 256 if config.n_feats * config.n_resgroups * config.n_resblocks <= 32 * 3 * 5 * 2 else 48
@@ -72,11 +73,11 @@ def build_record(src, dst, model, weights_path, run: dict, out_size) -> dict:
     record["attention_summary"] = explain.attention_summary(trace["attention"])
 
     # Self-check: the input as ground truth, shrunk with MATLAB bicubic, enlarged by model and bicubic.
-    hr, region = _centre(np.clip(np.round(lr), 0, 255).astype(np.uint8), 256)
+    hr, region = _centre(quantize(lr), 256)
     hr = modcrop(hr, s)
     if min(hr.shape[:2]) >= 2 * s + 2:
         small = imresize(hr, 1 / s)
-        model_sr = inference.quantize(inference.whole(model, small.astype(np.float32)))
+        model_sr = quantize(inference.whole(model, small.astype(np.float32)))
         record["self_check"] = {"region": region if region != "the whole image" else "your whole image",
                                 "hr_width": hr.shape[1], "hr_height": hr.shape[0],
                                 "model_psnr": psnr(hr, model_sr, s), "bicubic_psnr": psnr(hr, imresize(small, s), s)}
@@ -85,7 +86,7 @@ def build_record(src, dst, model, weights_path, run: dict, out_size) -> dict:
     crop, _ = _centre(lr, 128)
     ch, cw = crop.shape[:2]
     y, x = (h - ch) // 2, (w - cw) // 2
-    bic = imresize(np.clip(np.round(crop), 0, 255).astype(np.uint8), s).astype(np.float32)
+    bic = imresize(quantize(crop), s).astype(np.float32)
     sr = np.clip(run["sr_float"][s * y:s * (y + ch), s * x:s * (x + cw)], 0, 255)
     record["images"] = {"lr": crop, "bicubic": bic, "sr": sr}
     return record
@@ -100,7 +101,6 @@ def write_reports(src, dst, model, weights_path, run: dict) -> tuple[Path, Path]
     page = explain.render_html(md, explain.figures(record))
     dst = Path(dst)
     md_path, html_path = dst.with_suffix(".md"), dst.with_suffix(".html")
-    from reference.weights import atomic_write
     atomic_write(md_path, lambda tmp: Path(tmp).write_text(md, encoding="utf-8"))
     atomic_write(html_path, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
     return md_path, html_path

@@ -14,7 +14,8 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
-from reference.weights import atomic_write
+from reference.files import atomic_write
+from reference.metrics import quantize
 
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tiff": "TIFF", "tif": "TIFF", "bmp": "BMP"}
 IMAGE_SUFFIXES = frozenset("." + ext for ext in FORMATS)   # what folder walks pick up (inputs, training data)
@@ -95,7 +96,6 @@ def decode(im: Image.Image) -> Decoded:
 
 def encode(sr: np.ndarray, d: Decoded, scale: int) -> Image.Image:
     """The model's float output back to an image of the input's mode and bit depth."""
-    from .inference import quantize
     if d.bits == 16:
         q = quantize(sr, bits=16)
         # Gray in, gray out: the three channels of a gray input stay (nearly) equal; take their mean.
@@ -112,7 +112,43 @@ def encode(sr: np.ndarray, d: Decoded, scale: int) -> Image.Image:
     return out
 
 
-def save_atomic(im: Image.Image, path, fmt: str, icc: bytes | None = None, quality: int = 95) -> None:
+def decode_array(a: np.ndarray) -> Decoded:
+    """An HW / HWC (1, 3 or 4 channels) array, uint8, uint16 or float in 0..255, as the model's input."""
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
+        raise ImageError(f"array must be HW, HW1, HW3 or HW4; got shape {a.shape}")
+    if a.dtype == np.uint16:
+        rgb = a[..., :3].astype(np.float32) * (255 / 65535)
+    else:
+        rgb = a[..., :3].astype(np.float32)
+    if rgb.shape[2] == 1:
+        rgb = np.repeat(rgb, 3, axis=2)
+    return Decoded(rgb, "array", None, None, 16 if a.dtype == np.uint16 else 8)
+
+
+def encode_array(sr: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """The model's output as an array of the input's dtype and channel layout (alpha resized bicubic)."""
+    if like.dtype in (np.uint8, np.uint16):
+        out = quantize(sr, bits=8 * like.dtype.itemsize)
+    else:
+        out = sr.astype(like.dtype)
+    if like.ndim == 2 or like.shape[-1] == 1:           # gray in, gray out
+        gray = out.astype(np.float64).mean(axis=2)
+        out = (gray.round() if out.dtype.kind == "u" else gray).astype(out.dtype)
+        return out if like.ndim == 2 else out[..., None]
+    if like.shape[-1] == 4:
+        h, w = sr.shape[:2]
+        alpha = Image.fromarray(like[..., 3].astype(np.float32)).resize((w, h), Image.BICUBIC)
+        a = np.asarray(alpha)
+        if like.dtype.kind == "u":
+            top = np.iinfo(like.dtype).max
+            a = quantize(a, rgb_range=top, bits=8 * like.dtype.itemsize)
+        out = np.concatenate([out, a[..., None].astype(out.dtype)], axis=2)
+    return out
+
+
+def save_atomic(im: Image.Image, path, fmt: str, icc: bytes | None = None) -> None:
     """Write to a temporary file beside the target, then rename: never a half-written output."""
     pil_fmt = FORMATS[fmt]
     if pil_fmt == "JPEG" and im.mode in ("LA", "RGBA"):
@@ -125,5 +161,5 @@ def save_atomic(im: Image.Image, path, fmt: str, icc: bytes | None = None, quali
     if icc and pil_fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
         kwargs["icc_profile"] = icc
     if pil_fmt in ("JPEG", "WEBP"):
-        kwargs["quality"] = quality
+        kwargs["quality"] = 95   # visually lossless for JPEG and lossy WebP
     atomic_write(path, lambda tmp: im.save(tmp, format=pil_fmt, **kwargs))

@@ -129,7 +129,7 @@ def chop(model, img: np.ndarray, shave: int = 10, min_size: int = 160000) -> np.
 TRANSFORMS = [(v, h, t) for t in (False, True) for v in (False, True) for h in (False, True)]
 
 
-def _apply(img, v, h, t):
+def _flip(img, v, h, t):
     if v:
         img = img[::-1]
     if h:
@@ -153,7 +153,7 @@ def ensemble(run, img: np.ndarray) -> np.ndarray:
     """RCAN+: the mean of run() over the 8 dihedral transforms of the input, each transformed back."""
     total = None
     for v, h, t in TRANSFORMS:
-        sr = _undo(run(_apply(img, v, h, t)), v, h, t)
+        sr = _undo(run(_flip(img, v, h, t)), v, h, t)
         total = sr.astype(np.float64) if total is None else total + sr
     return (total / len(TRANSFORMS)).astype(np.float32)
 
@@ -168,10 +168,3 @@ def super_resolve(model, img: np.ndarray, tile: int | None = None, overlap: int 
     else:
         run = lambda im: whole(model, im)
     return ensemble(run, img) if ensemble_ else run(img)
-
-
-def quantize(sr: np.ndarray, rgb_range: float = 255, bits: int = 8) -> np.ndarray:
-    """As the official code saves: clamp to [0, rgb_range], round half to even, to uint8/uint16."""
-    top = 2 ** bits - 1
-    q = np.round(np.clip(sr, 0, rgb_range) * (top / rgb_range))
-    return q.astype(np.uint8 if bits == 8 else np.uint16)

@@ -1,8 +1,9 @@
 """RCAN in JAX + flax.nnx, mirroring reference/rcan.py name for name (NHWC activations, HWIO kernels).
 
 Blocks can be unrolled Python loops or stacked and scanned, separately for the RCABs of a group and for
-the groups of the body (`layout`; with both scanned, the loops read each RCAB's weights in place). The stacking of weights for each layout lives in
-accel/params.py, the one place that maps official keys to nnx paths.
+the groups of the body (`Loops`; with both scanned, the loops read each RCAB's weights in place). The
+stacking of weights for each kind of loops lives in accel/params.py, the one place that maps official
+keys to nnx paths.
 
 An optional mask [N, H, W, 1] (1 = image, 0 = padding) makes a zero-padded batch compute exactly what
 each image alone would: every conv's output is re-zeroed outside the image (as the official zero
@@ -22,13 +23,13 @@ from . import winograd
 
 
 @dataclasses.dataclass(frozen=True)
-class Layout:
+class Loops:
     """How the repeated blocks run: Python-unrolled (fast on CPU, slow to compile) or nnx.scan."""
     scan_blocks: bool = False
     scan_groups: bool = True
 
 
-LAYOUTS = {"unrolled": Layout(False, False), "scan": Layout(True, True), "mixed": Layout(False, True)}
+LOOPS = {"unrolled": Loops(False, False), "scan": Loops(True, True), "mixed": Loops(False, True)}
 
 
 class Conv(nnx.Conv):
@@ -104,7 +105,7 @@ def _run(blocks, x, mask, scan: bool):
 
 
 def _run_groups_in_place(groups, x, mask):
-    """The scan layout's body, G groups of B RCABs, as two loops that read each RCAB's weights straight
+    """The scanned loops's body, G groups of B RCABs, as two loops that read each RCAB's weights straight
     from the stacked [G, B, ...] parameters. (Nested nnx.scans hand the inner scan its group's [B, ...]
     slice, which XLA copies for every group: 2 × 2.9 MB of the official model's 16 MB of temporaries
     at 64×64; here each step slices one RCAB, 0.3 MB.)"""
@@ -125,10 +126,10 @@ def _run_groups_in_place(groups, x, mask):
 class ResidualGroup(nnx.Module):
     """§3.2: B RCABs, a closing conv, and the short skip."""
 
-    def __init__(self, config: RCANConfig, layout: Layout, dtype, *, rngs):
-        self.scan_blocks = layout.scan_blocks
+    def __init__(self, config: RCANConfig, loops: Loops, dtype, *, rngs):
+        self.scan_blocks = loops.scan_blocks
         make = lambda r: RCAB(config, dtype, rngs=r)
-        if layout.scan_blocks:
+        if loops.scan_blocks:
             self.blocks = _stacked(make, config.n_resblocks, rngs)
         else:
             self.blocks = nnx.List([make(rngs) for _ in range(config.n_resblocks)])
@@ -142,15 +143,15 @@ class ResidualGroup(nnx.Module):
 class RCAN(nnx.Module):
     """sub_mean -> head -> residual in residual (G groups, conv, long skip) -> upsampler -> tail -> add_mean."""
 
-    def __init__(self, config: RCANConfig, layout: Layout = LAYOUTS["unrolled"], dtype=jnp.float32, *, rngs,
+    def __init__(self, config: RCANConfig, loops: Loops = LOOPS["unrolled"], dtype=jnp.float32, *, rngs,
                  conv_path: str = "auto"):
         # conv_path: how accel.forward runs the CPU convolutions (accel/autotune.py); no effect on the maths.
-        self.config, self.layout, self.dtype, self.conv_path = config, layout, dtype, conv_path
+        self.config, self.loops, self.dtype, self.conv_path = config, loops, dtype, conv_path
         C, c = config.n_feats, config.n_colors
         self.sub_mean = conv(c, c, 1, jnp.float32, rngs)
         self.head = conv(c, C, 3, dtype, rngs)
-        make = lambda r: ResidualGroup(config, layout, dtype, rngs=r)
-        if layout.scan_groups:
+        make = lambda r: ResidualGroup(config, loops, dtype, rngs=r)
+        if loops.scan_groups:
             self.groups = _stacked(make, config.n_resgroups, rngs)
         else:
             self.groups = nnx.List([make(rngs) for _ in range(config.n_resgroups)])
@@ -164,10 +165,10 @@ class RCAN(nnx.Module):
         # Mask after the mean shift too: the head conv's zero padding sees zeros, not -mean.
         x = masked(self.sub_mean(lr.astype(jnp.float32)), mask).astype(self.dtype)
         x = masked(self.head(x), mask)                                        # [N, H, W, C]
-        if self.layout.scan_groups and self.layout.scan_blocks:
+        if self.loops.scan_groups and self.loops.scan_blocks:
             r = _run_groups_in_place(self.groups, x, mask)
         else:
-            r = _run(self.groups, x, mask, self.layout.scan_groups)
+            r = _run(self.groups, x, mask, self.loops.scan_groups)
         r = x + masked(self.body_conv(r), mask)                               # long skip
         for conv_, s in zip(self.upsampler, self.config.upsample_steps):
             r = pixel_shuffle(conv_(r), s)                                    # [N, sH, sW, C]

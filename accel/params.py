@@ -1,7 +1,7 @@
 """Official weights <-> nnx state: the one place with the key table, the transposes and the stacking.
 
 Official kernels are [out, in, kh, kw] (PyTorch); nnx.Conv wants [kh, kw, in, out] (HWIO) and
-nnx.Linear [in, out]. Stacked layouts (nnx.scan) put the group and/or block index on a leading axis.
+nnx.Linear [in, out]. Stacked loops (nnx.scan) put the group and/or block index on a leading axis.
 """
 from __future__ import annotations
 
@@ -52,23 +52,17 @@ def _set(tree, path, value):
     tree[path[-1]] = value
 
 
-def _get(tree, path):
-    for key in path:
-        tree = tree[key]
-    return tree
-
-
-def to_pure_dict(weights: dict[str, np.ndarray], config: RCANConfig, layout) -> dict:
-    """Official weights -> the nested dict of arrays of an nnx RCAN with this layout."""
+def to_pure_dict(weights: dict[str, np.ndarray], config: RCANConfig, loops) -> dict:
+    """Official weights -> the nested dict of arrays of an nnx RCAN with these loops."""
     tree: dict = {}
     for prefix, path, kind in _entries(config):
         w, b = weights[prefix + ".weight"], weights[prefix + ".bias"]
         _set(tree, path + ("kernel",), _conv_in(w) if kind == "conv" else _linear_in(w))
         _set(tree, path + ("bias",), np.asarray(b))
-    if layout.scan_blocks:   # groups[g].blocks[b] -> groups[g].blocks with a leading B axis
+    if loops.scan_blocks:   # groups[g].blocks[b] -> groups[g].blocks with a leading B axis
         for g in tree["groups"].values():
             g["blocks"] = _stack_dict(g["blocks"])
-    if layout.scan_groups:   # groups[g] -> groups with a leading G axis
+    if loops.scan_groups:   # groups[g] -> groups with a leading G axis
         tree["groups"] = _stack_dict(tree["groups"])
     return tree
 
@@ -83,13 +77,13 @@ def _stack_dict(indexed: dict) -> dict:
     return stack(items)
 
 
-def from_pure_dict(tree: dict, config: RCANConfig, layout) -> dict[str, np.ndarray]:
-    """The nested arrays of an nnx RCAN (any layout) -> official weights (float32, official order)."""
+def from_pure_dict(tree: dict, config: RCANConfig, loops) -> dict[str, np.ndarray]:
+    """The nested arrays of an nnx RCAN (any loops) -> official weights (float32, official order)."""
     weights = {}
     for prefix, path, kind in _entries(config):
         node = tree
         for i, key in enumerate(path):
-            # Stacked layouts have no index level: index the leading axis of the arrays instead.
+            # Stacked loops have no index level: index the leading axis of the arrays instead.
             if isinstance(key, int) and not (key in node if isinstance(node, dict) else False):
                 node = _index(node, key)
             else:

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from . import inference
-from .images import ImageError, decode, encode
+from .images import decode, decode_array, encode, encode_array
 
 TILE_SIZES = (64, 96, 128, 192, 256, 384, 512, 768)   # a few fixed shapes: few compiles
 
@@ -62,7 +62,7 @@ def upscale_image(image, model=None, *, tile="auto", overlap: int = 16, chop: bo
     if as_pil:
         d = decode(image)
     else:
-        d = _decode_array(np.asarray(image))
+        d = decode_array(np.asarray(image))
     t0 = time.perf_counter()
     if tile == "auto":
         tile = plan_tile(d.rgb.shape, model.config, max_memory_gb or default_max_memory_gb())
@@ -76,40 +76,4 @@ def upscale_image(image, model=None, *, tile="auto", overlap: int = 16, chop: bo
                       ensemble=ensemble, seconds=seconds, mode=d.mode, bits=d.bits, sr_float=sr, lr_float=d.rgb)
     if as_pil:
         return encode(sr, d, model.config.scale)
-    return _encode_array(sr, np.asarray(image))
-
-
-def _decode_array(a: np.ndarray):
-    from .images import Decoded
-    if a.ndim == 2:
-        a = a[..., None]
-    if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
-        raise ImageError(f"array must be HW, HW1, HW3 or HW4; got shape {a.shape}")
-    if a.dtype == np.uint16:
-        rgb = a[..., :3].astype(np.float32) * (255 / 65535)
-    else:
-        rgb = a[..., :3].astype(np.float32)
-    if rgb.shape[2] == 1:
-        rgb = np.repeat(rgb, 3, axis=2)
-    return Decoded(rgb, "array", None, None, 16 if a.dtype == np.uint16 else 8)
-
-
-def _encode_array(sr: np.ndarray, like: np.ndarray) -> np.ndarray:
-    """The model's output as an array of the input's dtype and channel layout (alpha resized bicubic)."""
-    from .inference import quantize
-    if like.dtype in (np.uint8, np.uint16):
-        out = quantize(sr, bits=8 * like.dtype.itemsize)
-    else:
-        out = sr.astype(like.dtype)
-    if like.ndim == 2 or like.shape[-1] == 1:           # gray in, gray out
-        gray = out.astype(np.float64).mean(axis=2)
-        out = (gray.round() if out.dtype.kind == "u" else gray).astype(out.dtype)
-        return out if like.ndim == 2 else out[..., None]
-    if like.shape[-1] == 4:
-        h, w = sr.shape[:2]
-        alpha = Image.fromarray(like[..., 3].astype(np.float32)).resize((w, h), Image.BICUBIC)
-        a = np.asarray(alpha)
-        if like.dtype.kind == "u":
-            a = np.clip(np.round(a), 0, np.iinfo(like.dtype).max)
-        out = np.concatenate([out, a[..., None].astype(out.dtype)], axis=2)
-    return out
+    return encode_array(sr, np.asarray(image))

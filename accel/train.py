@@ -18,7 +18,7 @@ every device (a 1-D `data` mesh; weights and optimizer replicated, gradients red
 --steps fixes the schedule of the whole training; --time-budget ends this run early, with a checkpoint
 to resume from. CPU runs unroll the blocks (on XLA CPU, gradients through lax.scan are ~40× slower);
 accelerators scan them (fast to compile). Checkpoints use the official key names, so a checkpoint
-moves between layouts and machines.
+moves between block loops and machines.
 """
 from __future__ import annotations
 
@@ -32,22 +32,26 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import ml_dtypes
 import numpy as np
-import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from safetensors.numpy import load_file, save_file
 
-from reference.config import PRESETS, SCALES, RCANConfig
-from reference.explain import stages
-from reference.metrics import imresize, modcrop, psnr
-from reference.weights import atomic_write, init_weights, load_weights, read_metadata, save_weights
+try:
+    import ml_dtypes
+    import optax
+except ImportError as e:   # the `train` extra
+    raise SystemExit(f"error: training needs {e.name}: pip install 'rcan-threeways[train]'") from None
+
+from reference.config import PRESETS, SCALES, RCANConfig, known_fields
+from reference.metrics import imresize, modcrop, psnr, quantize
+from reference.files import atomic_write
+from reference.weights import init_weights, load_weights, read_metadata, save_weights, stages
 
 from . import hardware, params, runtime
 from .api import model_from_weights
 from .data import TrainingImages, list_images, random_crops, read_rgb
-from .inference import quantize, super_resolve
+from .inference import super_resolve
 
 CHECKPOINT_FORMAT = "rcan-train-checkpoint/2"
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -80,11 +84,8 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, text: str) -> "TrainConfig":
-        data = json.loads(text)
-        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields: {sorted(unknown)}")
-        return cls(**{**data, "model": RCANConfig.from_json(json.dumps(data["model"]))})
+        data = known_fields(cls, json.loads(text))
+        return cls(**{**data, "model": RCANConfig(**known_fields(RCANConfig, data.get("model", {})))})
 
     def flops_per_step(self) -> float:
         """Convolution FLOPs of one step: forward + backward ≈ 3 × the forward's 2 FLOPs per multiply-add."""
@@ -96,7 +97,7 @@ def make_schedule(tc: TrainConfig):
     return optax.warmup_cosine_decay_schedule(0.0, tc.peak_lr, warmup, max(tc.steps, warmup + 1), tc.peak_lr * 0.01)
 
 
-def default_layout() -> str:
+def default_loops() -> str:
     return "unrolled" if jax.default_backend() == "cpu" else "scan"
 
 
@@ -104,15 +105,15 @@ class Trainer:
     """Parameters and Adam state replicated over a 1-D `data` mesh; each step draws its batch on the
     devices, splits it over the mesh and reduces the gradients (XLA inserts the all-reduce)."""
 
-    def __init__(self, tc: TrainConfig, dtype: str = "float32", layout: str | None = None, devices=None):
-        self.tc, self.dtype, self.layout = tc, dtype, layout or default_layout()
+    def __init__(self, tc: TrainConfig, dtype: str = "float32", loops: str | None = None, devices=None):
+        self.tc, self.dtype, self.loops = tc, dtype, loops or default_loops()
         self.mesh = Mesh(np.array(devices if devices is not None else jax.devices()), ("data",))
         if tc.batch % self.mesh.size:
             raise ValueError(f"--batch {tc.batch} does not split over {self.mesh.size} devices")
         self.replicated = NamedSharding(self.mesh, PartitionSpec())
         self.split = NamedSharding(self.mesh, PartitionSpec("data"))
-        model = model_from_weights(init_weights(tc.model, tc.seed), tc.model, self.layout, DTYPES[dtype])
-        self.model_layout = model.layout
+        model = model_from_weights(init_weights(tc.model, tc.seed), tc.model, self.loops, DTYPES[dtype])
+        self.model_loops = model.loops
         self.graphdef, state = nnx.split(model, nnx.Param)
         self.params = jax.device_put(state, self.replicated)
         self.tx = optax.adam(make_schedule(tc))
@@ -157,10 +158,10 @@ class Trainer:
 
     # -- weights ------------------------------------------------------------------------------------
     def _official(self, state) -> dict[str, np.ndarray]:
-        return params.from_pure_dict(nnx.to_pure_dict(state), self.tc.model, self.model_layout)
+        return params.from_pure_dict(nnx.to_pure_dict(state), self.tc.model, self.model_loops)
 
     def _state(self, weights: dict[str, np.ndarray]):
-        tree = params.to_pure_dict(weights, self.tc.model, self.model_layout)
+        tree = params.to_pure_dict(weights, self.tc.model, self.model_loops)
         state = jax.tree.map(lambda x: x, self.params)
         nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, tree))
         return jax.device_put(state, self.replicated)
@@ -180,11 +181,11 @@ class Trainer:
         self.step = step
 
     def super_resolve(self, lr_uint8: np.ndarray) -> np.ndarray:
-        """One image through the current weights (scanned layout, fast to compile), quantized."""
+        """One image through the current weights (scanned loops, fast to compile), quantized."""
         model = model_from_weights(self.weights(), self.tc.model, "scan")
         return quantize(super_resolve(model, lr_uint8.astype(np.float32)))
 
-    # -- checkpoints: official names, so they move between layouts, dtypes and device counts ---------
+    # -- checkpoints: official names, so they move between block loops, dtypes and device counts ---------
     def save_checkpoint(self, path, moments: str = "float32", extra: dict | None = None):
         tensors = {f"params/{k}": v for k, v in self.weights().items()}
         if moments != "none":
@@ -247,7 +248,7 @@ class RunOptions:
     out: str
     exclude: tuple[str, ...] = ()
     dtype: str = "float32"
-    layout: str | None = None
+    loops: str | None = None
     checkpoint: str | None = None
     resume: str | None = None
     init: str | None = None
@@ -276,7 +277,7 @@ def train(tc: TrainConfig, run: RunOptions, log=print) -> dict:
         f"(hr {images.hr.shape}, {(images.hr.nbytes + images.lr.nbytes) / 1e6:.0f} MB); {tc.to_json()}")
     val = [(p.name, read_rgb(p)) for p in list_images([run.val_hr])] if run.val_hr else []
 
-    trainer = Trainer(tc, run.dtype, run.layout)
+    trainer = Trainer(tc, run.dtype, run.loops)
     trainer.set_data(images)
     checkpoint_exists = run.checkpoint and Path(run.checkpoint).is_file()
     resume = run.resume or (run.checkpoint if checkpoint_exists else None)
@@ -295,7 +296,7 @@ def train(tc: TrainConfig, run: RunOptions, log=print) -> dict:
     devices = trainer.mesh.devices.flat
     peak = sum(hardware.peak_tflops(d, run.dtype) or math.nan for d in devices) * 1e12
     log(f"{nparams:,} parameters; {trainer.mesh.size} × {jax.devices()[0].device_kind} ({jax.default_backend()}), "
-        f"{run.dtype}, layout {trainer.layout}; {tc.flops_per_step() / 1e9:.1f} GFLOP per step")
+        f"{run.dtype}, loops {trainer.loops}; {tc.flops_per_step() / 1e9:.1f} GFLOP per step")
 
     def save():
         nonlocal elapsed, t_mark
@@ -374,7 +375,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, help="seed of the initial weights and of every batch (default 0)")
     ap.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
                     help="convolution precision; weights, optimizer and loss stay float32")
-    ap.add_argument("--layout", choices=["unrolled", "scan", "mixed"],
+    ap.add_argument("--loops", choices=["unrolled", "scan", "mixed"],
                     help="block loops (default: unrolled on CPU, scan on accelerators)")
     ap.add_argument("--out", required=True, help="canonical .safetensors written at the end (and at checkpoints)")
     ap.add_argument("--checkpoint", help="training checkpoint path, written every --every steps")
@@ -409,7 +410,7 @@ def main(argv=None) -> int:
                                                        ("warmup", "warmup"), ("seed", "seed"))
                      if getattr(args, a) is not None}
             tc = TrainConfig(model, args.steps, **given)
-        run = RunOptions(args.data, args.out, tuple(args.exclude), args.dtype, args.layout, args.checkpoint,
+        run = RunOptions(args.data, args.out, tuple(args.exclude), args.dtype, args.loops, args.checkpoint,
                          args.resume, args.init, args.moments, args.every, args.val_hr, args.stop_after,
                          args.time_budget, args.quiet)
         result = train(tc, run, log=lambda m: print(m, file=sys.stderr))

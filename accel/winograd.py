@@ -105,11 +105,11 @@ def _output_transform(M, n: int, th: int, tw: int):
     return y.transpose(2, 3, 0, 4, 1, 5).reshape(n, 4 * th, 4 * tw, -1)
 
 
-def conv3x3(x, kernel, bias=None):
+def conv3x3(x, kernel, bias=None, max_tiles: int = MAX_TILES):
     """SAME 3×3 convolution, stride 1: x [N, H, W, Cin], kernel HWIO [3, 3, Cin, Cout] -> [N, H, W, Cout].
 
     Any H and W: the input is zero-padded up to whole tiles (what SAME padding sees past the edge)
-    and the output cropped back.
+    and the output cropped back. max_tiles: tiles per strip (the GEMMs' operands stay in cache).
     """
     n, H, W, _ = x.shape
     th, tw = -(-H // 4), -(-W // 4)
@@ -120,7 +120,7 @@ def conv3x3(x, kernel, bias=None):
         # output pixel. An elementwise add right after the GEMMs is what YNNPACK's dot fusion takes in;
         # with it that fusion runs 1.8× faster at 128×128 (accel/PERFORMANCE.md).
         bias = jnp.zeros((36, 1, bias.shape[0]), x.dtype).at[7, 0].set(bias.astype(x.dtype))
-    rows = max(1, MAX_TILES // (n * tw), -(-th // MAX_STRIPS))   # tile rows per strip
+    rows = max(1, max_tiles // (n * tw), -(-th // MAX_STRIPS))   # tile rows per strip
     strips = []
     for r0 in range(0, th, rows):
         r = min(rows, th - r0)

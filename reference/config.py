@@ -8,6 +8,16 @@ SCALES = (2, 3, 4, 8)
 DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
 
 
+def known_fields(cls, data) -> dict:
+    """data, checked to name only fields of the dataclass cls (a typo must not fall back to a default)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{cls.__name__} must be a JSON object, got {type(data).__name__}")
+    unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
+    return data
+
+
 @dataclasses.dataclass(frozen=True)
 class RCANConfig:
     scale: int = 2
@@ -50,11 +60,7 @@ class RCANConfig:
 
     @classmethod
     def from_json(cls, text: str) -> "RCANConfig":
-        data = json.loads(text)
-        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown RCANConfig fields: {sorted(unknown)}")
-        return cls(**data)
+        return cls(**known_fields(cls, json.loads(text)))
 
     @classmethod
     def official(cls, scale: int = 2) -> "RCANConfig":

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from .config import PRESETS, RCANConfig
+from .metrics import quantize
+from .weights import stages
 
 SOURCES = json.loads((Path(__file__).parent / "data" / "sources.json").read_text())
 
@@ -31,43 +33,6 @@ def catalogue_urls() -> set[str]:
 
 
 # --- the architecture, stage by stage: shapes, parameters, compute -------------------------------
-
-def stages(config: RCANConfig, h: int, w: int) -> list[dict]:
-    """Each stage of the workflow with its output shape, parameter count and multiply-adds."""
-    C, c, G, B, k2 = config.n_feats, config.n_colors, config.n_resgroups, config.n_resblocks, 9
-
-    def conv(cin, cout, kk, px):
-        return cin * cout * kk + cout, cin * cout * kk * px
-
-    px = h * w
-    rows = []
-    p, m = conv(c, c, 1, px)
-    rows.append(dict(stage="mean shift (sub_mean)", shape=(h, w, c), params=p, macs=m))
-    p, m = conv(c, C, k2, px)
-    rows.append(dict(stage="head conv 3×3", shape=(h, w, C), params=p, macs=m))
-    s = config.squeeze
-    rcab_p = 2 * conv(C, C, k2, px)[0] + conv(C, s, 1, 1)[0] + conv(s, C, 1, 1)[0]
-    rcab_m = 2 * conv(C, C, k2, px)[1] + C * s + s * C
-    gp, gm = conv(C, C, k2, px)
-    rows.append(dict(stage=f"residual in residual: {G} groups × {B} RCABs (channel attention), short skips",
-                     shape=(h, w, C), params=G * (B * rcab_p + gp), macs=G * (B * rcab_m + gm)))
-    p, m = conv(C, C, k2, px)
-    rows.append(dict(stage="body conv 3×3 + long skip", shape=(h, w, C), params=p, macs=m))
-    hh, ww, up_p, up_m = h, w, 0, 0
-    for r in config.upsample_steps:
-        p, m = conv(C, r * r * C, k2, hh * ww)
-        up_p, up_m, hh, ww = up_p + p, up_m + m, hh * r, ww * r
-    rows.append(dict(stage=f"upsampler: conv + pixel shuffle ×{config.scale}", shape=(hh, ww, C), params=up_p,
-                     macs=up_m))
-    p, m = conv(C, c, k2, hh * ww)
-    rows.append(dict(stage="tail conv 3×3", shape=(hh, ww, c), params=p, macs=m))
-    p, m = conv(c, c, 1, hh * ww)
-    rows.append(dict(stage="mean shift (add_mean)", shape=(hh, ww, c), params=p, macs=m))
-    total = sum(r["macs"] for r in rows)
-    for r in rows:
-        r["share"] = r["macs"] / total
-    return rows
-
 
 TRACE_KEYS = ["sub_mean", "head", "body", None, "upsampler", "tail", "add_mean"]  # body covers body conv too
 
@@ -242,19 +207,15 @@ def _png(a: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _u8(a):
-    return np.clip(np.round(a), 0, 255).astype(np.uint8)
-
-
 def fig_crops(lr, bicubic, sr, scale, size=96) -> bytes:
     """Input (nearest-neighbour zoom), bicubic and model, the same region at the same zoom, side by side."""
     from PIL import Image
     h, w = lr.shape[:2]
     ch, cw = min(size, h), min(size, w)
     y, x = (h - ch) // 2, (w - cw) // 2
-    crop_lr = Image.fromarray(_u8(lr[y:y + ch, x:x + cw])).resize((cw * scale, ch * scale), Image.NEAREST)
-    parts = [np.asarray(crop_lr), _u8(bicubic[y * scale:(y + ch) * scale, x * scale:(x + cw) * scale]),
-             _u8(sr[y * scale:(y + ch) * scale, x * scale:(x + cw) * scale])]
+    crop_lr = Image.fromarray(quantize(lr[y:y + ch, x:x + cw])).resize((cw * scale, ch * scale), Image.NEAREST)
+    parts = [np.asarray(crop_lr), quantize(bicubic[y * scale:(y + ch) * scale, x * scale:(x + cw) * scale]),
+             quantize(sr[y * scale:(y + ch) * scale, x * scale:(x + cw) * scale])]
     gap = np.full((ch * scale, 4, 3), 255, np.uint8)
     return _png(np.concatenate([parts[0], gap, parts[1], gap, parts[2]], axis=1))
 
@@ -263,7 +224,7 @@ def _colormap(v: np.ndarray) -> np.ndarray:
     """0..1 -> a dark-blue .. yellow ramp (no plotting library needed)."""
     v = np.clip(v, 0, 1)[..., None]
     lo, mid, hi = np.array([20, 20, 80.0]), np.array([200, 40, 90.0]), np.array([255, 230, 60.0])
-    return _u8(np.where(v < 0.5, lo + (mid - lo) * (v * 2), mid + (hi - mid) * (v * 2 - 1)))
+    return quantize(np.where(v < 0.5, lo + (mid - lo) * (v * 2), mid + (hi - mid) * (v * 2 - 1)))
 
 
 def fig_detail(bicubic, sr) -> bytes:

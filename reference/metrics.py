@@ -135,3 +135,10 @@ def ssim(hr: np.ndarray, sr: np.ndarray, scale: int, K1: float = 0.01, K2: float
     s12 = _filter_valid(a * b, g) - mu1 * mu2
     ssim_map = ((2 * mu1 * mu2 + C1) * (2 * s12 + C2)) / ((mu1 * mu1 + mu2 * mu2 + C1) * (s11 + s22 + C2))
     return float(ssim_map.mean())
+
+
+def quantize(sr: np.ndarray, rgb_range: float = 255, bits: int = 8) -> np.ndarray:
+    """As the official code saves: clamp to [0, rgb_range], round half to even, to uint8/uint16."""
+    top = 2 ** bits - 1
+    q = np.round(np.clip(sr, 0, rgb_range) * (top / rgb_range))
+    return q.astype(np.uint8 if bits == 8 else np.uint16)

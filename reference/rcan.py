@@ -96,7 +96,7 @@ def sigmoid(x):
 # 1×1 conv up (C/r -> C) -> sigmoid -> rescale each channel.
 
 
-def channel_attention_weights(weights, prefix: str, x: np.ndarray) -> np.ndarray:
+def channel_attention_gates(weights, prefix: str, x: np.ndarray) -> np.ndarray:
     """The per-channel gates s = f(W_U δ(W_D z)), z the channel means of x. [H, W, C] -> [C]."""
     z = x.mean(axis=(0, 1), dtype=np.float32)[None, None]                   # [1, 1, C]
     s = relu(_conv(weights, prefix + ".conv_du.0", z))                      # [1, 1, C/r]
@@ -104,7 +104,7 @@ def channel_attention_weights(weights, prefix: str, x: np.ndarray) -> np.ndarray
 
 
 def channel_attention(weights, prefix: str, x: np.ndarray, trace=None) -> np.ndarray:
-    s = channel_attention_weights(weights, prefix, x)
+    s = channel_attention_gates(weights, prefix, x)
     if trace is not None:
         trace.setdefault("attention", []).append(s)
     return x * s

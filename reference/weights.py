@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 
 import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from .config import RCANConfig
+from .files import atomic_write
 
 FORMAT = "rcan-canonical/1"
 
@@ -48,6 +48,43 @@ def official_shapes(config: RCANConfig) -> dict[str, tuple[int, ...]]:
         conv(f"tail.0.{2 * i}", C, r * r * C, k)              # odd indices are PixelShuffle
     conv("tail.1", C, c, k)
     return shapes
+
+
+def stages(config: RCANConfig, h: int, w: int) -> list[dict]:
+    """Each stage of the workflow with its output shape, parameter count and multiply-adds."""
+    C, c, G, B, k2 = config.n_feats, config.n_colors, config.n_resgroups, config.n_resblocks, 9
+
+    def conv(cin, cout, kk, px):
+        return cin * cout * kk + cout, cin * cout * kk * px
+
+    px = h * w
+    rows = []
+    p, m = conv(c, c, 1, px)
+    rows.append(dict(stage="mean shift (sub_mean)", shape=(h, w, c), params=p, macs=m))
+    p, m = conv(c, C, k2, px)
+    rows.append(dict(stage="head conv 3×3", shape=(h, w, C), params=p, macs=m))
+    s = config.squeeze
+    rcab_p = 2 * conv(C, C, k2, px)[0] + conv(C, s, 1, 1)[0] + conv(s, C, 1, 1)[0]
+    rcab_m = 2 * conv(C, C, k2, px)[1] + C * s + s * C
+    gp, gm = conv(C, C, k2, px)
+    rows.append(dict(stage=f"residual in residual: {G} groups × {B} RCABs (channel attention), short skips",
+                     shape=(h, w, C), params=G * (B * rcab_p + gp), macs=G * (B * rcab_m + gm)))
+    p, m = conv(C, C, k2, px)
+    rows.append(dict(stage="body conv 3×3 + long skip", shape=(h, w, C), params=p, macs=m))
+    hh, ww, up_p, up_m = h, w, 0, 0
+    for r in config.upsample_steps:
+        p, m = conv(C, r * r * C, k2, hh * ww)
+        up_p, up_m, hh, ww = up_p + p, up_m + m, hh * r, ww * r
+    rows.append(dict(stage=f"upsampler: conv + pixel shuffle ×{config.scale}", shape=(hh, ww, C), params=up_p,
+                     macs=up_m))
+    p, m = conv(C, c, k2, hh * ww)
+    rows.append(dict(stage="tail conv 3×3", shape=(hh, ww, c), params=p, macs=m))
+    p, m = conv(c, c, 1, hh * ww)
+    rows.append(dict(stage="mean shift (add_mean)", shape=(hh, ww, c), params=p, macs=m))
+    total = sum(r["macs"] for r in rows)
+    for r in rows:
+        r["share"] = r["macs"] / total
+    return rows
 
 
 def check_weights(weights: dict[str, np.ndarray], config: RCANConfig, source: str = "weights") -> None:
@@ -113,25 +150,6 @@ def save_weights(path, weights: dict[str, np.ndarray], config: RCANConfig, **pro
     metadata.update({k: str(v) for k, v in provenance.items()})
     tensors = {k: np.ascontiguousarray(weights[k]) for k in official_shapes(config)}
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
-
-
-def atomic_write(path, write) -> None:
-    """Call write(tmp_path) then rename onto path, so a crash never leaves a partial file."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
-    os.close(fd)
-    try:
-        write(tmp)
-        # mkstemp makes the file private (0600); give it the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def read_metadata(path) -> dict[str, str]:

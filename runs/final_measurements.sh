@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The measurements behind the closing notes, run once on an otherwise idle 2-core machine.
+# The CPU measurements of accel/PERFORMANCE.md and the model card, on an otherwise idle machine
+# (files in runs/measurements/; the GPU ones: `bash runs/gpu/measure.sh` on a GPU machine).
 set -x
 cd "$(dirname "$0")/.."
 PY=${PY:-python}
 out=runs/measurements
 mkdir -p $out
-$PY -m accel.card accel/weights/rcan_compact_x2.safetensors --hr tests/data/Set5/HR_x2 > $out/card.txt
+$PY -m tools.card accel/weights/rcan_compact_x2.safetensors --hr tests/data/Set5/HR_x2 > $out/card.txt
 rm -rf /tmp/set5_up && $PY -m accel.upscale tests/data/Set5/LR_x2 -o /tmp/set5_up/ --quiet
 $PY -m accel.evaluate --hr tests/data/Set5/HR_x2 --sr /tmp/set5_up --scale 2 > $out/set5_via_upscale.txt 2>&1
 $PY -m accel.bench --models official compact --sizes 64 128 256 --repeats 3 --rounds 2 --json > $out/bench.json
@@ -18,9 +19,6 @@ $PY -m accel.evaluate --hr tests/data/Set5/HR_x2 --scale 2 --json > $out/set5_fl
 $PY -m accel.evaluate --hr tests/data/Set5/HR_x2 --scale 2 --dtype bfloat16 --json > $out/set5_bfloat16.json 2>/dev/null
 $PY -m accel.evaluate --hr tests/data/Set5/HR_x2 --scale 2 --ensemble --json > $out/set5_ensemble.json 2>/dev/null
 $PY -m accel.bench --upscale 2000x1500 --weights ${OFFICIAL_SIZE_WEIGHTS:-/tmp/full.safetensors} > $out/upscale_official_2000x1500.json
-# Third session: the first run on an empty cache (compile + timing the convolution paths), and the Winograd experiments.
+# The first run on an empty cache (compile + timing the convolution paths), and the Winograd experiments.
 RCAN_JAX_CACHE=$(mktemp -d) $PY -m accel.bench --upscale 2000x1500 > $out/upscale_compact_2000x1500_cold.json
 (cd runs/experiments && PYTHONPATH=../.. $PY winograd_gemm.py && S=256 PYTHONPATH=../.. $PY winograd_strips.py) > $out/winograd_experiments.txt
-# Fourth session: the CPU table, compile and upscale again after the memory changes (bench.json, compile.json,
-# upscale_compact_2000x1500.json above). GPU figures: `bash runs/gpu/measure.sh` on the device machine
-# (runs/measurements/gpu_h200/).

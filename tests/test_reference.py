@@ -109,7 +109,8 @@ def test_full_official_x2_matches_torch():
     ours = reference.forward(weights, config, lr, trace=trace)
     theirs = torch_rcan.run(torch_rcan.from_weights(weights, config), lr)
     assert np.isfinite(ours).all() and np.abs(ours).max() < 1000  # init gives image-range outputs
-    # 200 RCABs deep (≈ 430 convs): the issue's bound, 1e-3 on outputs in 0..255.
+    # 200 RCABs deep (≈ 430 convs): float32 rounding accumulates along the chain and the two sum in
+    # different orders; 1e-3 on outputs in 0..255 is 4e-6 of the range (well above float32's 6e-8 × depth).
     err = assert_close(ours, theirs, 1e-3, 0, "full G10R20F64 x2")
     print(f"full official x2: max |reference - torch| = {err:.2e}")
     assert trace["attention"].shape == (10, 20, 64)
@@ -194,7 +195,7 @@ def test_weights_errors(tmp_path):
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
-    from reference.weights import atomic_write
+    from reference.files import atomic_write
 
     def boom(tmp):
         open(tmp, "wb").write(b"partial")

@@ -90,15 +90,15 @@ def test_resume_gives_the_same_weights(tmp_path):
     assert main(other + ["--out", str(tmp_path / "x.safetensors"), "--checkpoint", str(ckpt)]) == 2
 
 
-def test_checkpoint_moves_between_layouts_and_keeps_bfloat16_moments_close(tmp_path, images):
+def test_checkpoint_moves_between_block_loops_and_keeps_bfloat16_moments_close(tmp_path, images):
     tc = TrainConfig(TINY, steps=20, batch=4, patch=16, warmup=2)
-    a = Trainer(tc, layout="unrolled")
+    a = Trainer(tc, loops="unrolled")
     a.set_data(images)
     for _ in range(3):
         a.train_step()
     a.save_checkpoint(tmp_path / "f32.ckpt")
     a.save_checkpoint(tmp_path / "bf16.ckpt", moments="bfloat16")
-    b = Trainer(tc, layout="scan")                        # another layout: official names in the file
+    b = Trainer(tc, loops="scan")                        # another loops: official names in the file
     b.set_data(images)
     b.load_checkpoint(tmp_path / "f32.ckpt")
     assert b.step == 3 and int(b.opt_state[0].count) == 3
@@ -107,7 +107,7 @@ def test_checkpoint_moves_between_layouts_and_keeps_bfloat16_moments_close(tmp_p
     a.train_step(), b.train_step()
     for k, v in a.weights().items():                        # same maths, other loop order: float32 rounding
         np.testing.assert_allclose(b.weights()[k], v, rtol=1e-4, atol=1e-6, err_msg=k)
-    c = Trainer(tc, layout="unrolled")
+    c = Trainer(tc, loops="unrolled")
     c.set_data(images)
     c.load_checkpoint(tmp_path / "bf16.ckpt")
     c.train_step()

@@ -14,7 +14,7 @@ from accel import inference
 from accel.pipeline import upscale_image
 from accel.upscale import main  # noqa: F401  (the CLI's module must import cleanly)
 from reference import RCANConfig
-from reference.metrics import psnr
+from reference.metrics import psnr, quantize
 from reference.weights import init_weights, save_weights
 
 from conftest import SET5, assert_close
@@ -205,7 +205,7 @@ def test_tiled_matches_whole_image_without_seams(real_model):
     lr = np.asarray(Image.open(SET5 / "LR_x2" / "baby_LRBI_x2.png").convert("RGB"), np.float32)[:160, :160]
     whole = inference.whole(real_model, lr)
     tiled = inference.tiled(real_model, lr, tile=64, overlap=16)
-    q = lambda a: inference.quantize(a)
+    q = lambda a: quantize(a)
     score = psnr(q(whole), q(tiled), 0)
     print(f"tiled (64, overlap 16) vs whole image: {score:.2f} dB")
     assert score >= 50

@@ -29,10 +29,11 @@ def build_card(weights_path, hr_dir) -> tuple[dict, str]:
     result = evaluate_model(hr_dir, config.scale, model, progress=False)
     params = int(sum(v.size for v in weights.values()))
     hours = float(meta.get("train_seconds", 0)) / 3600
+    data = " + ".join(Path(d).name for d in meta.get("data", "").split())   # folder names, not local paths
     card = {
         "file": Path(weights_path).name, "config": json.loads(config.to_json()), "parameters": params,
-        "training": {k: meta.get(k) for k in ("steps", "batch", "patch", "peak_lr", "seed", "data", "exclude",
-                                              "n_train_images", "train_seconds")},
+        "training": {**{k: meta.get(k) for k in ("steps", "batch", "patch", "peak_lr", "seed", "exclude",
+                                                 "n_train_images", "train_seconds")}, "data": data},
         "machine": f"{hardware.describe_cpu()} (CPU only)",
         f"set5_x{config.scale}": {"psnr": round(result["mean"]["psnr"], 4), "ssim": round(result["mean"]["ssim"], 4),
                                   "bicubic_psnr": round(result["bicubic"]["psnr"], 4),
@@ -50,7 +51,7 @@ project on CPU, from scratch, with `python -m accel.train`; the same architectur
 |---|---|
 | config | {config.n_resgroups} residual groups × {config.n_resblocks} RCABs, {config.n_feats} features, reduction {config.reduction}, ×{s} |
 | parameters | {params:,} (the official RCAN: 15,444,667) |
-| data | {meta.get('data', '?')} — {meta.get('n_train_images', '?')} images (left out: {meta.get('exclude') or 'none'}; BSD200/302003 is the source of Set5's woman) |
+| data | {data} — {meta.get('n_train_images', '?')} images (left out: {meta.get('exclude') or 'none'}; BSD200/302003 is the source of Set5's woman) |
 | training | {meta.get('steps', '?')} steps of {meta.get('batch', '?')} LR patches {meta.get('patch', '?')}×{meta.get('patch', '?')} (MATLAB-bicubic LR, flips and 90° turns), L1 loss, Adam, peak LR {meta.get('peak_lr', '?')} with warm-up and cosine decay, seed {meta.get('seed', '?')} |
 | wall time | {hours:.2f} h of training on {card['machine']}, shared with other work |
 

@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 
-from reference.config import RCANConfig
+from reference.config import DIV2K_MEAN, RCANConfig
 from reference.weights import mean_shift, official_shapes
 
 WRAPPERS = ("params_ema", "params", "state_dict", "model_state_dict", "model", "net")
@@ -127,7 +127,7 @@ def infer_config(names: dict, layout: str) -> RCANConfig:
     try:
         return RCANConfig(scale=scale, n_resgroups=_count(names, g_pat), n_resblocks=_count(names, b_pat),
                           n_feats=n_feats, reduction=n_feats // squeeze, n_colors=n_colors,
-                          rgb_mean=(0.4488, 0.4371, 0.4040)[:n_colors] if n_colors == 3 else (0.5,) * n_colors)
+                          rgb_mean=DIV2K_MEAN if n_colors == 3 else (0.5,) * n_colors)
     except ValueError as e:
         raise LayoutError(f"not an RCAN: {e}") from None
 

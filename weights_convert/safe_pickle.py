@@ -45,7 +45,6 @@ def _reconstruct_dict(*args):
 
 
 # opcodes (pickle protocols 0-5) that checkpoints use
-_MARK = object()
 
 
 def loads(data, allowed: dict, persistent_load, start: int = 0, max_memo: int = 10_000_000):

@@ -8,9 +8,7 @@ S = int(os.environ.get("S", 128))
 x = jnp.asarray(np.random.rand(1,S,S,64).astype(np.float32))
 w = jnp.asarray(np.random.randn(3,3,64,64).astype(np.float32)*0.05)
 b = jnp.asarray(np.random.randn(64).astype(np.float32)*0.01)
-BT = np.array([[4,0,-5,0,1,0],[0,-4,-4,1,1,0],[0,4,-4,-1,1,0],[0,-2,-1,2,1,0],[0,2,-1,-2,1,0],[0,4,0,-5,0,1]], np.float32)
-G = np.array([[1/4,0,0],[-1/6,-1/6,-1/6],[-1/6,1/6,-1/6],[1/24,1/12,1/6],[1/24,-1/12,1/6],[0,0,1]], np.float32)
-AT = np.array([[1,1,1,1,1,0],[0,1,-1,2,-2,0],[0,1,1,4,4,0],[0,1,-1,8,-8,1]], np.float32)
+from accel.winograd import AT, BT, G   # the F(4,3) matrices (Lavin & Gray), one copy
 n = 10
 def direct(x, w, b):
     return lax.conv_general_dilated(x, w, (1,1), "SAME", dimension_numbers=("NHWC","HWIO","NHWC")) + b

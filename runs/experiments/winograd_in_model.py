@@ -11,7 +11,7 @@ from flax import nnx
 
 import accel
 from accel import autotune
-from accel.api import _apply
+from accel.api import _merge_and_run
 from interleaved import compare
 from reference import RCANConfig, init_weights
 
@@ -19,6 +19,6 @@ S = int(os.environ.get("S", 128))
 config = RCANConfig.official(2)
 g, state = nnx.split(accel.model_from_weights(init_weights(config, 0), config))
 lr = jnp.asarray(np.random.default_rng(0).uniform(0, 255, (1, S, S, 3)).astype(np.float32))
-fs = {p: (lambda f: lambda st, x: f(g, st, x, None))(autotune.jit(_apply, p, static_argnums=0))
+fs = {p: (lambda f: lambda st, x: f(g, st, x, None))(autotune.jit(_merge_and_run, p, static_argnums=0))
       for p in os.environ.get("PATHS", " ".join(autotune.OPTIONS)).split()}
 print(S, compare(fs, (state, lr), int(os.environ.get("R", 4))))

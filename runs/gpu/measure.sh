@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Issue 9's GPU measurements, made in one call of the device tool (a drawn task has 15 minutes of
-# device time in all): from the repository root, `bash runs/gpu/measure.sh` (results in $OUT).
+# The GPU measurements of accel/PERFORMANCE.md in one call of a few minutes: from the repository root
+# of a machine with a GPU, `bash runs/gpu/measure.sh` (results in $OUT, or /tmp/gpu_out).
 # Stages run in order of importance, each under its own time limit, each writing its own files, so a
 # stage cut short loses only itself. Arguments name the stages to run (default: all); at most 8 files
 # come back from a call, so each stage writes one file and all stderr goes to log.txt.
