@@ -25,6 +25,7 @@ for that precision.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import os
@@ -73,8 +74,84 @@ def _jax_memory(device) -> tuple[int, int]:
     return stats.get("bytes_in_use", 0), stats.get("peak_bytes_in_use", 0)
 
 
+@dataclasses.dataclass
+class Case:
+    """What one measurement times: call() runs the network once and waits for it."""
+    call: object
+    device: str = "cpu"
+    device_name: str | None = None
+    gpu_memory: object = None   # () -> (bytes allocated on the accelerator, their peak), where there is one
+
+
+def _reference_case(impl, config, weights, lr, tiled, loops) -> Case:
+    import reference
+    return Case(lambda: reference.forward(weights, config, lr))
+
+
+def _accel_case(impl, config, weights, lr, tiled, loops) -> Case:
+    import jax
+    import jax.numpy as jnp
+
+    import accel
+    from accel import inference
+    case = Case(None, jax.devices()[0].platform)
+    if case.device != "cpu":
+        # JAX's default precision lets a GPU run float32 convolutions in TF32: name the precision.
+        jax.config.update("jax_default_matmul_precision", "tensorfloat32" if impl == "accel-tf32" else "highest")
+        case.device_name = jax.devices()[0].device_kind
+        case.gpu_memory = functools.partial(_jax_memory, jax.devices()[0])
+    m = accel.model_from_weights(weights, config, loops or accel.api.DEFAULT_LOOPS,
+                                 dtype=jnp.bfloat16 if impl == "accel-bf16" else jnp.float32)
+    if tiled:
+        case.call = lambda: inference.tiled(m, lr, TILE_1080P)
+    else:
+        x = jnp.asarray(lr[None])
+        case.call = lambda: accel.forward(m, x).block_until_ready()
+    return case
+
+
+def _torch_case(impl, config, weights, lr, tiled, loops) -> Case:
+    import torch
+    from tools import torch_rcan   # the official architecture (a source checkout's tools/)
+
+    from accel import inference
+    torch.set_num_threads(hardware.cores())
+    net = torch_rcan.from_weights(weights, config)
+    dtype = torch.bfloat16 if impl == "torch-bf16" else torch.float32
+    case = Case(None)
+    if torch.cuda.is_available():
+        case.device, case.device_name = "cuda", torch.cuda.get_device_name()
+        # cuDNN's default is TF32 for float32 convolutions: float32 means float32 here.
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = impl == "torch-tf32"
+        torch.backends.cudnn.benchmark = True   # its fastest kernels (picked in the warm-up)
+        net = net.cuda()
+        case.gpu_memory = lambda: (torch.cuda.memory_allocated(), torch.cuda.max_memory_allocated())
+    net = net.to(dtype)
+    net.channels_last = impl != "torch-nchw"
+    if net.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    forward = _torch_forward(net, case.device, dtype)
+    if tiled:   # the same tiles, ramps and batches as accel's
+        case.call = lambda: inference.tiled(net, lr, TILE_1080P, forward=forward)
+        return case
+    x = torch.from_numpy(lr).permute(2, 0, 1)[None].to(case.device, dtype)
+    if net.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    def call():
+        with torch.inference_mode():
+            y = net(x)
+        if case.device == "cuda":
+            torch.cuda.synchronize()
+        return y
+    case.call = call
+    return case
+
+
 def run_case(impl: str, model: str, size: str, repeats: int, seed: int = 0, loops: str | None = None) -> dict:
     """One measurement, in this process."""
+    import gc
+
     import numpy as np
 
     from reference import init_weights
@@ -83,83 +160,22 @@ def run_case(impl: str, model: str, size: str, repeats: int, seed: int = 0, loop
     weights = init_weights(config, seed)
     height, width, tiled = parse_size(size)
     lr = np.random.default_rng(seed).uniform(0, 255, (height, width, 3)).astype(np.float32)
-    device, device_name = "cpu", None
-    gpu_memory = None     # () -> bytes allocated on the accelerator (and the peak), where there is one
-    if impl == "reference":
-        import reference
-        call = lambda: reference.forward(weights, config, lr)
-    elif impl.startswith("accel"):
-        import jax
-        import jax.numpy as jnp
-
-        import accel
-        from accel import inference
-        device = jax.devices()[0].platform
-        if device != "cpu":
-            # JAX's default precision lets a GPU run float32 convolutions in TF32: name the precision.
-            jax.config.update("jax_default_matmul_precision", "tensorfloat32" if impl == "accel-tf32" else "highest")
-            device_name = jax.devices()[0].device_kind
-            gpu_memory = functools.partial(_jax_memory, jax.devices()[0])
-        loops = loops or accel.api.DEFAULT_LOOPS
-        m = accel.model_from_weights(weights, config, loops,
-                                     dtype=jnp.bfloat16 if impl == "accel-bf16" else jnp.float32)
-        if tiled:
-            call = lambda: inference.tiled(m, lr, TILE_1080P)
-        else:
-            x = jnp.asarray(lr[None])
-            call = lambda: accel.forward(m, x).block_until_ready()
-    elif impl.startswith("torch"):
-        import torch
-        from tools import torch_rcan   # the official architecture (a source checkout's tools/)
-
-        from accel import inference
-        torch.set_num_threads(hardware.cores())
-        net = torch_rcan.from_weights(weights, config)
-        dtype = torch.bfloat16 if impl == "torch-bf16" else torch.float32
-        if torch.cuda.is_available():
-            device, device_name = "cuda", torch.cuda.get_device_name()
-            # cuDNN's default is TF32 for float32 convolutions: float32 means float32 here.
-            torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = impl == "torch-tf32"
-            torch.backends.cudnn.benchmark = True   # its fastest kernels (picked in the warm-up)
-            net = net.cuda()
-            gpu_memory = lambda: (torch.cuda.memory_allocated(), torch.cuda.max_memory_allocated())
-        net = net.to(dtype)
-        net.channels_last = impl != "torch-nchw"
-        if net.channels_last:
-            net = net.to(memory_format=torch.channels_last)
-        forward = _torch_forward(net, device, dtype)
-        if tiled:   # the same tiles, ramps and batches as accel's
-            call = lambda: inference.tiled(net, lr, TILE_1080P, forward=forward)
-        else:
-            x = torch.from_numpy(lr).permute(2, 0, 1)[None].to(device, dtype)
-            if net.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-
-            def call():
-                with torch.inference_mode():
-                    y = net(x)
-                if device == "cuda":
-                    torch.cuda.synchronize()
-                return y
-    else:
-        raise ValueError(impl)
+    make = _reference_case if impl == "reference" else _accel_case if impl.startswith("accel") else _torch_case
+    case = make(impl, config, weights, lr, tiled, loops)
     # The same starting line for every implementation: collected garbage handed back to the OS.
-    import gc
     gc.collect()
     runtime.release_free_memory()
     base = hardware.rss_bytes("VmRSS")
-    gpu_base = gpu_memory()[0] if gpu_memory else 0
+    gpu_base = case.gpu_memory()[0] if case.gpu_memory else 0
     hardware.reset_peak_rss()
     t = time.perf_counter()
-    call()
+    case.call()
     first = time.perf_counter() - t
-    first_peak = hardware.rss_bytes("VmHWM") - base
-    if gpu_memory:
-        first_peak = gpu_memory()[1] - gpu_base
+    first_peak = case.gpu_memory()[1] - gpu_base if case.gpu_memory else hardware.rss_bytes("VmHWM") - base
     # Steady state: the peak over the timed runs, still counted from the resident set before the first
     # call, so whatever the warm-up (compilation) left resident counts too.
     hardware.reset_peak_rss()
-    if gpu_memory and impl.startswith("torch"):
+    if case.gpu_memory and impl.startswith("torch"):
         # cuDNN's kernel search (the warm-up) takes GBs of scratch; accel's is done at compile time,
         # which the persistent cache has already paid for (jax cannot reset its peak).
         import torch
@@ -167,11 +183,11 @@ def run_case(impl: str, model: str, size: str, repeats: int, seed: int = 0, loop
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
-        call()
+        case.call()
         times.append(time.perf_counter() - t)
     # On a GPU: the device's peak above the weights and input (jax's since the start: first call included).
-    peak = gpu_memory()[1] - gpu_base if gpu_memory else hardware.rss_bytes("VmHWM") - base
-    return {"impl": impl, "model": model, "size": size, "device": device, "device_name": device_name,
+    peak = case.gpu_memory()[1] - gpu_base if case.gpu_memory else hardware.rss_bytes("VmHWM") - base
+    return {"impl": impl, "model": model, "size": size, "device": case.device, "device_name": case.device_name,
             "median_s": statistics.median(times) if times else first,
             "first_call_s": first, "times": times, "peak_extra_mb": peak / 1e6,
             "first_call_peak_extra_mb": first_peak / 1e6}
@@ -307,7 +323,7 @@ def measure_group(impls, model: str, size: str, args) -> list[dict]:
     return group
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m accel.bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=["official", "compact"], choices=["official", "deep", "compact"],
@@ -333,6 +349,11 @@ def main(argv=None) -> int:
                                                                   "each size, by each CPU convolution path")
     ap.add_argument("--table", metavar="JSON", help="instead: print the table of a saved --json result")
     ap.add_argument("--case", nargs=4, metavar=("IMPL", "MODEL", "SIZE", "REPEATS"), help=argparse.SUPPRESS)
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = parser()
     args = ap.parse_args(argv)
     # Let each case's process take the accelerator's memory as it needs it (not 75% up front), so a
     # case's peak is its own and torch and JAX processes can share the card.

@@ -269,28 +269,35 @@ def pipeline_seconds(trainer: Trainer, repeats: int = 5) -> float:
     return (time.perf_counter() - t0) / repeats
 
 
-def train(tc: TrainConfig, run: RunOptions, log=print) -> dict:
-    t_start = time.time()
-    paths = list_images(run.data, run.exclude)
-    images = TrainingImages(paths, tc.model.scale, tc.patch)
-    log(f"{len(images)} training images packed in {time.time() - t_start:.1f} s "
+def start(tc: TrainConfig, run: RunOptions, log=print) -> tuple[Trainer, dict]:
+    """A Trainer with the training images on its devices, resumed or initialised as the run asks;
+    returns it and the resumed checkpoint's metadata (empty for a fresh start)."""
+    t0 = time.time()
+    images = TrainingImages(list_images(run.data, run.exclude), tc.model.scale, tc.patch)
+    log(f"{len(images)} training images packed in {time.time() - t0:.1f} s "
         f"(hr {images.hr.shape}, {(images.hr.nbytes + images.lr.nbytes) / 1e6:.0f} MB); {tc.to_json()}")
-    val = [(p.name, read_rgb(p)) for p in list_images([run.val_hr])] if run.val_hr else []
-
     trainer = Trainer(tc, run.dtype, run.loops)
     trainer.set_data(images)
     checkpoint_exists = run.checkpoint and Path(run.checkpoint).is_file()
     resume = run.resume or (run.checkpoint if checkpoint_exists else None)
-    elapsed, val_psnr = 0.0, float("nan")
     if resume:
         meta = trainer.load_checkpoint(resume)
-        elapsed, val_psnr = float(meta.get("train_seconds", 0)), float(meta.get("val_psnr", "nan"))
         log(f"resumed from {resume} at step {trainer.step} (optimizer moments: {meta['moments']})")
-    elif run.init:
+        return trainer, meta
+    if run.init:
         weights, config = load_weights(run.init)
         if config != tc.model:
             raise ValueError(f"{run.init}: weights are {config.to_json()}, not {tc.model.to_json()}")
         trainer.set_weights(weights)
+    return trainer, {}
+
+
+def train(tc: TrainConfig, run: RunOptions, log=print) -> dict:
+    t_start = time.time()
+    trainer, meta = start(tc, run, log)
+    n_images = int(trainer.data["lr_size"].shape[0])
+    val = [(p.name, read_rgb(p)) for p in list_images([run.val_hr])] if run.val_hr else []
+    elapsed, val_psnr = float(meta.get("train_seconds", 0)), float(meta.get("val_psnr", "nan"))
     stop = tc.steps if run.stop_after is None else min(tc.steps, trainer.step + run.stop_after)
     nparams = sum(v.size for v in trainer.weights().values())
     devices = trainer.mesh.devices.flat
@@ -308,7 +315,7 @@ def train(tc: TrainConfig, run: RunOptions, log=print) -> dict:
         save_weights(run.out, trainer.weights(), tc.model, source_name="accel.train", steps=trainer.step,
                      train_seconds=f"{elapsed:.1f}", train_config=tc.to_json(), dtype=run.dtype,
                      data=" ".join(Path(d).name for d in run.data), exclude=" ".join(run.exclude),
-                     n_train_images=len(images), val_psnr=f"{val_psnr:.4f}", parameters=nparams)
+                     n_train_images=n_images, val_psnr=f"{val_psnr:.4f}", parameters=nparams)
 
     from tqdm import tqdm
     bar = tqdm(total=tc.steps, initial=trainer.step, disable=run.quiet, file=sys.stderr, dynamic_ncols=True)

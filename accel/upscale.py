@@ -57,7 +57,7 @@ def output_path(src: Path, scale: int, fmt: str | None, out: str | None, many: b
     return o
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m accel.upscale", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="images, or folders to walk for images")
@@ -80,6 +80,44 @@ def main(argv=None) -> int:
     ap.add_argument("--max-pixels", type=int, help="raise Pillow's decompression-bomb limit (pixels per image)")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     ap.add_argument("--explain", action="store_true", help="also write <output stem>.md and .html explaining the run")
+    return ap
+
+
+def check_output(src: Path, dst: Path, args, many: bool) -> None:
+    """Refuse an output that would overwrite the input or an existing file, or that cannot be written."""
+    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
+        raise ImageError("the output would overwrite the input")
+    if dst.exists() and not args.force:
+        raise ImageError(f"{dst} exists (use --force to overwrite)")
+    if not dst.parent.is_dir():
+        if args.output and (many or args.output.endswith(os.sep)):
+            dst.parent.mkdir(parents=True, exist_ok=True)
+        else:
+            raise ImageError(f"output folder {dst.parent} does not exist")
+    if not os.access(dst.parent, os.W_OK):
+        raise ImageError(f"output folder {dst.parent} is not writable")
+
+
+def upscale_file(src: Path, dst: Path, model, args, tile, show: bool) -> tuple:
+    """One image file to its output file (and reports); returns (input image, output image, run record)."""
+    from tqdm import tqdm
+    im = open_image(src, args.max_pixels)
+    record: dict = {}
+    with tqdm(total=1, desc=src.name, unit="tile", disable=not show, leave=False, file=sys.stderr) as bar:
+        out = upscale_image(im, model, tile=tile, overlap=args.tile_overlap, chop=args.chop,
+                            ensemble=args.ensemble, max_memory_gb=args.max_memory, progress=bar, record=record)
+    try:
+        save_atomic(out, dst, dst.suffix.lower().lstrip("."), record["icc"])
+    except OSError as e:
+        raise ImageError(f"cannot write {dst}: {e.strerror or e}") from None
+    if args.explain:
+        from .explain_run import write_reports
+        write_reports(src, dst, model, args.weights, record)
+    return im, out, record
+
+
+def main(argv=None) -> int:
+    ap = parser()
     args = ap.parse_args(argv)
     runtime.configure_from_env()
 
@@ -98,17 +136,16 @@ def main(argv=None) -> int:
     import jax.numpy as jnp
 
     from .api import load_model
-    weights = args.weights
     try:
-        model = load_model(weights, scale=args.scale, dtype=jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32,
-                           conv=args.conv)
-        scale = model.config.scale
+        model = load_model(args.weights, scale=args.scale, conv=args.conv,
+                           dtype=jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32)
     except (WeightsError, ValueError, OSError) as e:
         msg = str(e)
-        if weights and not msg.startswith(str(weights)):
-            msg = f"{weights}: {msg}"
+        if args.weights and not msg.startswith(str(args.weights)):
+            msg = f"{args.weights}: {msg}"
         print(f"error: {msg}", file=sys.stderr)
         return 2
+    scale = model.config.scale
 
     inputs = collect_inputs(args.inputs, scale)
     if not inputs:
@@ -120,35 +157,11 @@ def main(argv=None) -> int:
     from tqdm import tqdm
     show = not args.quiet and sys.stderr.isatty()
     failures = 0
-    batch_bar = tqdm(inputs, desc="images", unit="img", disable=not show or not many, file=sys.stderr)
-    for src in batch_bar:
+    for src in tqdm(inputs, desc="images", unit="img", disable=not show or not many, file=sys.stderr):
         try:
             dst = output_path(src, scale, args.format, args.output, many)
-            if dst.exists() and src.exists() and dst.resolve() == src.resolve():
-                raise ImageError("the output would overwrite the input")
-            if dst.exists() and not args.force:
-                raise ImageError(f"{dst} exists (use --force to overwrite)")
-            if not dst.parent.is_dir():
-                if args.output and (many or args.output.endswith(os.sep)):
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                else:
-                    raise ImageError(f"output folder {dst.parent} does not exist")
-            if not os.access(dst.parent, os.W_OK):
-                raise ImageError(f"output folder {dst.parent} is not writable")
-            im = open_image(src, args.max_pixels)
-            record: dict = {}
-            with tqdm(total=1, desc=src.name, unit="tile", disable=not show, leave=False, file=sys.stderr) as bar:
-                out = upscale_image(im, model, tile=tile, overlap=args.tile_overlap, chop=args.chop,
-                                    ensemble=args.ensemble, max_memory_gb=args.max_memory, progress=bar,
-                                    record=record)
-            fmt = dst.suffix.lower().lstrip(".")
-            try:
-                save_atomic(out, dst, fmt, record["icc"])
-            except OSError as e:
-                raise ImageError(f"cannot write {dst}: {e.strerror or e}") from None
-            if args.explain:
-                from .explain_run import write_reports
-                write_reports(src, dst, model, weights, record)
+            check_output(src, dst, args, many)
+            im, out, record = upscale_file(src, dst, model, args, tile, show)
         except (ImageError, OSError) as e:
             failures += 1
             print(f"error: {src}: {e}", file=sys.stderr)
@@ -158,7 +171,6 @@ def main(argv=None) -> int:
                   f"{record['seconds']:.1f} s{', tiles ' + str(record['tile']) if record['tile'] else ''})",
                   file=sys.stderr)
     return 1 if failures else 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

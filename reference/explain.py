@@ -63,18 +63,21 @@ def _num(n):
 
 
 def render_markdown(record: dict) -> str:
+    """The report: title, then one section each for the task, the workflow and the sources."""
     cfg = RCANConfig.from_json(record["config"]) if isinstance(record["config"], str) else record["config"]
-    s = cfg.scale
-    paper = SOURCES["rcan_paper_table"]
-    lines = []
-    inp, out = record.get("input"), record.get("output")
-    lines.append(f"# Super-resolution ×{s} with RCAN: how " + ("this run works" if inp else "it works"))
-    lines.append("")
-    w = record["weights"]
-    lines.append(f"Weights that ran: **{w['label']}** — {w['description']}")
-    lines.append("")
+    inp, w = record.get("input"), record["weights"]
+    lines = [f"# Super-resolution ×{cfg.scale} with RCAN: how " + ("this run works" if inp else "it works"), "",
+             f"Weights that ran: **{w['label']}** — {w['description']}", ""]
+    for section in (_section_task, _section_workflow, _section_sources):
+        lines += section(record, cfg)
+    return "\n".join(lines)
 
-    # 1. the task
+
+def _section_task(record: dict, cfg: RCANConfig) -> list[str]:
+    """1. What the user does: SISR ×s, why it works, the paper's gains and the self-check."""
+    lines: list[str] = []
+    inp, out, w = record.get("input"), record.get("output"), record["weights"]
+    s, paper = cfg.scale, SOURCES["rcan_paper_table"]
     lines.append("## 1. The task")
     lines.append("")
     lines.append(f"You are doing **single-image super-resolution (SISR) ×{s}**: from one low-resolution image, "
@@ -117,7 +120,13 @@ def render_markdown(record: dict) -> str:
                      f"{paper['rcan'][str(s)]:.2f} dB).")
     lines.append("")
 
-    # 2. the workflow
+    return lines
+
+
+def _section_workflow(record: dict, cfg: RCANConfig) -> list[str]:
+    """2. Input -> each stage (shapes, parameters, compute, time) -> output, and channel attention."""
+    lines: list[str] = []
+    inp, out = record.get("input"), record.get("output")
     lines.append("## 2. The workflow: input → model → output")
     lines.append("")
     hh, ww = (inp["height"], inp["width"]) if inp else (record["generic_size"], record["generic_size"])
@@ -176,7 +185,13 @@ def render_markdown(record: dict) -> str:
             lines.append(f"| {a['group'] + 1} | {a['mean']:.3f} | {a['min']:.2f}–{a['max']:.2f} | {boost} | {damp} |")
     lines.append("")
 
-    # 3. papers and tools
+    return lines
+
+
+def _section_sources(record: dict, cfg: RCANConfig) -> list[str]:
+    """3. The papers and tools behind the run, from the sources catalogue."""
+    lines: list[str] = []
+    inp, w = record.get("input"), record["weights"]
     lines.append("## 3. Papers and tools")
     lines.append("")
     for src in SOURCES["sources"]:
@@ -195,7 +210,7 @@ def render_markdown(record: dict) -> str:
                      "`python -m accel.evaluate` (the paper's PSNR/SSIM protocol), `python -m weights_convert` "
                      "(official checkpoints without torch).")
     lines.append("")
-    return "\n".join(lines)
+    return lines
 
 
 # --- figures (Pillow + numpy) ----------------------------------------------------------------------

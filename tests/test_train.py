@@ -13,7 +13,7 @@ import pytest
 from accel.data import TrainingImages, dihedral_coords, draw_crops, list_images
 from accel.train import RunOptions, TrainConfig, Trainer, main, train
 from reference import RCANConfig
-from reference.metrics import imresize, modcrop
+from reference.metrics import imresize
 from reference.weights import load_weights
 
 from conftest import SET5

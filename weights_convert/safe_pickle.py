@@ -5,11 +5,17 @@ INST, OBJ, NEWOBJ...). This interpreter never imports anything: GLOBAL / STACK_G
 names in ALLOWED, to our own pure functions; any other name is refused with an error naming it, before
 anything is called. REDUCE and NEWOBJ call only those functions; BUILD only fills dicts; persistent
 ids are handed to the caller's `persistent_load`, which accepts storages only.
-The approach is that of torch's own weights_only loader (torch/_weights_only_unpickler.py).
+The approach is that of torch's own weights_only loader (torch/_weights_only_unpickler.py), with the
+stdlib's opcode constants.
+
+Resources are bounded too: dict keys and set members must be flat (strings, numbers, bytes, None or
+tuples of those), since hashing a tuple nested a million deep overflows the C stack; the memo, integer
+and string sizes are capped by the data itself or by explicit limits.
 """
 from __future__ import annotations
 
 import codecs
+import pickle
 import struct
 
 
@@ -44,7 +50,246 @@ def _reconstruct_dict(*args):
     return StateDict()
 
 
-# opcodes (pickle protocols 0-5) that checkpoints use
+FLAT = (str, int, float, bool, bytes, type(None))
+
+
+def _hashable(key, op: str):
+    """A dict key or set member: flat, so hashing it cannot recurse (a deeply nested tuple would
+    overflow the C stack in hash())."""
+    if isinstance(key, FLAT) or (isinstance(key, tuple) and all(isinstance(k, FLAT) for k in key)):
+        return key
+    raise UnsafePickleError(f"{op}: refusing a {type(key).__name__} key (only strings, numbers and flat tuples)")
+
+
+class _Machine:
+    """The pickle virtual machine, restricted: one method per opcode (or family), looked up by opcode."""
+
+    def __init__(self, data, allowed: dict, persistent_load, start: int, max_memo: int):
+        self.mv, self.pos, self.allowed, self.persistent_load = memoryview(data), start, allowed, persistent_load
+        self.stack: list = []
+        self.metastack: list = []
+        self.memo: dict = {}
+        self.max_memo = max_memo
+
+    # -- reading the stream -------------------------------------------------------------------------
+    def read(self, k: int):
+        if k < 0 or self.pos + k > len(self.mv):
+            raise UnsafePickleError(f"pickle truncated at byte {self.pos} (needs {k} more)")
+        out = self.mv[self.pos:self.pos + k]
+        self.pos += k
+        return out
+
+    def byte(self) -> int:
+        return self.read(1)[0]
+
+    def unpack(self, fmt: str):
+        return struct.unpack(fmt, self.read(struct.calcsize(fmt)))[0]
+
+    def readline(self) -> bytes:
+        end = bytes(self.mv[self.pos:min(len(self.mv), self.pos + 4096)]).find(b"\n")
+        if end < 0:
+            raise UnsafePickleError(f"pickle truncated at byte {self.pos} (no newline)")
+        line = bytes(self.mv[self.pos:self.pos + end])
+        self.pos += end + 1
+        return line
+
+    # -- the stack ----------------------------------------------------------------------------------
+    def push(self, value):
+        self.stack.append(value)
+
+    def pop(self):
+        if not self.stack:
+            raise UnsafePickleError("pickle stack underflow")
+        return self.stack.pop()
+
+    def top(self):
+        if not self.stack:
+            raise UnsafePickleError("pickle stack underflow")
+        return self.stack[-1]
+
+    def pop_mark(self) -> list:
+        if not self.metastack:
+            raise UnsafePickleError("pickle has no MARK to pop")
+        items, self.stack = self.stack, self.metastack.pop()
+        return items
+
+    def run(self):
+        while True:
+            op = self.read(1).tobytes()
+            if op == pickle.STOP:
+                return self.pop(), self.pos
+            handler = _DISPATCH.get(op)
+            if handler is None:
+                raise UnsafePickleError(f"refusing pickle opcode {op!r} at byte {self.pos - 1}")
+            handler(self, op)
+
+    # -- opcodes ------------------------------------------------------------------------------------
+    def skip(self, op):                                     # PROTO n, FRAME size
+        self.read(1 if op == pickle.PROTO else 8)
+
+    def mark(self, op):
+        self.metastack.append(self.stack)
+        self.stack = []
+
+    def empty(self, op):
+        self.push({pickle.EMPTY_DICT: dict, pickle.EMPTY_LIST: list, pickle.EMPTY_TUPLE: tuple,
+                   pickle.EMPTY_SET: set}[op]())
+
+    def tuple_n(self, op):                                  # TUPLE1..3
+        k = {pickle.TUPLE1: 1, pickle.TUPLE2: 2, pickle.TUPLE3: 3}[op]
+        if len(self.stack) < k:
+            raise UnsafePickleError("pickle stack underflow")
+        items = tuple(self.stack[-k:])
+        del self.stack[-k:]
+        self.push(items)
+
+    def from_mark(self, op):                                # TUPLE, LIST, DICT, FROZENSET
+        items = self.pop_mark()
+        if op == pickle.TUPLE:
+            self.push(tuple(items))
+        elif op == pickle.LIST:
+            self.push(items)
+        elif op == pickle.DICT:
+            self.push({_hashable(k, "DICT"): v for k, v in zip(items[::2], items[1::2])})
+        else:
+            self.push(frozenset(_hashable(k, "FROZENSET") for k in items))
+
+    def append(self, op):                                   # APPEND, APPENDS
+        items = [self.pop()] if op == pickle.APPEND else self.pop_mark()
+        _as(self.top(), list, "APPEND").extend(items)
+
+    def setitems(self, op):                                 # SETITEM, SETITEMS
+        if op == pickle.SETITEM:
+            value, key = self.pop(), self.pop()
+            items = [key, value]
+        else:
+            items = self.pop_mark()
+        d = _as(self.top(), dict, "SETITEM")
+        for i in range(0, len(items) - 1, 2):
+            d[_hashable(items[i], "SETITEM")] = items[i + 1]
+
+    def additems(self, op):
+        items = self.pop_mark()
+        _as(self.top(), set, "ADDITEMS").update(_hashable(k, "ADDITEMS") for k in items)
+
+    def discard(self, op):                                  # POP, POP_MARK
+        self.pop() if op == pickle.POP else self.pop_mark()
+
+    def dup(self, op):
+        self.push(self.top())
+
+    def put(self, op):                                      # BINPUT, LONG_BINPUT, PUT, MEMOIZE
+        key = {pickle.BINPUT: self.byte, pickle.LONG_BINPUT: lambda: self.unpack("<I"),
+               pickle.PUT: lambda: _int(self.readline()), pickle.MEMOIZE: lambda: len(self.memo)}[op]()
+        if len(self.memo) >= self.max_memo:
+            raise UnsafePickleError("pickle memo too large")
+        self.memo[key] = self.top()
+
+    def get(self, op):                                      # BINGET, LONG_BINGET, GET
+        key = {pickle.BINGET: self.byte, pickle.LONG_BINGET: lambda: self.unpack("<I"),
+               pickle.GET: lambda: _int(self.readline())}[op]()
+        if key not in self.memo:
+            raise UnsafePickleError(f"pickle memo key {key} missing")
+        self.push(self.memo[key])
+
+    def global_(self, op):                                  # GLOBAL, STACK_GLOBAL
+        if op == pickle.GLOBAL:
+            module = self.readline().decode("utf-8", "replace")
+            name = self.readline().decode("utf-8", "replace")
+        else:
+            name, module = self.pop(), self.pop()
+            if not isinstance(name, str) or not isinstance(module, str):
+                raise UnsafePickleError("STACK_GLOBAL needs two strings")
+        func = self.allowed.get((module, name))
+        if func is None:
+            raise UnsafePickleError(f"refusing global {module}.{name}: not in the allowlist of tensor checkpoints")
+        self.push(Global(module, name, func))
+
+    def call(self, op):                                     # REDUCE, NEWOBJ: only allowlisted functions
+        args, target = self.pop(), self.pop()
+        if not isinstance(target, Global):
+            raise UnsafePickleError(f"refusing to call a {type(target).__name__} (only allowlisted globals)")
+        if not isinstance(args, tuple):
+            raise UnsafePickleError("REDUCE arguments are not a tuple")
+        self.push(target.func(*args))
+
+    def build(self, op):
+        self.pop()   # the state
+        # Only the OrderedDict of a state_dict gets state (its `_metadata` attribute): ignored.
+        if not isinstance(self.top(), StateDict):
+            raise UnsafePickleError(f"refusing BUILD on a {type(self.top()).__name__}")
+
+    def persid(self, op):                                   # BINPERSID, PERSID
+        pid = self.pop() if op == pickle.BINPERSID else self.readline().decode("ascii", "replace")
+        self.push(self.persistent_load(pid))
+
+    def integer(self, op):
+        if op == pickle.BININT:
+            self.push(self.unpack("<i"))
+        elif op == pickle.BININT1:
+            self.push(self.byte())
+        elif op == pickle.BININT2:
+            self.push(self.unpack("<H"))
+        elif op == pickle.LONG1:
+            self.push(int.from_bytes(self.read(self.byte()), "little", signed=True))
+        elif op == pickle.LONG4:
+            k = self.unpack("<i")
+            if k > 64:
+                raise UnsafePickleError(f"refusing a {k}-byte integer")
+            self.push(int.from_bytes(self.read(k), "little", signed=True))
+        elif op == pickle.INT:
+            line = self.readline()
+            self.push(False if line == b"00" else True if line == b"01" else _int(line))
+        else:                                               # LONG
+            self.push(_int(self.readline().rstrip(b"L")))
+
+    def constant(self, op):                                 # NONE, NEWTRUE, NEWFALSE, floats
+        if op == pickle.BINFLOAT:
+            self.push(self.unpack(">d"))
+        elif op == pickle.FLOAT:
+            try:
+                self.push(float(self.readline()))
+            except ValueError:
+                raise UnsafePickleError("bad FLOAT literal") from None
+        else:
+            self.push({pickle.NONE: None, pickle.NEWTRUE: True, pickle.NEWFALSE: False}[op])
+
+    def text(self, op):
+        if op == pickle.BINUNICODE:
+            self.push(_utf8(self.read(self.unpack("<I"))))
+        elif op == pickle.SHORT_BINUNICODE:
+            self.push(_utf8(self.read(self.byte())))
+        elif op == pickle.BINUNICODE8:
+            self.push(_utf8(self.read(self.unpack("<Q"))))
+        elif op == pickle.UNICODE:
+            self.push(codecs.decode(self.readline(), "raw_unicode_escape"))
+        elif op == pickle.SHORT_BINSTRING:
+            self.push(bytes(self.read(self.byte())).decode("latin-1"))
+        elif op == pickle.BINSTRING:
+            self.push(bytes(self.read(self.unpack("<i"))).decode("latin-1"))
+        else:                                               # STRING
+            self.push(_string(self.readline()))
+
+    def binary(self, op):
+        size = {pickle.SHORT_BINBYTES: self.byte, pickle.BINBYTES: lambda: self.unpack("<I"),
+                pickle.BINBYTES8: lambda: self.unpack("<Q")}[op]()
+        self.push(bytes(self.read(size)))
+
+
+_DISPATCH = {}
+for _method, _ops in (
+        (_Machine.skip, "PROTO FRAME"), (_Machine.mark, "MARK"),
+        (_Machine.empty, "EMPTY_DICT EMPTY_LIST EMPTY_TUPLE EMPTY_SET"), (_Machine.tuple_n, "TUPLE1 TUPLE2 TUPLE3"),
+        (_Machine.from_mark, "TUPLE LIST DICT FROZENSET"), (_Machine.append, "APPEND APPENDS"),
+        (_Machine.setitems, "SETITEM SETITEMS"), (_Machine.additems, "ADDITEMS"), (_Machine.discard, "POP POP_MARK"),
+        (_Machine.dup, "DUP"), (_Machine.put, "BINPUT LONG_BINPUT PUT MEMOIZE"), (_Machine.get, "BINGET LONG_BINGET GET"),
+        (_Machine.global_, "GLOBAL STACK_GLOBAL"), (_Machine.call, "REDUCE NEWOBJ"), (_Machine.build, "BUILD"),
+        (_Machine.persid, "BINPERSID PERSID"), (_Machine.integer, "BININT BININT1 BININT2 LONG1 LONG4 INT LONG"),
+        (_Machine.constant, "BINFLOAT FLOAT NONE NEWTRUE NEWFALSE"),
+        (_Machine.text, "BINUNICODE SHORT_BINUNICODE BINUNICODE8 UNICODE SHORT_BINSTRING BINSTRING STRING"),
+        (_Machine.binary, "SHORT_BINBYTES BINBYTES BINBYTES8")):
+    for _name in _ops.split():
+        _DISPATCH[getattr(pickle, _name)] = _method
 
 
 def loads(data, allowed: dict, persistent_load, start: int = 0, max_memo: int = 10_000_000):
@@ -52,223 +297,10 @@ def loads(data, allowed: dict, persistent_load, start: int = 0, max_memo: int = 
 
     allowed: {(module, name): function}. persistent_load(pid) -> object.
     """
-    mv = memoryview(data)
-    n = len(mv)
-    pos = start
-    stack: list = []
-    metastack: list = []
-    memo: dict = {}
-
-    def read(k):
-        nonlocal pos
-        if k < 0 or pos + k > n:
-            raise UnsafePickleError(f"pickle truncated at byte {pos} (needs {k} more)")
-        out = mv[pos:pos + k]
-        pos += k
-        return out
-
-    def readline():
-        nonlocal pos
-        end = bytes(mv[pos:min(n, pos + 4096)]).find(b"\n")
-        if end < 0:
-            raise UnsafePickleError(f"pickle truncated at byte {pos} (no newline)")
-        line = bytes(mv[pos:pos + end])
-        pos += end + 1
-        return line
-
-    def pop_mark():
-        nonlocal stack
-        if not metastack:
-            raise UnsafePickleError("pickle has no MARK to pop")
-        items = stack
-        stack = metastack.pop()
-        return items
-
-    def resolve(module, name):
-        func = allowed.get((module, name))
-        if func is None:
-            raise UnsafePickleError(f"refusing global {module}.{name}: not in the allowlist of tensor checkpoints")
-        return Global(module, name, func)
-
-    def call(target, args):
-        if not isinstance(target, Global):
-            raise UnsafePickleError(f"refusing to call a {type(target).__name__} (only allowlisted globals)")
-        if not isinstance(args, tuple):
-            raise UnsafePickleError("REDUCE arguments are not a tuple")
-        return target.func(*args)
-
-    def top():
-        if not stack:
-            raise UnsafePickleError("pickle stack underflow")
-        return stack[-1]
-
-    def pop():
-        if not stack:
-            raise UnsafePickleError("pickle stack underflow")
-        return stack.pop()
-
-    def memo_put(key):
-        if len(memo) >= max_memo:
-            raise UnsafePickleError("pickle memo too large")
-        memo[key] = top()
-
-    def memo_get(key):
-        if key not in memo:
-            raise UnsafePickleError(f"pickle memo key {key} missing")
-        stack.append(memo[key])
-
-    while True:
-        op = read(1)[0]
-        if op == 0x80:                                   # PROTO
-            read(1)
-        elif op == 0x95:                                 # FRAME
-            read(8)
-        elif op == 0x2E:                                 # STOP '.'
-            return pop(), pos
-        elif op == 0x28:                                 # MARK '('
-            metastack.append(stack)
-            stack = []
-        elif op == 0x7D:                                 # EMPTY_DICT '}'
-            stack.append({})
-        elif op == 0x5D:                                 # EMPTY_LIST ']'
-            stack.append([])
-        elif op == 0x29:                                 # EMPTY_TUPLE ')'
-            stack.append(())
-        elif op == 0x8F:                                 # EMPTY_SET
-            stack.append(set())
-        elif op == 0x74:                                 # TUPLE 't'
-            items = tuple(pop_mark())  # pop first: pop_mark rebinds `stack`
-            stack.append(items)
-        elif op in (0x85, 0x86, 0x87):                   # TUPLE1..3
-            k = op - 0x84
-            if len(stack) < k:
-                raise UnsafePickleError("pickle stack underflow")
-            items = tuple(stack[-k:])
-            del stack[-k:]
-            stack.append(items)
-        elif op == 0x6C:                                 # LIST 'l'
-            items = pop_mark()
-            stack.append(items)
-        elif op == 0x64:                                 # DICT 'd'
-            items = pop_mark()
-            stack.append(dict(zip(items[::2], items[1::2])))
-        elif op == 0x91:                                 # FROZENSET
-            items = frozenset(pop_mark())
-            stack.append(items)
-        elif op == 0x61:                                 # APPEND 'a'
-            value = pop()
-            _as(top(), list, "APPEND").append(value)
-        elif op == 0x65:                                 # APPENDS 'e'
-            items = pop_mark()
-            _as(top(), list, "APPENDS").extend(items)
-        elif op == 0x73:                                 # SETITEM 's'
-            value, key = pop(), pop()
-            _as(top(), dict, "SETITEM")[key] = value
-        elif op == 0x75:                                 # SETITEMS 'u'
-            items = pop_mark()
-            d = _as(top(), dict, "SETITEMS")
-            for i in range(0, len(items) - 1, 2):
-                d[items[i]] = items[i + 1]
-        elif op == 0x90:                                 # ADDITEMS
-            items = pop_mark()
-            _as(top(), set, "ADDITEMS").update(items)
-        elif op == 0x30:                                 # POP '0'
-            pop()
-        elif op == 0x31:                                 # POP_MARK '1'
-            pop_mark()
-        elif op == 0x32:                                 # DUP '2'
-            stack.append(top())
-        elif op == 0x71:                                 # BINPUT 'q'
-            memo_put(read(1)[0])
-        elif op == 0x72:                                 # LONG_BINPUT 'r'
-            memo_put(struct.unpack("<I", read(4))[0])
-        elif op == 0x70:                                 # PUT 'p'
-            memo_put(int(readline()))
-        elif op == 0x94:                                 # MEMOIZE
-            memo_put(len(memo))
-        elif op == 0x68:                                 # BINGET 'h'
-            memo_get(read(1)[0])
-        elif op == 0x6A:                                 # LONG_BINGET 'j'
-            memo_get(struct.unpack("<I", read(4))[0])
-        elif op == 0x67:                                 # GET 'g'
-            memo_get(int(readline()))
-        elif op == 0x63:                                 # GLOBAL 'c'
-            module = readline().decode("utf-8", "replace")
-            name = readline().decode("utf-8", "replace")
-            stack.append(resolve(module, name))
-        elif op == 0x93:                                 # STACK_GLOBAL
-            name, module = pop(), pop()
-            if not isinstance(name, str) or not isinstance(module, str):
-                raise UnsafePickleError("STACK_GLOBAL needs two strings")
-            stack.append(resolve(module, name))
-        elif op == 0x52:                                 # REDUCE 'R'
-            args = pop()
-            target = pop()
-            stack.append(call(target, args))
-        elif op == 0x81:                                 # NEWOBJ
-            args = pop()
-            cls = pop()
-            stack.append(call(cls, args))
-        elif op == 0x62:                                 # BUILD 'b'
-            pop()  # the state
-            obj = top()
-            # Only the OrderedDict of a state_dict gets state (its `_metadata` attribute): ignored.
-            if not isinstance(obj, StateDict):
-                raise UnsafePickleError(f"refusing BUILD on a {type(obj).__name__}")
-        elif op == 0x51:                                 # BINPERSID 'Q'
-            stack.append(persistent_load(pop()))
-        elif op == 0x50:                                 # PERSID 'P'
-            stack.append(persistent_load(readline().decode("ascii", "replace")))
-        elif op == 0x4A:                                 # BININT 'J'
-            stack.append(struct.unpack("<i", read(4))[0])
-        elif op == 0x4B:                                 # BININT1 'K'
-            stack.append(read(1)[0])
-        elif op == 0x4D:                                 # BININT2 'M'
-            stack.append(struct.unpack("<H", read(2))[0])
-        elif op == 0x8A:                                 # LONG1
-            stack.append(int.from_bytes(read(read(1)[0]), "little", signed=True))
-        elif op == 0x8B:                                 # LONG4
-            k = struct.unpack("<i", read(4))[0]
-            if k > 64:
-                raise UnsafePickleError(f"refusing a {k}-byte integer")
-            stack.append(int.from_bytes(read(k), "little", signed=True))
-        elif op == 0x49:                                 # INT 'I'
-            line = readline()
-            stack.append(False if line == b"00" else True if line == b"01" else _int(line))
-        elif op == 0x4C:                                 # LONG 'L'
-            stack.append(_int(readline().rstrip(b"L")))
-        elif op == 0x47:                                 # BINFLOAT 'G'
-            stack.append(struct.unpack(">d", read(8))[0])
-        elif op == 0x46:                                 # FLOAT 'F'
-            stack.append(float(readline()))
-        elif op == 0x4E:                                 # NONE 'N'
-            stack.append(None)
-        elif op == 0x88:                                 # NEWTRUE
-            stack.append(True)
-        elif op == 0x89:                                 # NEWFALSE
-            stack.append(False)
-        elif op == 0x58:                                 # BINUNICODE 'X'
-            stack.append(_utf8(read(struct.unpack("<I", read(4))[0])))
-        elif op == 0x8C:                                 # SHORT_BINUNICODE
-            stack.append(_utf8(read(read(1)[0])))
-        elif op == 0x8D:                                 # BINUNICODE8
-            stack.append(_utf8(read(struct.unpack("<Q", read(8))[0])))
-        elif op == 0x56:                                 # UNICODE 'V'
-            stack.append(codecs.decode(readline(), "raw_unicode_escape"))
-        elif op == 0x55:                                 # SHORT_BINSTRING 'U'
-            stack.append(bytes(read(read(1)[0])).decode("latin-1"))
-        elif op == 0x54:                                 # BINSTRING 'T'
-            stack.append(bytes(read(struct.unpack("<i", read(4))[0])).decode("latin-1"))
-        elif op == 0x53:                                 # STRING 'S'
-            stack.append(_string(readline()))
-        elif op == 0x43:                                 # SHORT_BINBYTES 'C'
-            stack.append(bytes(read(read(1)[0])))
-        elif op == 0x42:                                 # BINBYTES 'B'
-            stack.append(bytes(read(struct.unpack("<I", read(4))[0])))
-        elif op == 0x8E:                                 # BINBYTES8
-            stack.append(bytes(read(struct.unpack("<Q", read(8))[0])))
-        else:
-            raise UnsafePickleError(f"refusing pickle opcode {bytes([op])!r} at byte {pos - 1}")
+    try:
+        return _Machine(data, allowed, persistent_load, start, max_memo).run()
+    except RecursionError:
+        raise UnsafePickleError("pickle nests too deeply") from None
 
 
 def _as(obj, kind, op):
