@@ -8,9 +8,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from reference.config import RCANConfig
-from reference.weights import WeightsError, load_weights
+from reference.weights import FORMAT, WeightsError, load_weights, read_metadata
+from weights_convert import load_checkpoint
 
 from . import autotune, params, runtime
 from .model import LOOPS, RCAN, Loops
@@ -51,12 +53,10 @@ def read_any_weights(path) -> tuple[dict, RCANConfig]:
     except WeightsError:
         if path.endswith(".safetensors") and _is_canonical(path):
             raise
-    from weights_convert import load_checkpoint
     return load_checkpoint(path)
 
 
 def _is_canonical(path) -> bool:
-    from reference.weights import FORMAT, read_metadata
     try:
         return read_metadata(path).get("format") == FORMAT
     except WeightsError:
@@ -121,7 +121,6 @@ def forward(model: RCAN, lr, mask=None, shard: bool = True):
 
 def _data_sharding():
     """A 1-D mesh over every device of the cluster (all hosts under jax.distributed); batch axis split."""
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
     mesh = Mesh(np.array(jax.devices()), ("data",))
     return NamedSharding(mesh, PartitionSpec("data"))
 

@@ -83,6 +83,8 @@ class Case:
     gpu_memory: object = None   # () -> (bytes allocated on the accelerator, their peak), where there is one
 
 
+# Each case imports only its own implementation (inside the function): a case runs in a fresh process,
+# and torch's or JAX's libraries in that process would count in the other's resident set.
 def _reference_case(impl, config, weights, lr, tiled, loops) -> Case:
     import reference
     return Case(lambda: reference.forward(weights, config, lr))

@@ -16,15 +16,18 @@ import os
 import sys
 from pathlib import Path
 
+import jax.numpy as jnp
 import numpy as np
+from tqdm import tqdm
 
 from reference.config import SCALES
 from reference.metrics import imresize, modcrop, psnr, quantize, ssim
 
 from . import autotune, runtime
-
+from .api import load_model
 from .data import read_rgb
 from .images import IMAGE_SUFFIXES
+from .inference import super_resolve
 
 
 class EvalError(ValueError):
@@ -78,9 +81,6 @@ def evaluate_sr(hr_dir, sr_dir, scale: int, pairs=None) -> dict:
 
 
 def evaluate_model(hr_dir, scale: int, model, lr_dir=None, chop=False, ensemble=False, progress=True) -> dict:
-    from tqdm import tqdm
-
-    from .inference import super_resolve
     if lr_dir:
         items = pair(hr_dir, lr_dir)
     else:
@@ -141,9 +141,6 @@ def main(argv=None) -> int:
                 ap.error("--sr scores existing images: --weights/--lr/--chop/--ensemble do not apply")
             result = evaluate_sr(args.hr, args.sr, args.scale, pairs)
         else:
-            import jax.numpy as jnp
-
-            from . import load_model
             model = load_model(args.weights, scale=args.scale,
                                dtype=jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32, conv=args.conv)
             result = evaluate_model(args.hr, args.scale, model, args.lr, args.chop, args.ensemble,

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 import reference
 from reference import explain
@@ -93,7 +94,6 @@ def build_record(src, dst, model, weights_path, run: dict, out_size) -> dict:
 
 
 def write_reports(src, dst, model, weights_path, run: dict) -> tuple[Path, Path]:
-    from PIL import Image
     with Image.open(dst) as im:
         size = im.size
     record = build_record(src, dst, model, weights_path, run, size)

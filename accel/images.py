@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import warnings
 
 import numpy as np
@@ -45,7 +46,6 @@ def open_image(path, max_pixels: int | None = None) -> Image.Image:
             im = Image.open(path)
             im.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        import re
         m = re.search(r"\((\d+) pixels\)", str(e))
         size = f"{int(m.group(1)):,} pixels" if m else "too many pixels"
         raise ImageError(f"image has {size}, over the {Image.MAX_IMAGE_PIXELS:,}-pixel safety limit "

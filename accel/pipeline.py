@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from . import inference
+from .api import load_model
 from .images import decode, decode_array, encode, encode_array
 
 TILE_SIZES = (64, 96, 128, 192, 256, 384, 512, 768)   # a few fixed shapes: few compiles
@@ -56,7 +57,6 @@ def upscale_image(image, model=None, *, tile="auto", overlap: int = 16, chop: bo
     tile: "auto" (whole image if it fits max_memory_gb, else tiles), an int (tile size in LR pixels) or None.
     record: pass a dict to receive what happened (sizes, timings, tiling) for reports.
     """
-    from . import load_model
     model = model if model is not None else load_model()
     as_pil = isinstance(image, Image.Image)
     if as_pil:

@@ -20,6 +20,8 @@ import ctypes.util
 import dataclasses
 import os
 
+import jax
+
 DEFAULT = "default"
 
 
@@ -41,7 +43,6 @@ def default_cache_dir() -> str:
 def configure(cache: str | None = DEFAULT, malloc: bool = True) -> None:
     """cache: a folder, DEFAULT (~/.cache/rcan-jax) or None (no persistent cache); malloc: hand freed
     memory back to the OS after every forward (glibc)."""
-    import jax
     folder = default_cache_dir() if cache == DEFAULT else cache
     if folder:
         jax.config.update("jax_compilation_cache_dir", folder)

@@ -36,6 +36,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from safetensors.numpy import load_file, save_file
+from tqdm import tqdm
 
 try:
     import ml_dtypes
@@ -44,9 +45,15 @@ except ImportError as e:   # the `train` extra
     raise SystemExit(f"error: training needs {e.name}: pip install 'rcan-threeways[train]'") from None
 
 from reference.config import PRESETS, SCALES, RCANConfig, known_fields
-from reference.metrics import imresize, modcrop, psnr, quantize
 from reference.files import atomic_write
-from reference.weights import init_weights, load_weights, read_metadata, save_weights, stages
+from reference.metrics import imresize, modcrop, psnr, quantize
+from reference.weights import (
+    init_weights,
+    load_weights,
+    read_metadata,
+    save_weights,
+    stages,
+)
 
 from . import hardware, params, runtime
 from .api import model_from_weights
@@ -317,7 +324,6 @@ def train(tc: TrainConfig, run: RunOptions, log=print) -> dict:
                      data=" ".join(Path(d).name for d in run.data), exclude=" ".join(run.exclude),
                      n_train_images=n_images, val_psnr=f"{val_psnr:.4f}", parameters=nparams)
 
-    from tqdm import tqdm
     bar = tqdm(total=tc.steps, initial=trainer.step, disable=run.quiet, file=sys.stderr, dynamic_ncols=True)
     history, t_mark = [], time.time()
     timed_s, timed_n, reserve, crop_s = 0.0, 0, 0.0, float("nan")   # steps after the first (which compiles)

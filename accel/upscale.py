@@ -17,13 +17,17 @@ import os
 import sys
 from pathlib import Path
 
+import jax.numpy as jnp
+from tqdm import tqdm
+
 from reference.config import SCALES
 from reference.weights import WeightsError
 
 from . import autotune, runtime
+from .api import load_model
+from .explain_run import write_reports
 from .images import FORMATS, IMAGE_SUFFIXES, ImageError, open_image, save_atomic
 from .pipeline import default_max_memory_gb, upscale_image
-
 
 # --- the command line ------------------------------------------------------------------------------
 
@@ -100,7 +104,6 @@ def check_output(src: Path, dst: Path, args, many: bool) -> None:
 
 def upscale_file(src: Path, dst: Path, model, args, tile, show: bool) -> tuple:
     """One image file to its output file (and reports); returns (input image, output image, run record)."""
-    from tqdm import tqdm
     im = open_image(src, args.max_pixels)
     record: dict = {}
     with tqdm(total=1, desc=src.name, unit="tile", disable=not show, leave=False, file=sys.stderr) as bar:
@@ -111,7 +114,6 @@ def upscale_file(src: Path, dst: Path, model, args, tile, show: bool) -> tuple:
     except OSError as e:
         raise ImageError(f"cannot write {dst}: {e.strerror or e}") from None
     if args.explain:
-        from .explain_run import write_reports
         write_reports(src, dst, model, args.weights, record)
     return im, out, record
 
@@ -133,9 +135,6 @@ def main(argv=None) -> int:
     if args.max_memory is not None and args.max_memory <= 0:
         ap.error("--max-memory must be positive")
 
-    import jax.numpy as jnp
-
-    from .api import load_model
     try:
         model = load_model(args.weights, scale=args.scale, conv=args.conv,
                            dtype=jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32)
@@ -154,7 +153,6 @@ def main(argv=None) -> int:
     if args.output and not many and len(args.inputs) == 1 and Path(args.inputs[0]).is_dir():
         many = True
 
-    from tqdm import tqdm
     show = not args.quiet and sys.stderr.isatty()
     failures = 0
     for src in tqdm(inputs, desc="images", unit="img", disable=not show or not many, file=sys.stderr):

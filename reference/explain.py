@@ -20,6 +20,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 from .config import PRESETS, RCANConfig
 from .metrics import quantize
@@ -216,7 +217,6 @@ def _section_sources(record: dict, cfg: RCANConfig) -> list[str]:
 # --- figures (Pillow + numpy) ----------------------------------------------------------------------
 
 def _png(a: np.ndarray) -> bytes:
-    from PIL import Image
     buf = io.BytesIO()
     Image.fromarray(a).save(buf, "PNG", optimize=False)
     return buf.getvalue()
@@ -224,7 +224,6 @@ def _png(a: np.ndarray) -> bytes:
 
 def fig_crops(lr, bicubic, sr, scale, size=96) -> bytes:
     """Input (nearest-neighbour zoom), bicubic and model, the same region at the same zoom, side by side."""
-    from PIL import Image
     h, w = lr.shape[:2]
     ch, cw = min(size, h), min(size, w)
     y, x = (h - ch) // 2, (w - cw) // 2
@@ -264,7 +263,6 @@ def radial_spectrum(img: np.ndarray, bins: int = 64) -> np.ndarray:
 
 def fig_spectrum(bicubic, sr) -> bytes:
     """Radial power spectrum: bicubic (blue) vs model (orange); the model lifts the upper band."""
-    from PIL import Image, ImageDraw
     b, m = radial_spectrum(bicubic), radial_spectrum(sr)
     W, H, pad = 480, 260, 36
     im = Image.new("RGB", (W, H), "white")

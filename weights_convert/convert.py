@@ -5,6 +5,10 @@ import dataclasses
 import hashlib
 import json
 import os
+import zipfile
+
+from safetensors import SafetensorError
+from safetensors.numpy import load_file
 
 from reference.config import RCANConfig
 from reference.weights import FORMAT, WeightsError, check_weights, read_metadata, save_weights
@@ -30,15 +34,12 @@ class Converted:
 
 def _read_source(path: str):
     if path.endswith(".safetensors"):
-        from safetensors import SafetensorError
-        from safetensors.numpy import load_file
         try:
             meta = read_metadata(path)
             tensors = load_file(path)
         except (WeightsError, SafetensorError, OSError, ValueError) as e:
             raise ConvertError(f"unreadable safetensors file: {e}") from None
         return tensors, "safetensors", meta
-    import zipfile
     container = "zip" if zipfile.is_zipfile(path) else "legacy"
     return read_checkpoint(path), container, {}
 

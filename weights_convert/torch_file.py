@@ -12,7 +12,7 @@ import zipfile
 
 import numpy as np
 
-from .safe_pickle import BASE_ALLOWED, UnsafePickleError, loads
+from .safe_pickle import BASE_ALLOWED, Global, UnsafePickleError, loads
 
 
 class CheckpointError(ValueError):
@@ -91,7 +91,6 @@ for _name in STORAGE_DTYPES:
 
 def _storage_type(obj) -> StorageType:
     # The storage class arrives as an allowlisted global: resolve it without calling anything else.
-    from .safe_pickle import Global
     if isinstance(obj, Global) and obj.module == "torch" and obj.name in STORAGE_DTYPES:
         return StorageType(obj.name)
     raise UnsafePickleError(f"persistent id names {obj!r}, not a torch storage class")
