@@ -1,6 +1,7 @@
 """Loading weights into the nnx RCAN, and the one jitted entry point."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -17,7 +18,11 @@ from weights_convert import load_checkpoint
 from . import autotune, params, runtime
 from .model import LOOPS, RCAN, Loops
 
-DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "rcan_compact_x2.safetensors"
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+# The models this project trains and ships (each with its card: <stem>.md and <stem>.json beside it).
+SHIPPED = {"compact": WEIGHTS_DIR / "rcan_compact_x2.safetensors"}
+DEFAULT_MODEL = "compact"
+DEFAULT_WEIGHTS = SHIPPED[DEFAULT_MODEL]
 DEFAULT_LOOPS = "scan"
 
 
@@ -63,19 +68,31 @@ def _is_canonical(path) -> bool:
         return False
 
 
-def load_model(path=None, scale: int | None = 2, loops=DEFAULT_LOOPS, dtype=jnp.float32, conv: str = "auto") -> RCAN:
-    """An nnx RCAN from a weights file; path=None gives the shipped compact ×2 model.
+def shipped_card(name: str) -> dict | None:
+    """The model card (JSON) of a shipped model, or None when it has none."""
+    card = SHIPPED[name].with_suffix(".json")
+    return json.loads(card.read_text()) if card.is_file() else None
+
+
+def load_model(path=None, scale: int | None = 2, loops=DEFAULT_LOOPS, dtype=jnp.float32, conv: str = "auto",
+               model: str | None = None) -> RCAN:
+    """An nnx RCAN from a weights file, or a shipped model (path=None: `model`, default DEFAULT_MODEL).
 
     scale: the factor the caller expects (a mismatch is an error); None accepts the file's own.
     conv: the CPU convolution path (accel/autotune.py); auto times the paths once per shape.
     """
     if path is None:
+        name = model or DEFAULT_MODEL
+        if name not in SHIPPED:
+            raise WeightsError(f"no shipped model {name!r}: choose one of {', '.join(SHIPPED)}")
         if scale not in (None, 2):
-            raise WeightsError(f"the shipped model is ×2; for ×{scale} pass --weights (e.g. RCAN_BIX{scale}.pt)")
-        if not DEFAULT_WEIGHTS.is_file():
-            raise WeightsError(f"the shipped weights {DEFAULT_WEIGHTS} are missing: pass --weights W.safetensors "
+            raise WeightsError(f"the shipped models are ×2; for ×{scale} pass --weights (e.g. RCAN_BIX{scale}.pt)")
+        path = SHIPPED[name]
+        if not path.is_file():
+            raise WeightsError(f"the shipped weights {path} are missing: pass --weights W.safetensors "
                                "(or an official RCAN_BIX2.pt)")
-        path = DEFAULT_WEIGHTS
+    elif model is not None:
+        raise WeightsError("give a weights file or a shipped model, not both")
     weights, config = read_any_weights(path)
     if scale is not None and config.scale != scale:
         raise WeightsError(f"{path}: these weights are ×{config.scale}, not ×{scale}")

@@ -312,6 +312,9 @@ def train(tc: TrainConfig, run: RunOptions, log=print) -> dict:
     log(f"{nparams:,} parameters; {trainer.mesh.size} × {jax.devices()[0].device_kind} ({jax.default_backend()}), "
         f"{run.dtype}, loops {trainer.loops}; {tc.flops_per_step() / 1e9:.1f} GFLOP per step")
 
+    machine = (f"{trainer.mesh.size} × {jax.devices()[0].device_kind}" if jax.default_backend() != "cpu"
+               else f"{hardware.describe_cpu()} (CPU only)")
+
     def save():
         nonlocal elapsed, t_mark
         elapsed += time.time() - t_mark
@@ -322,7 +325,8 @@ def train(tc: TrainConfig, run: RunOptions, log=print) -> dict:
         save_weights(run.out, trainer.weights(), tc.model, source_name="accel.train", steps=trainer.step,
                      train_seconds=f"{elapsed:.1f}", train_config=tc.to_json(), dtype=run.dtype,
                      data=" ".join(Path(d).name for d in run.data), exclude=" ".join(run.exclude),
-                     n_train_images=n_images, val_psnr=f"{val_psnr:.4f}", parameters=nparams)
+                     n_train_images=n_images, val_psnr=f"{val_psnr:.4f}", parameters=nparams,
+                     machine=machine)
 
     bar = tqdm(total=tc.steps, initial=trainer.step, disable=run.quiet, file=sys.stderr, dynamic_ncols=True)
     history, t_mark = [], time.time()

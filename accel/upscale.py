@@ -25,7 +25,7 @@ from reference.weights import WeightsError
 
 from . import autotune, runtime
 from .api import load_model
-from .explain_run import write_reports
+from .report import write_reports
 from .images import FORMATS, IMAGE_SUFFIXES, ImageError, open_image, save_atomic
 from .pipeline import default_max_memory_gb, upscale_image
 

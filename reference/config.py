@@ -81,7 +81,7 @@ class RCANConfig:
         return cls(scale=scale, n_resgroups=DEEP["n_resgroups"], n_resblocks=DEEP["n_resblocks"])
 
 
-# Chosen by measured quality per hour of CPU training (see accel/weights/MODEL_CARD.md).
+# Chosen by measured quality per hour of CPU training (see accel/weights/rcan_compact_x2.md).
 COMPACT = dict(n_resgroups=3, n_resblocks=5, n_feats=32, reduction=8)
 DEEP = dict(n_resgroups=5, n_resblocks=10)
 

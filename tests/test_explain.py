@@ -8,15 +8,15 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import SET5
 from PIL import Image
 
 import accel
-from accel.explain_run import build_record
+from accel import report
 from accel.pipeline import upscale_image
+from accel.report import build_record
 from reference import RCANConfig, explain
 from reference.metrics import imresize, psnr, quantize
-
-from conftest import SET5
 
 URL = re.compile(r"https?://[^\s)\]]+")
 LR = SET5 / "LR_x2" / "butterfly_LRBI_x2.png"
@@ -35,7 +35,7 @@ def check_structure(md):
 
 @pytest.mark.parametrize("preset, scale", [("compact", 2), ("official", 4), ("official", 3)])
 def test_generic_answer(preset, scale):
-    out = subprocess.run([sys.executable, "-m", "reference.explain", "--preset", preset, "--scale", str(scale)],
+    out = subprocess.run([sys.executable, "-m", "accel.report", "--preset", preset, "--scale", str(scale)],
                          capture_output=True, text=True, check=True).stdout
     check_structure(out)
     cfg = RCANConfig.official(scale) if preset == "official" else RCANConfig.compact(scale)
@@ -68,7 +68,7 @@ def run_record(model, image: Image.Image, name="in.png"):
 def test_report_numbers_are_the_runs(model):
     image = Image.open(LR)
     record, run, out = run_record(model, image)
-    md = explain.render_markdown(record)
+    md = report.render_markdown(record)
     check_structure(md)
     assert "128×128 (RGB) → `out.png`, 256×256" in md
     params = sum(r["params"] for r in record["stages"])
@@ -119,9 +119,9 @@ def test_cli_writes_md_and_html(tmp_path, mode):
 def test_reports_are_deterministic(model):
     image = Image.open(LR)
     timing = re.compile(r"\d+\.\d+ s\b")
-    a = timing.sub("T s", explain.render_markdown(run_record(model, image)[0]))
-    b = timing.sub("T s", explain.render_markdown(run_record(model, image)[0]))
+    a = timing.sub("T s", report.render_markdown(run_record(model, image)[0]))
+    b = timing.sub("T s", report.render_markdown(run_record(model, image)[0]))
     assert a == b   # only the wall-clock times differ between two runs
     record = run_record(model, image)[0]
-    assert explain.render_html(explain.render_markdown(record), explain.figures(record)) == \
-        explain.render_html(explain.render_markdown(record), explain.figures(record))
+    assert report.render_html(report.render_markdown(record), report.figures(record)) == \
+        report.render_html(report.render_markdown(record), report.figures(record))

@@ -12,7 +12,7 @@ from accel.evaluate import evaluate_model
 
 from conftest import SET5, assert_close
 
-CARD = DEFAULT_WEIGHTS.parent / "model_card.json"
+CARD = DEFAULT_WEIGHTS.with_suffix(".json")
 
 
 def test_shipped_weights_in_both_implementations():
@@ -27,6 +27,9 @@ def test_shipped_weights_in_both_implementations():
 
 def test_model_card_score_is_reproduced():
     card = json.loads(CARD.read_text())
+    md = DEFAULT_WEIGHTS.with_suffix(".md").read_text()
+    assert md.startswith("---\nlicense: mit\n") and "pipeline_tag: image-to-image" in md   # model-hub front matter
+    assert f"value: {card['set5_x2']['psnr']:.2f}" in md and "../" not in md
     result = evaluate_model(SET5 / "HR_x2", 2, accel.load_model(), progress=False)
     assert abs(result["mean"]["psnr"] - card["set5_x2"]["psnr"]) < 0.01, (result["mean"], card["set5_x2"])
     assert abs(result["bicubic"]["psnr"] - card["set5_x2"]["bicubic_psnr"]) < 0.01

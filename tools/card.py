@@ -4,7 +4,7 @@
 
 Scores use the paper's protocol (accel.evaluate): LR made from HR with MATLAB's bicubic, the model's
 output quantized like the official code, PSNR/SSIM on Y with the border shaved; bicubic beside it.
-Writes MODEL_CARD.md and model_card.json next to the weights.
+Writes <weights stem>.md (with Hugging Face front matter) and <weights stem>.json next to the weights.
 """
 from __future__ import annotations
 
@@ -16,44 +16,86 @@ from pathlib import Path
 from accel import hardware
 from accel.api import model_from_weights
 from accel.evaluate import evaluate_model, table
+from accel.train import TrainConfig
 from reference.explain import SOURCES
 from reference.weights import load_weights, read_metadata
 
 PAPER_SET5 = SOURCES["rcan_paper_table"]["rcan"]   # the RCAN paper's Set5 PSNR per scale (BI)
+COMPACT_ABOUT = ("The compact RCAN ×2 (`--model compact`): trained by this project on CPU, from scratch, with "
+                 "`python -m accel.train`; the same architecture as the official RCAN (same module tree and key "
+                 "names), 43× fewer parameters.")
 
 
-def build_card(weights_path, hr_dir) -> tuple[dict, str]:
+def training_record(meta: dict, config) -> TrainConfig | None:
+    """The TrainConfig a weights file was trained with: one JSON entry (accel.train), or the separate keys
+    of files written before it had one (their warm-up was the default, 200 steps)."""
+    if "train_config" in meta:
+        return TrainConfig.from_json(meta["train_config"])
+    if "steps" not in meta:
+        return None
+    return TrainConfig(config, int(meta["steps"]), int(meta["batch"]), int(meta["patch"]), float(meta["peak_lr"]),
+                       200, int(meta["seed"]))
+
+
+def front_matter(name: str, card: dict) -> str:
+    """Hugging Face model-card metadata, so the weights can be published on a model hub as they are."""
+    s = card["config"]["scale"]
+    scores = card[f"set5_x{s}"]
+    return f"""---
+license: mit
+library_name: rcan-threeways
+pipeline_tag: image-to-image
+tags: [super-resolution, image-upscaling, rcan, channel-attention, jax, flax]
+metrics: [psnr, ssim]
+model-index:
+- name: {name}
+  results:
+  - task: {{type: image-to-image, name: Image super-resolution ×{s} (bicubic degradation)}}
+    dataset: {{type: set5, name: Set5}}
+    metrics:
+    - {{type: psnr, value: {scores['psnr']:.2f}, name: PSNR on Y (dB)}}
+    - {{type: ssim, value: {scores['ssim']:.4f}, name: SSIM on Y}}
+---
+"""
+
+
+def build_card(weights_path, hr_dir, about: str) -> tuple[dict, str]:
     weights, config = load_weights(weights_path)
     meta = read_metadata(weights_path)
     model = model_from_weights(weights, config)
     result = evaluate_model(hr_dir, config.scale, model, progress=False)
     params = int(sum(v.size for v in weights.values()))
+    tc = training_record(meta, config)
     hours = float(meta.get("train_seconds", 0)) / 3600
     data = " + ".join(Path(d).name for d in meta.get("data", "").split())   # folder names, not local paths
+    s = config.scale
     card = {
         "file": Path(weights_path).name, "config": json.loads(config.to_json()), "parameters": params,
-        "training": {**{k: meta.get(k) for k in ("steps", "batch", "patch", "peak_lr", "seed", "exclude",
-                                                 "n_train_images", "train_seconds")}, "data": data},
-        "machine": f"{hardware.describe_cpu()} (CPU only)",
-        f"set5_x{config.scale}": {"psnr": round(result["mean"]["psnr"], 4), "ssim": round(result["mean"]["ssim"], 4),
-                                  "bicubic_psnr": round(result["bicubic"]["psnr"], 4),
-                                  "bicubic_ssim": round(result["bicubic"]["ssim"], 4),
-                                  "images": {r["name"]: round(r["psnr"], 4) for r in result["images"]}},
+        "training": {**(json.loads(tc.to_json()) if tc else {}), "data": data, "exclude": meta.get("exclude"),
+                     "n_train_images": meta.get("n_train_images"), "train_seconds": meta.get("train_seconds"),
+                     "dtype": meta.get("dtype", "float32")},
+        "machine": meta.get("machine") or f"{hardware.describe_cpu()} (CPU only)",
+        f"set5_x{s}": {"psnr": round(result["mean"]["psnr"], 4), "ssim": round(result["mean"]["ssim"], 4),
+                       "bicubic_psnr": round(result["bicubic"]["psnr"], 4),
+                       "bicubic_ssim": round(result["bicubic"]["ssim"], 4),
+                       "images": {r["name"]: round(r["psnr"], 4) for r in result["images"]}},
     }
-    s = config.scale
-    md = f"""# Model card: {card['file']}
+    training = (f"{tc.steps} steps of {tc.batch} LR patches {tc.patch}×{tc.patch} (MATLAB-bicubic LR, flips and "
+                f"90° turns), L1 loss, Adam, peak LR {tc.peak_lr} after {tc.warmup} warm-up steps, cosine decay, "
+                f"seed {tc.seed}" if tc else "unknown")
+    stem = Path(weights_path).stem
+    md = front_matter(stem, card) + f"""
+# Model card: {card['file']}
 
-The compact RCAN ×{s} that `python -m accel.upscale` uses when no `--weights` is given. Trained by this
-project on CPU, from scratch, with `python -m accel.train`; the same architecture as the official RCAN
-(same module tree and key names), smaller.
+{about}
 
 | | |
 |---|---|
 | config | {config.n_resgroups} residual groups × {config.n_resblocks} RCABs, {config.n_feats} features, reduction {config.reduction}, ×{s} |
 | parameters | {params:,} (the official RCAN: 15,444,667) |
 | data | {data} — {meta.get('n_train_images', '?')} images (left out: {meta.get('exclude') or 'none'}; BSD200/302003 is the source of Set5's woman) |
-| training | {meta.get('steps', '?')} steps of {meta.get('batch', '?')} LR patches {meta.get('patch', '?')}×{meta.get('patch', '?')} (MATLAB-bicubic LR, flips and 90° turns), L1 loss, Adam, peak LR {meta.get('peak_lr', '?')} with warm-up and cosine decay, seed {meta.get('seed', '?')} |
-| wall time | {hours:.2f} h of training on {card['machine']}, shared with other work |
+| training | {training} |
+| wall time | {hours:.2f} h of training on {card['machine']} |
 
 ## Scores (Set5 ×{s}, the paper's protocol: Y channel, {s}-pixel border shaved)
 
@@ -61,7 +103,7 @@ project on CPU, from scratch, with `python -m accel.train`; the same architectur
 |---|---|---|
 | this model | **{card[f'set5_x{s}']['psnr']:.2f} dB** | {card[f'set5_x{s}']['ssim']:.4f} |
 | bicubic | {card[f'set5_x{s}']['bicubic_psnr']:.2f} dB | {card[f'set5_x{s}']['bicubic_ssim']:.4f} |
-| official RCAN (paper; 15.4 M parameters) | {PAPER_SET5.get(str(s), '-')} dB | |
+| official RCAN (paper; 15.4 M parameters, trained on DIV2K) | {PAPER_SET5.get(str(s), '-')} dB | |
 
 Per image:
 
@@ -69,14 +111,15 @@ Per image:
 {table(result)}
 ```
 
-Reproduce: `python -m accel.evaluate --hr tests/data/Set5/HR_x{s} --scale {s}` (the shipped model is
-the default), or upscale the official LR files with `python -m accel.upscale tests/data/Set5/LR_x{s} -o out/`
+Reproduce: `python -m accel.evaluate --hr tests/data/Set5/HR_x{s} --scale {s} --weights {weights_path}`,
+or upscale the official LR files with `python -m accel.upscale tests/data/Set5/LR_x{s} -o out/ --weights {weights_path}`
 and score them with `python -m accel.evaluate --hr tests/data/Set5/HR_x{s} --sr out --scale {s}`.
 Regenerate this card: `python -m tools.card {weights_path} --hr tests/data/Set5/HR_x{s}`.
 
-Honest limits: trained on {meta.get('n_train_images', '?')} small images for a short CPU budget, it is well below the official
-model; it is meant to make the tool work out of the box. For the paper's quality, convert an official
-checkpoint (`python -m weights_convert RCAN_BIX2.pt -o rcan_x2.safetensors`) and pass `--weights`.
+Limits: trained on {meta.get('n_train_images', '?')} small images (the official RCAN saw DIV2K's 800 2K images), for
+the bicubic degradation only: noise, JPEG artefacts or camera blur in a real photo are not what it learned
+to undo. For the paper's quality, convert an official checkpoint
+(`python -m weights_convert RCAN_BIX2.pt -o rcan_x2.safetensors`) and pass `--weights`.
 """
     return card, md
 
@@ -86,11 +129,12 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("weights", help="canonical weights file")
     ap.add_argument("--hr", required=True, help="Set5 HR folder for the scores")
+    ap.add_argument("--about", default=COMPACT_ABOUT, help="the card's opening paragraph")
     args = ap.parse_args(argv)
-    card, md = build_card(args.weights, args.hr)
-    folder = Path(args.weights).parent
-    (folder / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
-    (folder / "MODEL_CARD.md").write_text(md)
+    card, md = build_card(args.weights, args.hr, args.about)
+    stem = Path(args.weights).with_suffix("")
+    stem.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(md)
     print(md)
     return 0
 
