@@ -2,7 +2,15 @@
 
 Importing accel changes nothing process-wide; accel.runtime.configure() turns on the persistent
 compilation cache and the memory hand-back that the CLIs use."""
-from .api import DEFAULT_MODEL, DEFAULT_WEIGHTS, SHIPPED, forward, load_model, model_from_weights, model_weights
+from .api import (
+           DEFAULT_MODEL,
+           DEFAULT_WEIGHTS,
+           SHIPPED,
+           forward,
+           load_model,
+           model_from_weights,
+           model_weights,
+)
 from .model import LOOPS, RCAN, Loops
 from .pipeline import upscale_image
 

@@ -109,11 +109,29 @@ def _merge_and_run(graphdef, state, lr, mask):
 _JITTED = {path: autotune.jit(_merge_and_run, path, static_argnums=0) for path in autotune.OPTIONS}
 
 
+_RUN: set = set()   # (model, input shape, masked) run at least once in this process: compiled
+
+
+def _run_key(model: RCAN, shape, masked: bool):
+    return model.config, jnp.dtype(model.dtype).name, model.loops, model.conv_path, tuple(shape), masked
+
+
+def first_run(model: RCAN, shape, masked: bool = True) -> bool:
+    """Whether forward on a batch of this shape [N, H, W, C] will compile (and, on a CPU, time the
+    convolution paths) rather than reuse this process's or the persistent cache's work."""
+    if _run_key(model, shape, masked) in _RUN:
+        return False
+    if jax.default_backend() == "cpu" and model.conv_path == "auto":
+        return not autotune.decided(shape[1], shape[2], model.config.n_feats, model.dtype)
+    return True
+
+
 def _forward(model: RCAN, lr, mask, per_device: int):
     runtime.before_forward()
     path = autotune.choose(per_device, lr.shape[1], lr.shape[2], model.config.n_feats, model.dtype, model.conv_path)
     graphdef, state = nnx.split(model)
     out = _JITTED[path](graphdef, state, lr, mask)
+    _RUN.add(_run_key(model, lr.shape, mask is not None))
     # With runtime.configure(malloc=True): full model at 64×64, steady peak 67 → 50 MB above the start.
     runtime.after_forward()
     return out

@@ -167,6 +167,17 @@ def _trusted(record, dtype) -> bool:
             and isinstance(record.get("spread"), (int, float)) and record["spread"] <= SPREAD_LIMIT)
 
 
+def _key(height: int, width: int, channels: int, dtype) -> str:
+    # The candidates are part of the key: a decision made before a path existed is measured again.
+    return f"{_machine()}|{height}x{width}x{channels}|{jnp.dtype(dtype).name}|{','.join(paths(dtype))}"
+
+
+def decided(height: int, width: int, channels: int, dtype) -> bool:
+    """Whether this shape's path is already known (this process, or a steady decision on disk)."""
+    key = _key(height, width, channels, dtype)
+    return key in _decided or _trusted(_load().get(key), dtype)
+
+
 def choose(batch: int, height: int, width: int, channels: int, dtype, setting: str = "auto") -> str:
     """The convolution path for this per-device batch shape (a key of OPTIONS); setting as check_setting."""
     check_setting(setting)
@@ -176,8 +187,7 @@ def choose(batch: int, height: int, width: int, channels: int, dtype, setting: s
         return setting
     if jax.default_backend() != "cpu":
         return "xla"   # the options are XLA:CPU's; GPUs and TPUs have one path here
-    # The candidates are part of the key: a decision made before a path existed is measured again.
-    key = f"{_machine()}|{height}x{width}x{channels}|{jnp.dtype(dtype).name}|{','.join(paths(dtype))}"
+    key = _key(height, width, channels, dtype)
     if key not in _decided:
         record = _load().get(key)
         if _trusted(record, dtype):

@@ -35,6 +35,8 @@ import sys
 import time
 from pathlib import Path
 
+from reference import cli
+
 from . import hardware, runtime
 
 IMPLS = ("reference", "accel", "accel-tf32", "accel-bf16", "torch", "torch-nchw", "torch-tf32", "torch-bf16")
@@ -114,9 +116,11 @@ def _accel_case(impl, config, weights, lr, tiled, loops) -> Case:
 
 def _torch_case(impl, config, weights, lr, tiled, loops) -> Case:
     import torch
-    from tools import torch_rcan   # the official architecture (a source checkout's tools/)
 
     from accel import inference
+    from tools import (
+        torch_rcan,  # the official architecture (a source checkout's tools/)
+    )
     torch.set_num_threads(hardware.cores())
     net = torch_rcan.from_weights(weights, config)
     dtype = torch.bfloat16 if impl == "torch-bf16" else torch.float32
@@ -326,8 +330,7 @@ def measure_group(impls, model: str, size: str, args) -> list[dict]:
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m accel.bench", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = cli.parser("python -m accel.bench", __doc__)
     ap.add_argument("--models", nargs="+", default=["official", "compact"], choices=["official", "deep", "compact"],
                     help="which RCAN sizes")
     ap.add_argument("--sizes", nargs="+", default=["64", "128", "256"],
@@ -430,5 +433,7 @@ def table(data: dict) -> str:
     return "\n".join(lines)
 
 
+entry = cli.entry(main)   # the console script
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

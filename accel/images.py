@@ -4,21 +4,27 @@
   LA / RGBA: colour through the model, alpha resized with bicubic and reattached; P to RGB(A);
   CMYK to RGB; EXIF orientation applied; the ICC profile kept.
 - 16-bit data is scaled to the model's 0..255 range as float (no 8-bit round trip) and back to 16 bits.
-- Writes are atomic: a temporary file in the target folder, then a rename.
+- Animated GIF / APNG / WebP and multi-page TIFF: every frame, with its duration and the loop count.
+- Writes are atomic: a temporary file in the target folder, then a rename (or, without --force, an
+  exclusive link, so a file that appeared meanwhile is never replaced).
 """
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import stat
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, ImageSequence
 
 from reference.files import atomic_write
 from reference.metrics import quantize
 
-FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tiff": "TIFF", "tif": "TIFF", "bmp": "BMP"}
+FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tiff": "TIFF", "tif": "TIFF", "bmp": "BMP",
+           "gif": "GIF"}
+ANIMATED = {"PNG", "WEBP", "TIFF", "GIF"}   # formats that hold several frames (APNG, animated WebP, pages)
 IMAGE_SUFFIXES = frozenset("." + ext for ext in FORMATS)   # what folder walks pick up (inputs, training data)
 
 
@@ -36,7 +42,18 @@ class Decoded:
 
 
 def open_image(path, max_pixels: int | None = None) -> Image.Image:
-    """Open and fully decode (so a truncated file fails here), with the decompression-bomb limit."""
+    """Open and fully decode (so a truncated file fails here), with the decompression-bomb limit.
+    Only regular files: a FIFO or a device named like an image would block or never end."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise ImageError("no such file") from None
+    except OSError as e:
+        raise ImageError(f"cannot read: {e.strerror or e}") from None
+    if stat.S_ISDIR(mode):
+        raise ImageError("is a folder")
+    if not stat.S_ISREG(mode):
+        raise ImageError("not a regular file")
     old = Image.MAX_IMAGE_PIXELS
     if max_pixels is not None:
         Image.MAX_IMAGE_PIXELS = max_pixels
@@ -73,6 +90,9 @@ def decode(im: Image.Image) -> Decoded:
         icc = None  # a CMYK profile does not describe the RGB result
     if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         a = np.asarray(im).astype(np.float32)
+        if im.mode == "I" and a.size and (a.min() < 0 or a.max() > 65535):
+            raise ImageError(f"32-bit integer image with values {a.min():.0f}..{a.max():.0f}, outside 0..65535: "
+                             "not supported (convert it to 16 bits first)")
         if im.mode == "I" and a.max(initial=0) <= 255:
             bits, scale = 8, 1.0
         else:
@@ -148,18 +168,44 @@ def encode_array(sr: np.ndarray, like: np.ndarray) -> np.ndarray:
     return out
 
 
-def save_atomic(im: Image.Image, path, fmt: str, icc: bytes | None = None) -> None:
-    """Write to a temporary file beside the target, then rename: never a half-written output."""
+def frames(im: Image.Image) -> tuple[list[Image.Image], dict]:
+    """The frames of an animated or multi-page image (one for a still image), each fully decoded, and
+    what saving them needs again: per-frame durations (ms) and the loop count."""
+    n = getattr(im, "n_frames", 1)
+    if n <= 1:
+        return [im], {}
+    out, durations = [], []
+    try:
+        for frame in ImageSequence.Iterator(im):
+            durations.append(frame.info.get("duration", im.info.get("duration", 100)))
+            out.append(frame.copy())
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"cannot decode frame {len(out) + 1} of {n}: {e}") from None
+    return out, {"duration": durations, "loop": im.info.get("loop", 0)}
+
+
+def save_atomic(im, path, fmt: str, icc: bytes | None = None, overwrite: bool = True,
+                animation: dict | None = None) -> None:
+    """Write to a temporary file beside the target, then publish it: never a half-written output.
+    im: an image, or a list of frames (then `animation` holds their durations and loop count).
+    overwrite=False: fail with FileExistsError if the target exists when the file is published."""
+    images = im if isinstance(im, list) else [im]
     pil_fmt = FORMATS[fmt]
-    if pil_fmt == "JPEG" and im.mode in ("LA", "RGBA"):
+    first = images[0]
+    if pil_fmt == "JPEG" and first.mode in ("LA", "RGBA"):
         raise ImageError("JPEG has no alpha channel: choose --format png, webp or tiff")
-    if pil_fmt == "JPEG" and im.mode == "I;16":
+    if pil_fmt == "JPEG" and first.mode == "I;16":
         raise ImageError("JPEG cannot hold 16-bit data: choose --format png or tiff")
-    if pil_fmt in ("WEBP", "BMP") and im.mode == "I;16":
+    if pil_fmt in ("WEBP", "BMP", "GIF") and first.mode == "I;16":
         raise ImageError(f"{pil_fmt} cannot hold 16-bit data: choose --format png or tiff")
+    if len(images) > 1 and pil_fmt not in ANIMATED:
+        raise ImageError(f"an animated image ({len(images)} frames) needs --format png, webp, gif or tiff, "
+                         f"not {fmt}")
     kwargs = {}
     if icc and pil_fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
         kwargs["icc_profile"] = icc
     if pil_fmt in ("JPEG", "WEBP"):
         kwargs["quality"] = 95   # visually lossless for JPEG and lossy WebP
-    atomic_write(path, lambda tmp: im.save(tmp, format=pil_fmt, **kwargs))
+    if len(images) > 1:
+        kwargs.update(save_all=True, append_images=images[1:], **(animation or {}))
+    atomic_write(path, lambda tmp: first.save(tmp, format=pil_fmt, **kwargs), overwrite=overwrite)

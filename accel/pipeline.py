@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from . import inference
-from .api import load_model
+from .api import first_run, load_model
 from .images import decode, decode_array, encode, encode_array
 
 TILE_SIZES = (64, 96, 128, 192, 256, 384, 512, 768)   # a few fixed shapes: few compiles
@@ -50,12 +50,24 @@ def plan_tile(shape, config, max_memory_gb: float, batch: int = TILE_BATCH) -> i
     return fitting[-1] if fitting else TILE_SIZES[0]
 
 
+def planned_shape(shape, tile: int | None) -> tuple[tuple[int, int, int, int], bool]:
+    """The batch shape [N, H, W, 3] the model will run for an image of this shape, and whether masked."""
+    H, W = shape[:2]
+    if not tile:
+        bh, bw = inference._bucket(H), inference._bucket(W)
+        return (1, bh, bw, 3), (bh, bw) != (H, W)
+    th, tw = min(tile, H), min(tile, W)
+    return (TILE_BATCH, inference._bucket(th, 8), inference._bucket(tw, 8), 3), True
+
+
 def upscale_image(image, model=None, *, tile="auto", overlap: int = 16, chop: bool = False,
-                  ensemble: bool = False, max_memory_gb: float | None = None, progress=None, record=None):
+                  ensemble: bool = False, max_memory_gb: float | None = None, progress=None, record=None,
+                  notice=None):
     """Upscale a numpy array (HWC/HW uint8 or uint16, or float in 0..255) or a PIL image; returns the same kind.
 
     tile: "auto" (whole image if it fits max_memory_gb, else tiles), an int (tile size in LR pixels) or None.
-    record: pass a dict to receive what happened (sizes, timings, tiling) for reports.
+    progress: a tqdm-like bar (reset to the number of tiles). notice(message): told once before a run
+    that compiles a new shape. record: pass a dict to receive what happened (sizes, timings, tiling).
     """
     model = model if model is not None else load_model()
     as_pil = isinstance(image, Image.Image)
@@ -66,8 +78,14 @@ def upscale_image(image, model=None, *, tile="auto", overlap: int = 16, chop: bo
     t0 = time.perf_counter()
     if tile == "auto":
         tile = plan_tile(d.rgb.shape, model.config, max_memory_gb or default_max_memory_gb())
-    if progress is not None and tile:
-        progress.reset(total=len(inference.tiles_for(d.rgb.shape, tile, overlap)) * (8 if ensemble else 1))
+    if progress is not None:
+        progress.reset(total=len(inference.tiles_for(d.rgb.shape, tile, overlap)) * (8 if ensemble else 1)
+                       if tile else 1)
+    shape, masked = planned_shape(d.rgb.shape, tile)
+    if notice is not None and not chop and first_run(model, shape, masked):
+        what = f"{shape[0]} tiles of {shape[1]}×{shape[2]}" if tile else f"{shape[1]}×{shape[2]}"
+        notice(f"first run at {what} (H×W) here: compiling and tuning, typically 5–40 s on a CPU; "
+               "later runs of this size reuse it")
     sr = inference.super_resolve(model, d.rgb, tile=tile, overlap=overlap, chop_=chop, ensemble_=ensemble,
                                  progress=progress, batch=TILE_BATCH)
     seconds = time.perf_counter() - t0

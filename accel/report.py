@@ -13,18 +13,18 @@ and the report says so.
 """
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import io
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 import reference
-from reference import explain
+from reference import cli, explain
 from reference.config import PRESETS, SCALES, RCANConfig
 from reference.files import atomic_write
 from reference.metrics import imresize, modcrop, psnr, quantize
@@ -107,8 +107,10 @@ def build_record(src, dst, model, weights_path, run: dict, out_size, shipped: st
     return record
 
 
-def write_reports(src, dst, model, weights_path, run: dict, shipped: str | None = None) -> tuple[Path, Path]:
-    """<output stem>.md and .html beside the output; returns their paths."""
+def write_reports(src, dst, model, weights_path, run: dict, shipped: str | None = None,
+                  overwrite: bool = True) -> tuple[Path, Path]:
+    """<output stem>.md and .html beside the output; returns their paths. overwrite=False: an existing
+    report is kept (FileExistsError)."""
     with Image.open(dst) as im:
         size = im.size
     record = build_record(src, dst, model, weights_path, run, size, shipped)
@@ -116,8 +118,8 @@ def write_reports(src, dst, model, weights_path, run: dict, shipped: str | None 
     page = render_html(md, figures(record))
     dst = Path(dst)
     md_path, html_path = dst.with_suffix(".md"), dst.with_suffix(".html")
-    atomic_write(md_path, lambda tmp: Path(tmp).write_text(md, encoding="utf-8"))
-    atomic_write(html_path, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
+    atomic_write(md_path, lambda tmp: Path(tmp).write_text(md, encoding="utf-8"), overwrite=overwrite)
+    atomic_write(html_path, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"), overwrite=overwrite)
     return md_path, html_path
 
 
@@ -444,8 +446,7 @@ def generic_record(config: RCANConfig, size: int = 64, label: str = "") -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m accel.report", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = cli.parser("python -m accel.report", __doc__)
     ap.add_argument("--preset", choices=sorted(PRESETS), default="compact", help="model size (default compact)")
     ap.add_argument("--scale", type=int, default=2, choices=SCALES, help="upscaling factor")
     ap.add_argument("--size", type=int, default=64, help="input size for the shape table")
@@ -454,5 +455,7 @@ def main(argv=None) -> int:
     return 0
 
 
+entry = cli.entry(main)   # the console script
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(cli.run(main))

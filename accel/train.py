@@ -22,7 +22,6 @@ moves between block loops and machines.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -44,6 +43,7 @@ try:
 except ImportError as e:   # the `train` extra
     raise SystemExit(f"error: training needs {e.name}: pip install 'rcan-threeways[train]'") from None
 
+from reference import cli
 from reference.config import PRESETS, SCALES, RCANConfig, known_fields
 from reference.files import atomic_write
 from reference.metrics import imresize, modcrop, psnr, quantize
@@ -376,8 +376,7 @@ def train(tc: TrainConfig, run: RunOptions, log=print) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m accel.train", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = cli.parser("python -m accel.train", __doc__)
     ap.add_argument("--data", nargs="+", required=True, help="folders (or files) of HR training images")
     ap.add_argument("--exclude", nargs="*", default=[], help="image stems or names to leave out (e.g. 302003)")
     ap.add_argument("--scale", type=int, choices=SCALES, help="upscaling factor (default 2)")
@@ -438,5 +437,7 @@ def main(argv=None) -> int:
     return 0
 
 
+entry = cli.entry(main)   # the console script
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -1,5 +1,12 @@
 """Official RCAN checkpoints (legacy/zip .pt, BasicSR, safetensors) -> the canonical file. No torch, no pickle execution."""
-from .convert import ConvertError, Converted, convert, info, load_checkpoint, write_canonical
+from .convert import (
+           Converted,
+           ConvertError,
+           convert,
+           info,
+           load_checkpoint,
+           write_canonical,
+)
 from .safe_pickle import UnsafePickleError
 from .torch_file import CheckpointError, read_checkpoint
 

@@ -1,19 +1,19 @@
-"""Convert an RCAN checkpoint to the canonical safetensors file, without torch.
+"""Convert an RCAN checkpoint to the canonical safetensors file, without torch (also `rcan-convert`).
 
 Examples:
     python -m weights_convert RCAN_BIX2.pt -o rcan_x2.safetensors
     python -m weights_convert --info RCAN_BIX2.pt
 """
-import argparse
 import json
 import sys
+
+from reference import cli
 
 from .convert import ConvertError, info, write_canonical
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m weights_convert", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = cli.parser("python -m weights_convert", __doc__)
     ap.add_argument("src", help="checkpoint: .pt/.pth (legacy or zip), or .safetensors")
     ap.add_argument("-o", "--output", help="canonical .safetensors to write")
     ap.add_argument("--info", action="store_true", help="print the detected layout, config and counts as JSON")
@@ -33,9 +33,11 @@ def main(argv=None) -> int:
                   file=sys.stderr)
     except (ConvertError, OSError) as e:
         print(f"error: {args.src}: {e}", file=sys.stderr)
-        return 2
-    return 0
+        return cli.USAGE   # an unusable checkpoint: nothing was written
+    return cli.DONE
 
+
+entry = cli.entry(main)   # the console script
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

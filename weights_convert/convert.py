@@ -11,9 +11,22 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file
 
 from reference.config import RCANConfig
-from reference.weights import FORMAT, WeightsError, check_weights, read_metadata, save_weights
+from reference.weights import (
+    FORMAT,
+    WeightsError,
+    check_weights,
+    read_metadata,
+    save_weights,
+)
 
-from .layouts import LayoutError, detect_layout, infer_config, mean_drift, to_canonical, unwrap
+from .layouts import (
+    LayoutError,
+    detect_layout,
+    infer_config,
+    mean_drift,
+    to_canonical,
+    unwrap,
+)
 from .safe_pickle import UnsafePickleError
 from .torch_file import CheckpointError, read_checkpoint
 
