@@ -146,6 +146,9 @@ def forward(model: RCAN, lr, mask=None, shard: bool = True):
     """
     if getattr(lr, "ndim", None) != 4 or lr.shape[-1] != model.config.n_colors:
         raise ValueError(f"lr must be [N, H, W, {model.config.n_colors}], got shape {tuple(np.shape(lr))}")
+    finite = np.isfinite(lr).all() if isinstance(lr, np.ndarray) else jnp.isfinite(lr).all()
+    if not bool(finite):   # NaN in gives NaN out, silently: refuse it
+        raise ValueError("lr holds NaN or infinite values")
     n = lr.shape[0]
     if shard and jax.device_count() > 1:
         lr, mask = shard_batch(lr, mask)

@@ -138,6 +138,10 @@ def decode_array(a: np.ndarray) -> Decoded:
         a = a[..., None]
     if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
         raise ImageError(f"array must be HW, HW1, HW3 or HW4; got shape {a.shape}")
+    if a.dtype.kind not in "uif" or a.dtype.itemsize > 8:
+        raise ImageError(f"array must hold numbers (uint8, uint16 or float in 0..255), not {a.dtype}")
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        raise ImageError("array holds NaN or infinite values")
     if a.dtype == np.uint16:
         rgb = a[..., :3].astype(np.float32) * (255 / 65535)
     else:

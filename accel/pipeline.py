@@ -10,7 +10,7 @@ from PIL import Image
 
 from . import inference
 from .api import first_run, load_model
-from .images import decode, decode_array, encode, encode_array
+from .images import ImageError, decode, decode_array, encode, encode_array
 
 TILE_SIZES = (64, 96, 128, 192, 256, 384, 512, 768)   # a few fixed shapes: few compiles
 
@@ -69,6 +69,10 @@ def upscale_image(image, model=None, *, tile="auto", overlap: int = 16, chop: bo
     progress: a tqdm-like bar (reset to the number of tiles). notice(message): told once before a run
     that compiles a new shape. record: pass a dict to receive what happened (sizes, timings, tiling).
     """
+    if not (tile in ("auto", None) or (isinstance(tile, int) and not isinstance(tile, bool) and tile >= 8)):
+        raise ImageError(f"tile must be 'auto', None or a size of at least 8 LR pixels, not {tile!r}")
+    if not (isinstance(overlap, int) and 0 <= overlap <= (tile if isinstance(tile, int) else TILE_SIZES[0]) // 2):
+        raise ImageError(f"overlap must be an integer from 0 to half the tile, not {overlap!r}")
     model = model if model is not None else load_model()
     as_pil = isinstance(image, Image.Image)
     if as_pil:

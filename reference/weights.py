@@ -10,8 +10,7 @@ import json
 import os
 
 import numpy as np
-from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 
 from .config import RCANConfig
 from .files import atomic_write
@@ -88,7 +87,11 @@ def stages(config: RCANConfig, h: int, w: int) -> list[dict]:
 
 
 def check_weights(weights: dict[str, np.ndarray], config: RCANConfig, source: str = "weights") -> None:
-    """Raise one WeightsError listing every missing, unexpected, mis-shaped or non-float32 tensor."""
+    """Raise one WeightsError listing every missing, unexpected, mis-shaped or non-float32 tensor, or
+    naming the tensors with NaN or infinite values (they give a black image, not an error, downstream)."""
+    if tensor_count(config) > len(weights) + 1000:   # before listing a declared config's names: it may be huge
+        raise WeightsError(f"{source} holds {len(weights)} tensors; RCAN {config_summary(config)} has "
+                           f"{tensor_count(config)}")
     expected = official_shapes(config)
     missing = [k for k in expected if k not in weights]
     unexpected = sorted(k for k in weights if k not in expected)
@@ -103,6 +106,9 @@ def check_weights(weights: dict[str, np.ndarray], config: RCANConfig, source: st
             problems.append(f"{len(items)} {label}: {shown}")
     if problems:
         raise WeightsError(f"{source} does not match RCAN {config_summary(config)}: " + "; ".join(problems))
+    broken = [k for k in expected if not np.isfinite(weights[k]).all()]
+    if broken:
+        raise WeightsError(f"{source}: {len(broken)} tensors hold NaN or infinite values: {', '.join(broken[:4])}")
 
 
 def config_summary(config: RCANConfig) -> str:
@@ -152,17 +158,77 @@ def save_weights(path, weights: dict[str, np.ndarray], config: RCANConfig, **pro
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
-def read_metadata(path) -> dict[str, str]:
+MAX_HEADER = 100 << 20     # bytes of safetensors JSON header we are willing to parse
+DTYPES = {"F32": np.float32, "F64": np.float64, "F16": np.float16, "BF16": "bfloat16", "I64": np.int64,
+          "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
+
+
+def _header(path) -> tuple[dict, int, int]:
+    """The safetensors header (a JSON object), its end offset and the file size, checked before use."""
     path = os.fspath(path)
     try:
+        size = os.path.getsize(path)
         with open(path, "rb") as f:
             n = int.from_bytes(f.read(8), "little")
-            if n <= 0 or n > os.path.getsize(path) - 8:
+            if size < 8 or n <= 0 or n > min(size - 8, MAX_HEADER):
                 raise WeightsError(f"{path}: not a safetensors file (bad header size)")
             header = json.loads(f.read(n))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise WeightsError(f"{path}: not a safetensors file ({e})") from None
-    return header.get("__metadata__") or {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise WeightsError(f"{path}: not a safetensors file ({type(e).__name__}: {e})") from None
+    if not isinstance(header, dict):
+        raise WeightsError(f"{path}: not a safetensors file (header is a JSON {type(header).__name__}, not an object)")
+    meta = header.get("__metadata__", {})
+    if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+        raise WeightsError(f"{path}: safetensors metadata must map strings to strings")
+    return header, 8 + n, size
+
+
+def read_metadata(path) -> dict[str, str]:
+    return dict(_header(path)[0].get("__metadata__", {}))
+
+
+def read_safetensors(path, expect: int | None = None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """(tensors, metadata) of a safetensors file, each tensor a read-only view of a memory map, checked
+    against the file (dtype, shape, offsets inside the data, no overlap) before any is made. bfloat16 is
+    widened to float32 (exact). expect: the tensor count the caller needs; a file with far fewer is
+    refused before anything else is read (so a header that declares a huge model costs nothing)."""
+    path = os.fspath(path)
+    header, start, size = _header(path)
+    entries = {k: v for k, v in header.items() if k != "__metadata__"}
+    if expect is not None and expect > len(entries) + 1000:
+        raise WeightsError(f"{path}: holds {len(entries)} tensors, the declared model has {expect}")
+    spans = []
+    for name, e in entries.items():
+        ok = (isinstance(e, dict) and e.get("dtype") in DTYPES and isinstance(e.get("shape"), list)
+              and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in e["shape"])
+              and isinstance(e.get("data_offsets"), list) and len(e["data_offsets"]) == 2
+              and all(isinstance(o, int) and not isinstance(o, bool) for o in e["data_offsets"]))
+        if not ok:
+            raise WeightsError(f"{path}: bad safetensors entry for {name!r}")
+        begin, end = e["data_offsets"]
+        item = 2 if e["dtype"] == "BF16" else np.dtype(DTYPES[e["dtype"]]).itemsize
+        if not 0 <= begin <= end <= size - start or end - begin != int(np.prod(e["shape"], dtype=object)) * item:
+            raise WeightsError(f"{path}: tensor {name!r} does not fit the file (offsets {begin}..{end})")
+        spans.append((begin, end))
+    spans.sort()
+    if any(a[1] > b[0] for a, b in zip(spans, spans[1:])):
+        raise WeightsError(f"{path}: tensors overlap in the file")
+    buf = np.memmap(path, np.uint8, "r") if size > start else np.zeros(0, np.uint8)
+    tensors = {}
+    for name, e in entries.items():
+        begin, end = e["data_offsets"]
+        raw = buf[start + begin:start + end]
+        if e["dtype"] == "BF16":
+            tensors[name] = (raw.view("<u2").astype(np.uint32) << 16).view(np.float32).reshape(e["shape"])
+        else:
+            tensors[name] = raw.view(np.dtype(DTYPES[e["dtype"]]).newbyteorder("<")).reshape(e["shape"])
+    return tensors, dict(header.get("__metadata__", {}))
+
+
+def tensor_count(config: RCANConfig) -> int:
+    """How many tensors the official module tree has (without listing them: configs can be huge)."""
+    convs = 2 + 1 + config.n_resgroups * (4 * config.n_resblocks + 1) + 1 + len(config.upsample_steps) + 1
+    return 2 * convs
 
 
 def load_weights(path) -> tuple[dict[str, np.ndarray], RCANConfig]:
@@ -178,9 +244,6 @@ def load_weights(path) -> tuple[dict[str, np.ndarray], RCANConfig]:
         config = RCANConfig.from_json(metadata["config"])
     except (ValueError, TypeError) as e:
         raise WeightsError(f"{path}: bad config in metadata: {e}") from None
-    try:
-        weights = load_file(path)
-    except (SafetensorError, OSError, ValueError) as e:
-        raise WeightsError(f"{path}: unreadable safetensors file: {e}") from None
+    weights, _ = read_safetensors(path, expect=tensor_count(config))
     check_weights(weights, config, source=path)
     return weights, config

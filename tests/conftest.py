@@ -11,8 +11,9 @@ os.environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
 DATA = Path(__file__).parent / "data"
 SET5 = DATA / "Set5"
 
+# derandomize: the same examples on every run, so CI cannot pass or fail by the luck of the draw.
 settings.register_profile("ci", deadline=None, suppress_health_check=[HealthCheck.too_slow],
-                          print_blob=True)
+                          print_blob=True, derandomize=True)
 settings.load_profile("ci")
 
 

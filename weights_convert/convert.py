@@ -8,14 +8,13 @@ import os
 import zipfile
 
 from safetensors import SafetensorError
-from safetensors.numpy import load_file
 
 from reference.config import RCANConfig
 from reference.weights import (
     FORMAT,
     WeightsError,
     check_weights,
-    read_metadata,
+    read_safetensors,
     save_weights,
 )
 
@@ -48,9 +47,8 @@ class Converted:
 def _read_source(path: str):
     if path.endswith(".safetensors"):
         try:
-            meta = read_metadata(path)
-            tensors = load_file(path)
-        except (WeightsError, SafetensorError, OSError, ValueError) as e:
+            tensors, meta = read_safetensors(path)
+        except (WeightsError, OSError, ValueError) as e:
             raise ConvertError(f"unreadable safetensors file: {e}") from None
         return tensors, "safetensors", meta
     container = "zip" if zipfile.is_zipfile(path) else "legacy"
@@ -67,7 +65,10 @@ def convert(path, img_range: float = 255.0) -> Converted:
         layout = detect_layout(names)
         config = infer_config(names, layout)
         if meta.get("format") == FORMAT and "config" in meta:
-            stated = RCANConfig.from_json(meta["config"])
+            try:
+                stated = RCANConfig.from_json(meta["config"])
+            except (ValueError, TypeError) as e:
+                raise ConvertError(f"bad config in the file's metadata: {e}") from None
             if stated != config:
                 config = stated  # the file's own config wins when its shapes agree (checked below)
         weights = to_canonical(names, layout, config, img_range)
@@ -76,6 +77,9 @@ def convert(path, img_range: float = 255.0) -> Converted:
         raise ConvertError(f"unsafe or malformed pickle: {e}") from None
     except (CheckpointError, LayoutError, WeightsError) as e:
         raise ConvertError(str(e)) from None
+    except (IndexError, KeyError, TypeError, ValueError, AttributeError, RecursionError) as e:
+        # Whatever a hostile file still reaches: one message, never a traceback from a public function.
+        raise ConvertError(f"not an RCAN checkpoint ({type(e).__name__}: {e})") from None
     return Converted(weights, config, layout, container, wrapper, os.path.basename(path))
 
 
@@ -99,8 +103,11 @@ def write_canonical(src, dst, force=False, img_range: float = 255.0) -> Converte
     if os.path.exists(dst) and os.path.samefile(src, dst):
         raise ConvertError("the output would overwrite the input")
     c = convert(src, img_range)
-    save_weights(dst, c.weights, c.config, source_name=c.source_name, source_sha256=sha256(src),
-                 source_layout=f"{c.layout} ({c.container}, {c.wrapper})")
+    try:
+        save_weights(dst, c.weights, c.config, source_name=c.source_name, source_sha256=sha256(src),
+                     source_layout=f"{c.layout} ({c.container}, {c.wrapper})")
+    except (OSError, SafetensorError) as e:   # a full disk, a read-only folder: nothing is left behind
+        raise ConvertError(f"cannot write {dst}: {e}") from None
     return c
 
 

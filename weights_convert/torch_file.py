@@ -9,6 +9,7 @@ import mmap
 import os
 import struct
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -20,6 +21,10 @@ class CheckpointError(ValueError):
 
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+# Caps on what a zip checkpoint may make us read (its data.pkl is ~100 KB for the official model): a
+# member compressed 600:1 must not expand into gigabytes before anything is checked.
+MAX_PICKLE_BYTES = 64 << 20
+MAX_ZIP_MEMBERS = 100_000
 LEGACY_PROTOCOL = 1001
 
 # Storage classes -> numpy dtype ('bfloat16' is widened by hand: numpy has no bfloat16).
@@ -120,23 +125,33 @@ def read_checkpoint(path):
         return _read_legacy(path)
     except (UnsafePickleError, CheckpointError):
         raise
-    except (zipfile.BadZipFile, struct.error, ValueError, KeyError, IndexError, TypeError, OverflowError,
-            EOFError, RecursionError, MemoryError) as e:
+    except (zipfile.BadZipFile, zlib.error, struct.error, ValueError, KeyError, IndexError, TypeError,
+            OverflowError, EOFError, RecursionError, MemoryError, RuntimeError, NotImplementedError) as e:
         raise CheckpointError(f"corrupt checkpoint ({type(e).__name__}: {e})") from None
 
 
 def _read_zip(path):
     buf, size = _map(path)
     zf = zipfile.ZipFile(path)
-    names = zf.namelist()
+    infos = {i.filename: i for i in zf.infolist()}
+    if len(infos) > MAX_ZIP_MEMBERS:
+        raise CheckpointError(f"zip with {len(infos)} members: not a PyTorch checkpoint")
+    for info in infos.values():
+        if info.flag_bits & 0x1:
+            raise CheckpointError(f"zip member {info.filename} is encrypted")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise CheckpointError(f"zip member {info.filename} uses compression method {info.compress_type} "
+                                  "(PyTorch writes stored members)")
+    names = list(infos)
     pkl = [n for n in names if n.endswith("data.pkl") and n.count("/") == 1]
     if len(pkl) != 1:
         raise CheckpointError("zip file without exactly one <folder>/data.pkl: not a PyTorch checkpoint")
     root = pkl[0].split("/")[0]
     byteorder = "little"
     if f"{root}/byteorder" in names:
-        byteorder = zf.read(f"{root}/byteorder").decode().strip()
-    infos = {i.filename: i for i in zf.infolist()}
+        byteorder = _small_member(zf, infos[f"{root}/byteorder"], 16).decode("ascii", "replace").strip()
+        if byteorder not in ("little", "big"):
+            raise CheckpointError(f"unknown byte order {byteorder[:20]!r}")
     storages = {}
 
     def persistent_load(pid):
@@ -158,9 +173,21 @@ def _read_zip(path):
             storages[key] = Storage(raw, stype)
         return storages[key]
 
-    data = zf.read(pkl[0])
+    data = _small_member(zf, infos[pkl[0]], MAX_PICKLE_BYTES)
     obj, _ = loads(data, ALLOWED, persistent_load)
     return obj
+
+
+def _small_member(zf, info, limit: int) -> bytes:
+    """A member that must be small (the pickle, the byte order): its declared size is checked first and
+    decompression never produces more than that (zipfile stops at the declared size, then checks the CRC)."""
+    if info.file_size > limit:
+        raise CheckpointError(f"zip member {info.filename} is {info.file_size:,} bytes (at most {limit:,} expected)")
+    with zf.open(info) as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise CheckpointError(f"zip member {info.filename} is larger than it claims")
+    return data
 
 
 def _zip_member(zf, buf, size, info) -> np.ndarray:
