@@ -87,6 +87,7 @@ def evaluate_model(hr_dir, scale: int, model, lr_dir=None, chop=False, ensemble=
         items = [(k, p, None) for k, p in sorted(index(hr_dir).items())]
     rows, bicubic = [], []
     for name, h, l in tqdm(items, desc="evaluate", disable=not progress, file=sys.stderr):
+        cli.check_interrupted()
         hr = modcrop(read_rgb(h), scale)
         lr = read_rgb(l) if l else imresize(hr, 1 / scale)
         if lr.shape[0] * scale != hr.shape[0] or lr.shape[1] * scale != hr.shape[1]:

@@ -331,41 +331,46 @@ def train(tc: TrainConfig, run: RunOptions, log=print) -> dict:
     bar = tqdm(total=tc.steps, initial=trainer.step, disable=run.quiet, file=sys.stderr, dynamic_ncols=True)
     history, t_mark = [], time.time()
     timed_s, timed_n, reserve, crop_s = 0.0, 0, 0.0, float("nan")   # steps after the first (which compiles)
-    while trainer.step < stop:
-        t0 = time.time()
-        loss = float(trainer.train_step())
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss} at step {trainer.step}; lower --lr")
-        history.append(loss)
-        if len(history) == 1:
-            crop_s = pipeline_seconds(trainer)
-            log(f"first step (compile) {time.time() - t0:.1f} s; input pipeline {1e3 * crop_s:.2f} ms per batch")
-            if run.time_budget is not None and val:   # what the final validation will cost (compiles included)
-                t0 = time.time()
-                log(f"step {trainer.step}: Set5 {validate(trainer, val, tc.model.scale):.2f} dB")
-                reserve = time.time() - t0
-        else:
-            timed_s, timed_n = timed_s + time.time() - t0, timed_n + 1
-        rate = timed_n / timed_s if timed_n else float("nan")
-        if trainer.step % run.every == 0 or trainer.step == stop:
+    try:
+        while trainer.step < stop:
+            cli.check_interrupted()
             t0 = time.time()
-            if val:
-                val_psnr = validate(trainer, val, tc.model.scale)
-            save()
-            reserve = max(reserve, time.time() - t0)
-        status = (f"loss {np.mean(history[-50:]):.3f} | {rate:.2f} steps/s {rate * tc.batch:.0f} patches/s "
-                  f"{100 * rate * tc.flops_per_step() / peak:.0f}% peak | Set5 {val_psnr:.2f}")
-        bar.set_postfix_str(status, refresh=False)
-        if run.quiet and trainer.step % run.every == 0:
-            log(f"step {trainer.step}: {status}")
-        bar.update(1)
-        if run.time_budget is not None and trainer.step < stop:
-            # Stop while one more step, the final validation and the save still fit in the budget.
-            if time.time() - t_start + (1 / rate if timed_n else 0) + max(reserve, 1.0) > run.time_budget:
+            loss = float(trainer.train_step())
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss} at step {trainer.step}; lower --lr")
+            history.append(loss)
+            if len(history) == 1:
+                crop_s = pipeline_seconds(trainer)
+                log(f"first step (compile) {time.time() - t0:.1f} s; input pipeline {1e3 * crop_s:.2f} ms per batch")
+                if run.time_budget is not None and val:   # what the final validation will cost (compiles included)
+                    t0 = time.time()
+                    log(f"step {trainer.step}: Set5 {validate(trainer, val, tc.model.scale):.2f} dB")
+                    reserve = time.time() - t0
+            else:
+                timed_s, timed_n = timed_s + time.time() - t0, timed_n + 1
+            rate = timed_n / timed_s if timed_n else float("nan")
+            if trainer.step % run.every == 0 or trainer.step == stop:
+                t0 = time.time()
                 if val:
                     val_psnr = validate(trainer, val, tc.model.scale)
                 save()
-                break
+                reserve = max(reserve, time.time() - t0)
+            status = (f"loss {np.mean(history[-50:]):.3f} | {rate:.2f} steps/s {rate * tc.batch:.0f} patches/s "
+                      f"{100 * rate * tc.flops_per_step() / peak:.0f}% peak | Set5 {val_psnr:.2f}")
+            bar.set_postfix_str(status, refresh=False)
+            if run.quiet and trainer.step % run.every == 0:
+                log(f"step {trainer.step}: {status}")
+            bar.update(1)
+            if run.time_budget is not None and trainer.step < stop:
+                # Stop while one more step, the final validation and the save still fit in the budget.
+                if time.time() - t_start + (1 / rate if timed_n else 0) + max(reserve, 1.0) > run.time_budget:
+                    if val:
+                        val_psnr = validate(trainer, val, tc.model.scale)
+                    save()
+                    break
+    except cli.Interrupted:   # SIGINT/SIGTERM/SIGHUP: keep what was trained, then stop as asked
+        save()
+        raise
     bar.close()
     rate = timed_n / timed_s if timed_n else float("nan")
     return {"step": trainer.step, "loss": float(np.mean(history[-50:])) if history else None, "val_psnr": val_psnr,

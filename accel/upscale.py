@@ -167,12 +167,14 @@ def upscale_file(job: Job, model, args, tile, show: bool, model_name: str | None
     stills, animation = frames(im)
     outs, record, seconds = [], {}, 0.0
     for i, frame in enumerate(stills):
+        cli.check_interrupted()
         desc = job.src.name + (f" [{i + 1}/{len(stills)}]" if len(stills) > 1 else "")
         with tqdm(total=1, desc=desc, unit="tile", disable=not show, leave=False, file=sys.stderr) as bar, \
                 _Ticker(bar) if show else _nothing():
             out = upscale_image(frame, model, tile=tile, overlap=args.tile_overlap, chop=args.chop,
                                 ensemble=args.ensemble, max_memory_gb=args.max_memory, progress=bar, record=record,
                                 notice=None if args.quiet else lambda m: tqdm.write(m, file=sys.stderr))
+        cli.check_interrupted()
         seconds += record["seconds"]
         target = target_size(out.size, model.config.scale, args)
         if target and target != out.size:
@@ -309,6 +311,7 @@ def main(argv=None) -> int:
     show = not args.quiet and not args.json and sys.stderr.isatty()
     failures = 0
     for job in tqdm(jobs, desc="images", unit="img", disable=not show or len(jobs) < 2, file=sys.stderr):
+        cli.check_interrupted()
         row = {"input": str(job.src), "output": str(job.dst), "model": label, "scale": scale}
         try:
             if not check_output(job, args, many):

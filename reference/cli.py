@@ -33,8 +33,20 @@ class Interrupted(BaseException):
         self.signum = signum
 
 
+_pending: list[int] = []
+
+
 def _raise(signum, frame):
+    # Python runs the handler between bytecodes, sometimes inside a garbage-collection callback, where an
+    # exception is swallowed: remember the signal too, so check_interrupted() raises it at the next safe point.
+    _pending.append(signum)
     raise Interrupted(signum)
+
+
+def check_interrupted() -> None:
+    """Raise the signal that arrived while an exception could not be raised (call between work items)."""
+    if _pending:
+        raise Interrupted(_pending[0])
 
 
 def parser(prog: str, doc: str) -> argparse.ArgumentParser:
@@ -50,7 +62,14 @@ def parser(prog: str, doc: str) -> argparse.ArgumentParser:
 
 def run(main, argv=None) -> int:
     """main(argv) with the signal contract: cleanup on SIGINT/SIGTERM/SIGHUP, one line, 128 + signal."""
-    old = {s: signal.signal(s, _raise) for s in (signal.SIGTERM, signal.SIGHUP)}
+    old = {s: signal.signal(s, _raise) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    _pending.clear()
+    default_hook = sys.unraisablehook
+
+    def quiet_hook(unraisable):   # our signal, swallowed inside a finalizer: check_interrupted() raises it
+        if not isinstance(unraisable.exc_value, Interrupted):
+            default_hook(unraisable)
+    sys.unraisablehook = quiet_hook
     try:
         return main(argv)
     except KeyboardInterrupt:
@@ -60,6 +79,7 @@ def run(main, argv=None) -> int:
         print("interrupted", file=sys.stderr)
         return 128 + e.signum
     finally:
+        sys.unraisablehook = default_hook
         for s, handler in old.items():
             signal.signal(s, handler)
 

@@ -14,8 +14,10 @@ from reference.weights import (
     FORMAT,
     WeightsError,
     check_weights,
+    config_summary,
     read_safetensors,
     save_weights,
+    tensor_count,
 )
 
 from .layouts import (
@@ -69,10 +71,15 @@ def convert(path, img_range: float = 255.0) -> Converted:
                 stated = RCANConfig.from_json(meta["config"])
             except (ValueError, TypeError) as e:
                 raise ConvertError(f"bad config in the file's metadata: {e}") from None
+            if tensor_count(stated) != len(names):   # checked before listing a (maybe huge) declared model
+                raise ConvertError(f"the metadata declares RCAN {config_summary(stated)} "
+                                   f"({tensor_count(stated)} tensors); the file holds {len(names)}")
             if stated != config:
                 config = stated  # the file's own config wins when its shapes agree (checked below)
         weights = to_canonical(names, layout, config, img_range)
         check_weights(weights, config, source=os.path.basename(path))
+    except ConvertError:
+        raise
     except UnsafePickleError as e:
         raise ConvertError(f"unsafe or malformed pickle: {e}") from None
     except (CheckpointError, LayoutError, WeightsError) as e:
