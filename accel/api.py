@@ -141,8 +141,8 @@ def forward(model: RCAN, lr, mask=None, shard: bool = True):
     """lr float32 [N, H, W, 3] in [0, rgb_range] -> float32 [N, sH, sW, 3], unclamped (jit-compiled).
 
     mask [N, H, W, 1] (optional) marks the image inside a zero-padded batch (see accel/model.py).
-    With several devices the batch is split across all of them (see shard_batch); shard=False keeps
-    it on one. Each sample is computed independently, so the result does not depend on the split.
+    With several devices the batch is split across this process's devices (see shard_batch);
+    shard=False keeps it on one. Each sample is computed independently, so the result does not depend on the split.
     """
     if getattr(lr, "ndim", None) != 4 or lr.shape[-1] != model.config.n_colors:
         raise ValueError(f"lr must be [N, H, W, {model.config.n_colors}], got shape {tuple(np.shape(lr))}")
@@ -150,25 +150,22 @@ def forward(model: RCAN, lr, mask=None, shard: bool = True):
     if not bool(finite):   # NaN in gives NaN out, silently: refuse it
         raise ValueError("lr holds NaN or infinite values")
     n = lr.shape[0]
-    if shard and jax.device_count() > 1:
+    if shard and jax.local_device_count() > 1:
         lr, mask = shard_batch(lr, mask)
-        return _gather(_forward(model, lr, mask, lr.shape[0] // jax.device_count()))[:n]
+        return _forward(model, lr, mask, lr.shape[0] // jax.local_device_count())[:n]
     lr = jnp.asarray(lr, jnp.float32)
     return _forward(model, lr, None if mask is None else jnp.asarray(mask, jnp.float32), n)
 
 
 def _data_sharding():
-    """A 1-D mesh over every device of the cluster (all hosts under jax.distributed); batch axis split."""
-    mesh = Mesh(np.array(jax.devices()), ("data",))
+    """A 1-D mesh over this process's devices, batch axis split. Inference is never collective: under
+    jax.distributed each process runs its own images on its own devices (accel/distributed.py)."""
+    mesh = Mesh(np.array(jax.local_devices()), ("data",))
     return NamedSharding(mesh, PartitionSpec("data"))
 
 
 def shard_batch(lr, mask=None):
-    """Pad this process's batch to a multiple of its local devices and lay it out across the mesh.
-
-    On one host this is the whole batch; under jax.distributed each process passes its own images
-    (make_array_from_process_local_data) and gets its own outputs back (_gather).
-    """
+    """Pad a batch to a multiple of this process's devices and lay it out across them."""
     per = jax.local_device_count()
     lr = np.asarray(lr, np.float32)
     pad = (-lr.shape[0]) % per
@@ -177,15 +174,7 @@ def shard_batch(lr, mask=None):
         if mask is not None:
             mask = np.concatenate([np.asarray(mask, np.float32), np.zeros((pad, *mask.shape[1:]), np.float32)])
     sharding = _data_sharding()
-    lr = jax.make_array_from_process_local_data(sharding, lr)
+    lr = jax.device_put(lr, sharding)
     if mask is not None:
-        mask = jax.make_array_from_process_local_data(sharding, np.asarray(mask, np.float32))
+        mask = jax.device_put(np.asarray(mask, np.float32), sharding)
     return lr, mask
-
-
-def _gather(out):
-    """This process's rows of a batch-sharded result, in order."""
-    if jax.process_count() == 1:
-        return out
-    shards = sorted(out.addressable_shards, key=lambda s: s.index[0].start or 0)
-    return np.concatenate([np.asarray(s.data) for s in shards])

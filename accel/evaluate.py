@@ -23,7 +23,7 @@ from reference import cli
 from reference.config import SCALES
 from reference.metrics import imresize, modcrop, psnr, quantize, ssim
 
-from . import autotune, runtime
+from . import autotune, distributed, runtime
 from .api import DEFAULT_MODEL, SHIPPED, load_model
 from .data import read_rgb
 from .images import IMAGE_SUFFIXES
@@ -81,20 +81,28 @@ def evaluate_sr(hr_dir, sr_dir, scale: int, pairs=None) -> dict:
 
 
 def evaluate_model(hr_dir, scale: int, model, lr_dir=None, chop=False, ensemble=False, progress=True) -> dict:
+    """Run the model on each LR (given, or made from HR with MATLAB's bicubic) and score it. Under
+    jax.distributed the images are split between processes and every process gets all the scores."""
     if lr_dir:
         items = pair(hr_dir, lr_dir)
     else:
         items = [(k, p, None) for k, p in sorted(index(hr_dir).items())]
-    rows, bicubic = [], []
-    for name, h, l in tqdm(items, desc="evaluate", disable=not progress, file=sys.stderr):
+    mine = distributed.share(list(range(len(items))), [float(h.stat().st_size) for _, h, _ in items])
+    scored = []   # (item index, psnr, ssim, bicubic psnr, bicubic ssim)
+    for i in tqdm(mine, desc="evaluate", disable=not progress, file=sys.stderr):
         cli.check_interrupted()
+        name, h, l = items[i]
         hr = modcrop(read_rgb(h), scale)
         lr = read_rgb(l) if l else imresize(hr, 1 / scale)
         if lr.shape[0] * scale != hr.shape[0] or lr.shape[1] * scale != hr.shape[1]:
             raise EvalError(f"{name}: LR {lr.shape[1]}x{lr.shape[0]} × {scale} != HR {hr.shape[1]}x{hr.shape[0]}")
         sr = quantize(super_resolve(model, lr.astype(np.float32), chop_=chop, ensemble_=ensemble))
-        rows.append(score(hr, sr, scale, name))
-        bicubic.append(score(hr, imresize(lr, scale), scale, name))
+        r, b = score(hr, sr, scale, name), score(hr, imresize(lr, scale), scale, name)
+        scored.append((i, r["psnr"], r["ssim"], b["psnr"], b["ssim"]))
+    every = distributed.gather(np.array(scored, np.float64).ravel()).reshape(-1, 5)
+    every = every[np.argsort(every[:, 0])]
+    rows = [{"name": items[int(i)][0], "psnr": float(p), "ssim": float(q)} for i, p, q, _, _ in every]
+    bicubic = [{"name": items[int(i)][0], "psnr": float(p), "ssim": float(q)} for i, _, _, p, q in every]
     return {"scale": scale, "mean": mean(rows), "bicubic": mean(bicubic), "images": rows,
             "bicubic_images": bicubic}
 
@@ -131,7 +139,9 @@ def main(argv=None) -> int:
                     help="CPU convolution path (default: $RCAN_CONV or auto, timed once per shape)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    distributed.add_options(ap)
     args = ap.parse_args(argv)
+    distributed.initialize(ap, args)
     if args.sr and (args.weights or args.model or args.lr or args.chop or args.ensemble):
         ap.error("--sr scores existing images: --weights/--model/--lr/--chop/--ensemble do not apply")
     runtime.configure_from_env()
@@ -156,6 +166,8 @@ def main(argv=None) -> int:
     except (EvalError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return cli.SOME_FAILED
+    if not distributed.is_main():   # every process has the scores; process 0 prints them
+        return cli.DONE
     if args.json:
         out = {k: v for k, v in result.items() if k != "bicubic_images"}
         print(json.dumps(out, indent=2))

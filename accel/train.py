@@ -55,7 +55,8 @@ from reference.weights import (
     stages,
 )
 
-from . import hardware, params, runtime
+from . import distributed, hardware, params, runtime
+from .distributed import is_main, local, put_replicated
 from .api import model_from_weights
 from .data import TrainingImages, list_images, random_crops, read_rgb
 from .inference import super_resolve
@@ -122,9 +123,9 @@ class Trainer:
         model = model_from_weights(init_weights(tc.model, tc.seed), tc.model, self.loops, DTYPES[dtype])
         self.model_loops = model.loops
         self.graphdef, state = nnx.split(model, nnx.Param)
-        self.params = jax.device_put(state, self.replicated)
+        self.params = put_replicated(state, self.replicated)
         self.tx = optax.adam(make_schedule(tc))
-        self.opt_state = jax.device_put(self.tx.init(self.params), self.replicated)
+        self.opt_state = put_replicated(self.tx.init(self.params), self.replicated)
         self.step = 0
         self.data = None
         graphdef, tx, split = self.graphdef, self.tx, self.split
@@ -150,28 +151,28 @@ class Trainer:
         """Put the packed training images on every device (replicated: each draws from all of them)."""
         if images.scale != self.tc.model.scale or images.patch != self.tc.patch:
             raise ValueError("training images prepared for another scale or patch size")
-        self.data = {k: jax.device_put(v, self.replicated) for k, v in images.arrays().items()}
+        self.data = {k: put_replicated(v, self.replicated) for k, v in images.arrays().items()}
 
     def train_step(self) -> jax.Array:
         """One optimizer step; returns the loss as a device scalar (reading it waits for the step)."""
         self.params, self.opt_state, loss = self._train_step(self.params, self.opt_state, self.data,
-                                                             jnp.int32(self.step))
+                                                             np.int32(self.step))
         self.step += 1
         return loss
 
     def batch(self, step: int):
         """The (lr, hr) batch of a step, as the training step draws it."""
-        return self._crops(self.data, jnp.int32(step))
+        return self._crops(self.data, np.int32(step))
 
     # -- weights ------------------------------------------------------------------------------------
     def _official(self, state) -> dict[str, np.ndarray]:
-        return params.from_pure_dict(nnx.to_pure_dict(state), self.tc.model, self.model_loops)
+        return params.from_pure_dict(local(nnx.to_pure_dict(state)), self.tc.model, self.model_loops)
 
     def _state(self, weights: dict[str, np.ndarray]):
         tree = params.to_pure_dict(weights, self.tc.model, self.model_loops)
         state = jax.tree.map(lambda x: x, self.params)
         nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, tree))
-        return jax.device_put(state, self.replicated)
+        return put_replicated(state, self.replicated)
 
     def weights(self) -> dict[str, np.ndarray]:
         return self._official(self.params)
@@ -180,10 +181,10 @@ class Trainer:
         """Start from these weights; Adam's moments given (mu, nu) or zero. The schedule continues at step."""
         self.params = self._state(weights)
         adam, schedule = self.tx.init(self.params)
-        count = jnp.int32(step if moments is not None else 0)   # zero moments: bias correction starts over
+        count = np.int32(step if moments is not None else 0)   # zero moments: bias correction starts over
         if moments is not None:
             adam = adam._replace(mu=self._state(moments[0]), nu=self._state(moments[1]))
-        self.opt_state = jax.device_put((adam._replace(count=count), schedule._replace(count=jnp.int32(step))),
+        self.opt_state = put_replicated((adam._replace(count=count), schedule._replace(count=np.int32(step))),
                                         self.replicated)
         self.step = step
 
@@ -201,7 +202,7 @@ class Trainer:
                 for k, v in self._official(state).items():
                     tensors[f"{name}/{k}"] = v if moments == "float32" else v.astype(ml_dtypes.bfloat16).view(np.uint16)
         meta = {"format": CHECKPOINT_FORMAT, "train_config": self.tc.to_json(), "step": str(self.step),
-                "moments": moments, "adam_count": str(int(self.opt_state[0].count)),
+                "moments": moments, "adam_count": str(int(local(self.opt_state[0].count))),
                 **{k: str(v) for k, v in (extra or {}).items()}}
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
@@ -226,7 +227,8 @@ class Trainer:
         self.set_weights(part("params"), step, moments)
         if moments is not None:   # the exact Adam count (it restarts at 0 after a resume without moments)
             adam, schedule = self.opt_state
-            self.opt_state = (adam._replace(count=jnp.int32(int(meta["adam_count"]))), schedule)
+            self.opt_state = put_replicated((adam._replace(count=np.int32(int(meta["adam_count"]))), schedule),
+                                            self.replicated)
         return meta
 
 
@@ -279,6 +281,7 @@ def pipeline_seconds(trainer: Trainer, repeats: int = 5) -> float:
 def start(tc: TrainConfig, run: RunOptions, log=print) -> tuple[Trainer, dict]:
     """A Trainer with the training images on its devices, resumed or initialised as the run asks;
     returns it and the resumed checkpoint's metadata (empty for a fresh start)."""
+    log = log if is_main() else (lambda message: None)
     t0 = time.time()
     images = TrainingImages(list_images(run.data, run.exclude), tc.model.scale, tc.patch)
     log(f"{len(images)} training images packed in {time.time() - t0:.1f} s "
@@ -300,7 +303,9 @@ def start(tc: TrainConfig, run: RunOptions, log=print) -> tuple[Trainer, dict]:
 
 
 def train(tc: TrainConfig, run: RunOptions, log=print) -> dict:
+    """Train as the run asks; under jax.distributed every process calls this, process 0 writes."""
     t_start = time.time()
+    log = log if is_main() else (lambda message: None)
     trainer, meta = start(tc, run, log)
     n_images = int(trainer.data["lr_size"].shape[0])
     val = [(p.name, read_rgb(p)) for p in list_images([run.val_hr])] if run.val_hr else []
@@ -320,6 +325,8 @@ def train(tc: TrainConfig, run: RunOptions, log=print) -> dict:
         elapsed += time.time() - t_mark
         t_mark = time.time()
         extra = {"train_seconds": f"{elapsed:.1f}", "val_psnr": f"{val_psnr:.4f}"}
+        if not is_main():   # one writer; the others hold the same replicated weights
+            return
         if run.checkpoint:
             trainer.save_checkpoint(run.checkpoint, run.moments, extra)
         save_weights(run.out, trainer.weights(), tc.model, source_name="accel.train", steps=trainer.step,
@@ -328,14 +335,15 @@ def train(tc: TrainConfig, run: RunOptions, log=print) -> dict:
                      n_train_images=n_images, val_psnr=f"{val_psnr:.4f}", parameters=nparams,
                      machine=machine)
 
-    bar = tqdm(total=tc.steps, initial=trainer.step, disable=run.quiet, file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(total=tc.steps, initial=trainer.step, disable=run.quiet or not is_main(), file=sys.stderr,
+               dynamic_ncols=True)
     history, t_mark = [], time.time()
     timed_s, timed_n, reserve, crop_s = 0.0, 0, 0.0, float("nan")   # steps after the first (which compiles)
     try:
         while trainer.step < stop:
             cli.check_interrupted()
             t0 = time.time()
-            loss = float(trainer.train_step())
+            loss = float(local(trainer.train_step()))
             if not math.isfinite(loss):
                 raise FloatingPointError(f"loss is {loss} at step {trainer.step}; lower --lr")
             history.append(loss)
@@ -411,7 +419,9 @@ def main(argv=None) -> int:
     ap.add_argument("--time-budget", type=float, help="seconds for this whole run (data, compile, training, the "
                                                        "final validation and save); stops early with a checkpoint")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    distributed.add_options(ap)
     args = ap.parse_args(argv)
+    distributed.initialize(ap, args)
     # The compilation cache, but not the malloc hand-back: training reuses its large buffers from the heap.
     runtime.configure_from_env(malloc=False)
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
@@ -33,7 +34,7 @@ from reference import cli
 from reference.config import SCALES
 from reference.weights import WeightsError
 
-from . import autotune, runtime
+from . import autotune, distributed, runtime
 from .api import DEFAULT_MODEL, SHIPPED, load_model
 from .images import FORMATS, IMAGE_SUFFIXES, ImageError, frames, open_image, save_atomic
 from .pipeline import TILE_SIZES, default_max_memory_gb, upscale_image
@@ -245,6 +246,7 @@ def parser():
     ap.add_argument("--json", action="store_true", help="one JSON object per image on stdout (input, output, "
                                                         "status, sizes, seconds, model)")
     ap.add_argument("--explain", action="store_true", help="also write <output stem>.md and .html explaining the run")
+    distributed.add_options(ap)
     return ap
 
 
@@ -282,6 +284,7 @@ def main(argv=None) -> int:
     ap = parser()
     args = ap.parse_args(argv)
     tile = check_args(ap, args)
+    distributed.initialize(ap, args)
     if args.device:
         jax.config.update("jax_platforms", DEVICES[args.device])
     runtime.configure_from_env()
@@ -305,6 +308,7 @@ def main(argv=None) -> int:
         ap.error("no images found")
     many = len(inputs) > 1 or any(Path(i).is_dir() for i in args.inputs)
     jobs = plan(ap, args, inputs, many)
+    jobs = distributed.share(jobs, [_pixels(job.src) for job in jobs])   # this process's part
     model_name = None if args.weights else (args.model or DEFAULT_MODEL)
     label = args.weights or f"shipped:{model_name}"
 
@@ -331,7 +335,22 @@ def main(argv=None) -> int:
             tqdm.write(f"{job.src} -> {job.dst} ({w}x{h} -> {W}x{H}, {row['seconds']:.1f} s{extra})", file=sys.stderr)
             for path in row.get("reports", ()):
                 tqdm.write(f"  report: {path}", file=sys.stderr)
+    if jax.process_count() > 1:   # every process's outcome decides the exit status; process 0 reports
+        counts = distributed.gather(np.array([len(jobs), failures]))
+        total, failures = int(counts[0::2].sum()), int(counts[1::2].sum())
+        if distributed.is_main() and not args.quiet:
+            print(f"{total} images over {jax.process_count()} processes: {total - failures} done or skipped, "
+                  f"{failures} failed", file=sys.stderr)
     return cli.SOME_FAILED if failures else cli.DONE
+
+
+def _pixels(path: Path) -> float:
+    """An image's pixel count from its header (for balancing processes); 0 if it cannot be read."""
+    try:
+        with Image.open(path) as im:
+            return float(im.width * im.height)
+    except (OSError, ValueError):
+        return 0.0
 
 
 entry = cli.entry(main)   # the console script
