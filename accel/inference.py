@@ -22,9 +22,10 @@ def _bucket(n: int, multiple: int = BUCKET) -> int:
 
 
 def run_batch(model, images: list[np.ndarray], shape=None, batch: int | None = None,
-              forward=forward) -> list[np.ndarray]:
+              forward=forward, always_mask: bool = False) -> list[np.ndarray]:
     """Images of any sizes -> their outputs; zero-padded (with a mask) to one shape, so one compile.
-    forward(model, x, mask) runs the network (accel.forward; the benchmark passes torch's)."""
+    forward(model, x, mask) runs the network (accel.forward; the benchmark passes torch's).
+    always_mask: pass the mask even when every image fills the shape (one compiled program, not two)."""
     s = model.config.scale
     H = max(im.shape[0] for im in images) if shape is None else shape[0]
     W = max(im.shape[1] for im in images) if shape is None else shape[1]
@@ -39,7 +40,7 @@ def run_batch(model, images: list[np.ndarray], shape=None, batch: int | None = N
         for j, im in enumerate(group):
             x[j, :im.shape[0], :im.shape[1]] = im
             mask[j, :im.shape[0], :im.shape[1]] = 1
-        needs_mask = any(im.shape[:2] != (H, W) for im in group) or len(group) < n
+        needs_mask = always_mask or any(im.shape[:2] != (H, W) for im in group) or len(group) < n
         y = np.asarray(forward(model, x, mask if needs_mask else None))
         out += [y[j, :s * im.shape[0], :s * im.shape[1]] for j, im in enumerate(group)]
     return out
@@ -72,33 +73,52 @@ def tiles_for(shape, tile: int, overlap: int):
     return [(y, x) for y in _starts(H, tile, overlap) for x in _starts(W, tile, overlap)]
 
 
+class Canvas:
+    """One image's grid of tile×tile tiles overlapping by `overlap` (the last row and column flush with
+    the edge), and its output being blended from the tiles' outputs with linear ramps (no seams)."""
+
+    def __init__(self, img: np.ndarray, tile: int, overlap: int, scale: int):
+        self.img, self.s = img, scale
+        H, W = img.shape[:2]
+        self.th, self.tw = min(tile, H), min(tile, W)
+        self.ys, self.xs = _starts(H, tile, overlap), _starts(W, tile, overlap)
+        self.coords = [(y, x) for y in self.ys for x in self.xs]
+        self.acc = np.zeros((scale * H, scale * W, 3), np.float32)
+        self.wsum = np.zeros((scale * H, scale * W, 1), np.float32)
+        self.left = len(self.coords)
+
+    def crop(self, y: int, x: int) -> np.ndarray:
+        return self.img[y:y + self.th, x:x + self.tw]
+
+    def add(self, y: int, x: int, sr: np.ndarray) -> None:
+        s, th, tw, ys, xs = self.s, self.th, self.tw, self.ys, self.xs
+        # Ramp only where a neighbour tile overlaps; the overlap may be larger for the last tile.
+        lead_y = s * (ys[ys.index(y) - 1] + th - y) if y > 0 else 0
+        lead_x = s * (xs[xs.index(x) - 1] + tw - x) if x > 0 else 0
+        trail_y = s * (y + th - ys[ys.index(y) + 1]) if y != ys[-1] else 0
+        trail_x = s * (x + tw - xs[xs.index(x) + 1]) if x != xs[-1] else 0
+        w = _ramp(s * th, lead_y, trail_y)[:, None, None] * _ramp(s * tw, lead_x, trail_x)[None, :, None]
+        self.acc[s * y:s * (y + th), s * x:s * (x + tw)] += sr[:s * th, :s * tw] * w
+        self.wsum[s * y:s * (y + th), s * x:s * (x + tw)] += w
+        self.left -= 1
+
+    def result(self) -> np.ndarray:
+        return self.acc / self.wsum
+
+
 def tiled(model, img: np.ndarray, tile: int, overlap: int = 16, batch: int = 4, progress=None,
           forward=forward) -> np.ndarray:
     """Tiles of tile×tile LR pixels overlapping by `overlap`, blended with linear ramps (no seams)."""
-    s = model.config.scale
-    H, W = img.shape[:2]
-    th, tw = min(tile, H), min(tile, W)
-    ys, xs = _starts(H, tile, overlap), _starts(W, tile, overlap)
-    acc = np.zeros((s * H, s * W, 3), np.float32)
-    wsum = np.zeros((s * H, s * W, 1), np.float32)
-    coords = [(y, x) for y in ys for x in xs]
-    shape = (_bucket(th, 8), _bucket(tw, 8))
-    for i in range(0, len(coords), batch):
-        group = coords[i:i + batch]
-        outs = run_batch(model, [img[y:y + th, x:x + tw] for y, x in group], shape=shape, batch=batch,
-                         forward=forward)
+    canvas = Canvas(img, tile, overlap, model.config.scale)
+    shape = (_bucket(canvas.th, 8), _bucket(canvas.tw, 8))
+    for i in range(0, len(canvas.coords), batch):
+        group = canvas.coords[i:i + batch]
+        outs = run_batch(model, [canvas.crop(y, x) for y, x in group], shape=shape, batch=batch, forward=forward)
         for (y, x), sr in zip(group, outs):
-            # Ramp only where a neighbour tile overlaps; the overlap may be larger for the last tile.
-            lead_y = s * (ys[ys.index(y) - 1] + th - y) if y > 0 else 0
-            lead_x = s * (xs[xs.index(x) - 1] + tw - x) if x > 0 else 0
-            trail_y = s * (y + th - ys[ys.index(y) + 1]) if y != ys[-1] else 0
-            trail_x = s * (x + tw - xs[xs.index(x) + 1]) if x != xs[-1] else 0
-            w = _ramp(s * th, lead_y, trail_y)[:, None, None] * _ramp(s * tw, lead_x, trail_x)[None, :, None]
-            acc[s * y:s * (y + th), s * x:s * (x + tw)] += sr * w
-            wsum[s * y:s * (y + th), s * x:s * (x + tw)] += w
+            canvas.add(y, x, sr)
         if progress is not None:
             progress.update(len(group))
-    return acc / wsum
+    return canvas.result()
 
 
 def chop(model, img: np.ndarray, shave: int = 10, min_size: int = 160000) -> np.ndarray:

@@ -34,9 +34,9 @@ from reference import cli
 from reference.config import SCALES
 from reference.weights import WeightsError
 
-from . import autotune, distributed, runtime
-from .api import DEFAULT_MODEL, SHIPPED, load_model
-from .images import FORMATS, IMAGE_SUFFIXES, ImageError, frames, open_image, save_atomic
+from . import autotune, distributed, folder, runtime
+from .api import DEFAULT_MODEL, SHIPPED, first_run, load_model
+from .images import FORMATS, IMAGE_SUFFIXES, ImageError, encode, frames, open_image, save_atomic
 from .pipeline import TILE_SIZES, default_max_memory_gb, upscale_image
 from .report import write_reports
 
@@ -181,14 +181,7 @@ def upscale_file(job: Job, model, args, tile, show: bool, model_name: str | None
         if target and target != out.size:
             out = out.resize(target, Image.LANCZOS)
         outs.append(out)
-    try:
-        save_atomic(outs if len(outs) > 1 else outs[0], job.dst, job.dst.suffix.lower().lstrip("."),
-                    record["icc"], overwrite=args.force, animation=animation)
-    except FileExistsError:
-        raise ImageError(f"{job.dst} appeared while this ran (another process?); kept it, use --force to "
-                         "overwrite") from None
-    except OSError as e:
-        raise ImageError(f"cannot write {job.dst}: {e.strerror or e}") from None
+    publish(job, outs if len(outs) > 1 else outs[0], record["icc"], args, animation)
     result = {"input_size": list(im.size), "output_size": list(outs[0].size), "frames": len(outs),
               "seconds": round(seconds, 3), "tile": record.get("tile")}
     if args.explain:
@@ -207,6 +200,92 @@ class _nothing:
 
     def __exit__(self, *exc):
         return False
+
+
+def report(job: Job, row: dict, args) -> None:
+    """One image's outcome: a JSON line on stdout (--json), else a line on stderr (an error always)."""
+    if row["status"] == "failed":
+        tqdm.write(f"error: {job.src}: {row['error']}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(row), flush=True)
+    elif not args.quiet and row["status"] == "done":
+        (w, h), (W, H) = row["input_size"], row["output_size"]
+        extra = (f", {row['frames']} frames" if row["frames"] > 1 else "") + \
+            (f", tiles {row['tile']}" if row["tile"] else "")
+        tqdm.write(f"{job.src} -> {job.dst} ({w}x{h} -> {W}x{H}, {row['seconds']:.1f} s{extra})", file=sys.stderr)
+        for path in row.get("reports", ()):
+            tqdm.write(f"  report: {path}", file=sys.stderr)
+
+
+def run_jobs(jobs: list[Job], model, args, tile, many: bool, show: bool, label: str, model_name):
+    """(job, row) for every job, as each is done: a folder's still images through accel/folder.py (one
+    compiled shape, tiles of several images per call, decoding and writing on threads), the rest (one
+    image, animations, --chop/--ensemble/--explain, --tile 0) one by one."""
+    def row_for(job):
+        return {"input": str(job.src), "output": str(job.dst), "model": label, "scale": model.config.scale}
+
+    ready = []
+    for job in jobs:                   # outputs are checked before any work, in this thread
+        row = row_for(job)
+        try:
+            if not check_output(job, args, many):
+                row["status"] = "skipped"
+        except (ImageError, OSError) as e:
+            row.update(status="failed", error=str(e))
+        if "status" in row:
+            yield job, row
+        else:
+            ready.append(job)
+    together = len(ready) > 1 and tile is not None and not (args.chop or args.ensemble or args.explain)
+    single = [] if together else ready
+    if together:
+        size = tile if isinstance(tile, int) else folder.TILE
+        if not args.quiet and first_run(model, folder.shapes(size)[0], True):
+            tqdm.write(f"first run at tiles of {size}×{size} here: compiling and tuning once for the whole folder, "
+                       "typically 5–40 s on a CPU", file=sys.stderr)
+        bar = tqdm(total=len(ready), desc="images", unit="img", disable=not show, file=sys.stderr)
+
+        def finish(item, sr):
+            out = encode(sr, item.decoded, model.config.scale)
+            target = target_size(out.size, model.config.scale, args)
+            if target and target != out.size:
+                out = out.resize(target, Image.LANCZOS)
+            publish(item.job, out, item.decoded.icc, args)
+            item.result = {"input_size": list(item.image.size), "output_size": list(out.size), "frames": 1,
+                           "tile": size}
+
+        for item in folder.run(ready, model, lambda job: open_image(job.src, args.max_pixels), finish, tile=size,
+                               overlap=args.tile_overlap):
+            if item.single:
+                single.append(item.job)
+                continue
+            row = row_for(item.job)
+            if item.error is not None:
+                row.update(status="failed", error=str(item.error))
+            else:
+                row.update(item.result, seconds=round(item.seconds, 3), status="done")
+            bar.update(1)
+            yield item.job, row
+        bar.close()
+    for job in tqdm(single, desc="images", unit="img", disable=not show or len(single) < 2, file=sys.stderr):
+        cli.check_interrupted()
+        row = row_for(job)
+        try:
+            row.update(upscale_file(job, model, args, tile, show, model_name), status="done")
+        except (ImageError, OSError) as e:
+            row.update(status="failed", error=str(e))
+        yield job, row
+
+
+def publish(job: Job, out, icc, args, animation=None) -> None:
+    """Write an output: never over an existing file without --force, not even one that appeared meanwhile."""
+    try:
+        save_atomic(out, job.dst, job.dst.suffix.lower().lstrip("."), icc, overwrite=args.force, animation=animation)
+    except FileExistsError:
+        raise ImageError(f"{job.dst} appeared while this ran (another process?); kept it, use --force to "
+                         "overwrite") from None
+    except OSError as e:
+        raise ImageError(f"cannot write {job.dst}: {e.strerror or e}") from None
 
 
 # --- the command line ------------------------------------------------------------------------------
@@ -308,33 +387,17 @@ def main(argv=None) -> int:
         ap.error("no images found")
     many = len(inputs) > 1 or any(Path(i).is_dir() for i in args.inputs)
     jobs = plan(ap, args, inputs, many)
-    jobs = distributed.share(jobs, [_pixels(job.src) for job in jobs])   # this process's part
+    if jax.process_count() > 1:   # this process's part
+        jobs = distributed.share(jobs, [_pixels(job.src) for job in jobs])
     model_name = None if args.weights else (args.model or DEFAULT_MODEL)
     label = args.weights or f"shipped:{model_name}"
 
     show = not args.quiet and not args.json and sys.stderr.isatty()
+    rows = run_jobs(jobs, model, args, tile, many, show, label, model_name)
     failures = 0
-    for job in tqdm(jobs, desc="images", unit="img", disable=not show or len(jobs) < 2, file=sys.stderr):
-        cli.check_interrupted()
-        row = {"input": str(job.src), "output": str(job.dst), "model": label, "scale": scale}
-        try:
-            if not check_output(job, args, many):
-                row["status"] = "skipped"
-            else:
-                row.update(upscale_file(job, model, args, tile, show, model_name), status="done")
-        except (ImageError, OSError) as e:
-            failures += 1
-            row.update(status="failed", error=str(e))
-            tqdm.write(f"error: {job.src}: {e}", file=sys.stderr)
-        if args.json:
-            print(json.dumps(row), flush=True)
-        elif not args.quiet and row["status"] == "done":
-            (w, h), (W, H) = row["input_size"], row["output_size"]
-            extra = (f", {row['frames']} frames" if row["frames"] > 1 else "") + \
-                (f", tiles {row['tile']}" if row["tile"] else "")
-            tqdm.write(f"{job.src} -> {job.dst} ({w}x{h} -> {W}x{H}, {row['seconds']:.1f} s{extra})", file=sys.stderr)
-            for path in row.get("reports", ()):
-                tqdm.write(f"  report: {path}", file=sys.stderr)
+    for job, row in rows:
+        failures += row["status"] == "failed"
+        report(job, row, args)
     if jax.process_count() > 1:   # every process's outcome decides the exit status; process 0 reports
         counts = distributed.gather(np.array([len(jobs), failures]))
         total, failures = int(counts[0::2].sum()), int(counts[1::2].sum())
@@ -347,6 +410,8 @@ def main(argv=None) -> int:
 def _pixels(path: Path) -> float:
     """An image's pixel count from its header (for balancing processes); 0 if it cannot be read."""
     try:
+        if not path.is_file():   # not a FIFO or device: opening one could block
+            return 0.0
         with Image.open(path) as im:
             return float(im.width * im.height)
     except (OSError, ValueError):
