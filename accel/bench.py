@@ -234,9 +234,11 @@ try:
     runpy.run_module("accel.upscale", run_name="__main__", alter_sys=True)
 except SystemExit as e:
     code = e.code or 0
+import json
+from accel import api
 from accel.hardware import rss_bytes
-hwm = rss_bytes("VmHWM")
-open(out, "w").write(str(hwm))
+# The peak resident set, and the distinct input shapes the model ran (each one compiled once).
+open(out, "w").write(json.dumps({"peak": rss_bytes("VmHWM"), "shapes": len(api._RUN)}))
 sys.exit(code)
 """
 
@@ -261,10 +263,39 @@ def bench_upscale(size: str, weights: str | None, extra: list[str]) -> dict:
         r = subprocess.run(cmd, capture_output=True, text=True)
         seconds = time.perf_counter() - t
         out = Image.open(Path(d) / f"photo_{w}x{h}_x2.png").size if r.returncode == 0 else None
-        peak = int(peak_file.read_text()) if peak_file.is_file() else 0
+        peak = json.loads(peak_file.read_text())["peak"] if peak_file.is_file() else 0
     return {"input": [w, h], "output": out, "weights": weights or "shipped compact", "options": extra,
             "seconds": round(seconds, 1), "peak_rss_gb": round(peak / 1e9, 3), "returncode": r.returncode,
             "stderr": r.stderr.strip()[-300:]}
+
+
+def bench_folder(folder: str, weights: str | None, extra: list[str], runs: int = 2) -> list[dict]:
+    """`python -m accel.upscale FOLDER -o TMP --json` in a child process, first with an empty compilation
+    cache, then again on the same cache: wall time, the model's own time (the sum of the images' compute
+    seconds), compiled input shapes, images per second and peak resident set."""
+    import tempfile
+    from pathlib import Path
+    out = []
+    with tempfile.TemporaryDirectory() as d:
+        env = dict(os.environ, RCAN_JAX_CACHE=str(Path(d) / "cache"))
+        for k in range(runs):
+            stats = Path(d) / f"stats{k}"
+            cmd = [sys.executable, "-c", _PEAK_WRAPPER, str(stats), folder, "-o", str(Path(d) / f"out{k}"),
+                   "--json", *extra] + (["--weights", weights] if weights else [])
+            t = time.perf_counter()
+            r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            wall = time.perf_counter() - t
+            rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+            done = [row for row in rows if row["status"] == "done"]
+            compute = sum(row["seconds"] for row in done)
+            info = json.loads(stats.read_text()) if stats.is_file() else {"peak": 0, "shapes": None}
+            out.append({"run": "first (empty cache)" if k == 0 else "again (cached)", "images": len(done),
+                        "failed": len(rows) - len(done), "wall_s": round(wall, 1), "compute_s": round(compute, 1),
+                        "wall_over_compute": round(wall / compute, 3) if compute else None,
+                        "images_per_s": round(len(done) / wall, 2), "compiled_shapes": info["shapes"],
+                        "peak_rss_gb": round(info["peak"] / 1e9, 3), "returncode": r.returncode,
+                        "stderr": r.stderr.strip()[-300:]})
+    return out
 
 
 def bench_conv(channels: int, size: int) -> dict:
@@ -349,6 +380,8 @@ def parser() -> argparse.ArgumentParser:
                                                      "report its peak memory (e.g. 2000x1500)")
     ap.add_argument("--weights", help="with --upscale: weights to pass (default: the shipped model)")
     ap.add_argument("--upscale-args", default="", help="with --upscale: extra upscale options, e.g. '--tile 256'")
+    ap.add_argument("--folder", metavar="DIR", help="instead: upscale a folder twice (empty cache, then cached): "
+                                                    "wall vs model time, compiled shapes, images/s, peak memory")
     ap.add_argument("--compile", action="store_true", help="instead: accel's cold and cached compile times")
     ap.add_argument("--conv", type=int, metavar="CHANNELS", help="instead: one 3×3 conv (CHANNELS → CHANNELS) at "
                                                                   "each size, by each CPU convolution path")
@@ -376,6 +409,9 @@ def main(argv=None) -> int:
         return 0
     if args.conv:
         print(json.dumps([bench_conv(args.conv, int(s)) for s in args.sizes], indent=2))
+        return 0
+    if args.folder:
+        print(json.dumps(bench_folder(args.folder, args.weights, args.upscale_args.split()), indent=2))
         return 0
     if args.upscale:
         print(json.dumps(bench_upscale(args.upscale, args.weights, args.upscale_args.split()), indent=2))

@@ -21,12 +21,14 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
 
+import numpy as np
+
 from reference import cli
 
 from .images import Decoded, ImageError, decode
 from .inference import Canvas, run_batch
 
-TILE, OVERLAP, BATCH = 192, 16, 4   # LR pixels; tiles per call (work for every device, one compile)
+TILE, OVERLAP, BATCH = 128, 16, 4   # LR pixels; tiles per call. 128: the fastest of 128/192/256 (PERFORMANCE.md)
 AHEAD = 3                           # decoded images waiting for the model, at most
 
 
@@ -46,6 +48,14 @@ class Item:
 def shapes(tile: int = TILE, batch: int = BATCH) -> list[tuple[int, int, int, int]]:
     """Every input shape a folder run compiles: one."""
     return [(batch, tile, tile, 3)]
+
+
+def warm_up(model, tile: int = TILE, batch: int = BATCH) -> float:
+    """Compile (and on a CPU, time the convolution paths for) the folder's one shape before the first
+    image, so the images' own times are compute alone; returns the seconds it took."""
+    t0 = time.perf_counter()
+    run_batch(model, [np.zeros((tile, tile, 3), np.float32)], shape=(tile, tile), batch=batch, always_mask=True)
+    return time.perf_counter() - t0
 
 
 def _decode_all(jobs, open_job, out: queue.Queue, stop: threading.Event):

@@ -243,6 +243,10 @@ def run_jobs(jobs: list[Job], model, args, tile, many: bool, show: bool, label: 
         if not args.quiet and first_run(model, folder.shapes(size)[0], True):
             tqdm.write(f"first run at tiles of {size}×{size} here: compiling and tuning once for the whole folder, "
                        "typically 5–40 s on a CPU", file=sys.stderr)
+        seconds = folder.warm_up(model, size)
+        if not args.quiet:
+            tqdm.write(f"ready: {len(ready)} images in tiles of {size}×{size}, one compiled shape "
+                       f"({seconds:.1f} s to compile or load it)", file=sys.stderr)
         bar = tqdm(total=len(ready), desc="images", unit="img", disable=not show, file=sys.stderr)
 
         def finish(item, sr):
