@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Train the deep RCAN ×2 on one GPU for a fixed budget, from the tracked checkpoint, in one device call.
+# Train the deep RCAN ×2 on one GPU for a fixed budget, from the tracked checkpoint, in one command.
 #
-#   Here, once:   mkdir -p .train_data && cp -r ../shared/data/train_webp/. .train_data/   (ignored; 41.5 MB)
-#   On the GPU:   bash runs/gpu/train.sh            (the device tool: carry [".train_data"], timeout 600 s)
+#   Before:       the training images in .train_data/T91 and .train_data/BSD200 (ignored by git; as lossless
+#                 WebP they are 41.5 MB)
+#   On the GPU:   bash runs/gpu/train.sh            (ends by itself in under 10 minutes)
 #
 # Resumes runs/deep_x2.ckpt with its own schedule (TrainConfig), bfloat16 convolutions, the batch split over
 # every GPU; stops by itself after BUDGET seconds (data, compile, training, the final Set5 validation and
