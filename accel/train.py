@@ -62,6 +62,7 @@ from .data import TrainingImages, list_images, random_crops, read_rgb
 from .inference import super_resolve
 
 CHECKPOINT_FORMAT = "rcan-train-checkpoint/2"
+REWARM = 100   # steps over which the learning rate comes back after a resume without Adam's moments
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 MOMENTS = ("float32", "bfloat16", "none")
 
@@ -124,7 +125,12 @@ class Trainer:
         self.model_loops = model.loops
         self.graphdef, state = nnx.split(model, nnx.Param)
         self.params = put_replicated(state, self.replicated)
-        self.tx = optax.adam(make_schedule(tc))
+        # Adam with the warm-up + cosine schedule, times a re-warm factor that ramps from 0 to 1 over
+        # REWARM steps of its own count: 1 throughout, except after a resume without Adam's moments, whose
+        # first steps would otherwise move every weight by the full learning rate at once (bias
+        # correction makes them ≈ lr·sign(gradient)): measured, Set5 34.64 → 25.90 dB in one step.
+        self.tx = optax.chain(optax.scale_by_adam(), optax.scale_by_learning_rate(make_schedule(tc)),
+                              optax.scale_by_schedule(lambda n: jnp.minimum(1.0, (n + 1) / REWARM)))
         self.opt_state = put_replicated(self.tx.init(self.params), self.replicated)
         self.step = 0
         self.data = None
@@ -180,12 +186,13 @@ class Trainer:
     def set_weights(self, weights: dict, step: int = 0, moments=None):
         """Start from these weights; Adam's moments given (mu, nu) or zero. The schedule continues at step."""
         self.params = self._state(weights)
-        adam, schedule = self.tx.init(self.params)
+        adam, schedule, rewarm = self.tx.init(self.params)
         count = np.int32(step if moments is not None else 0)   # zero moments: bias correction starts over
         if moments is not None:
             adam = adam._replace(mu=self._state(moments[0]), nu=self._state(moments[1]))
-        self.opt_state = put_replicated((adam._replace(count=count), schedule._replace(count=np.int32(step))),
-                                        self.replicated)
+        rewarmed = np.int32(0 if moments is None and step > 0 else REWARM)   # ramp only after a moment-less resume
+        self.opt_state = put_replicated((adam._replace(count=count), schedule._replace(count=np.int32(step)),
+                                         rewarm._replace(count=rewarmed)), self.replicated)
         self.step = step
 
     def super_resolve(self, lr_uint8: np.ndarray) -> np.ndarray:
@@ -203,6 +210,7 @@ class Trainer:
                     tensors[f"{name}/{k}"] = v if moments == "float32" else v.astype(ml_dtypes.bfloat16).view(np.uint16)
         meta = {"format": CHECKPOINT_FORMAT, "train_config": self.tc.to_json(), "step": str(self.step),
                 "moments": moments, "adam_count": str(int(local(self.opt_state[0].count))),
+                "rewarm_count": str(int(local(self.opt_state[2].count))),
                 **{k: str(v) for k, v in (extra or {}).items()}}
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
@@ -225,9 +233,10 @@ class Trainer:
         step = int(meta["step"])
         moments = None if meta["moments"] == "none" else (part("mu"), part("nu"))
         self.set_weights(part("params"), step, moments)
-        if moments is not None:   # the exact Adam count (it restarts at 0 after a resume without moments)
-            adam, schedule = self.opt_state
-            self.opt_state = put_replicated((adam._replace(count=np.int32(int(meta["adam_count"]))), schedule),
+        if moments is not None:   # the exact counts (Adam's restarts at 0 after a resume without moments)
+            adam, schedule, rewarm = self.opt_state
+            self.opt_state = put_replicated((adam._replace(count=np.int32(int(meta["adam_count"]))), schedule,
+                                             rewarm._replace(count=np.int32(int(meta.get("rewarm_count", REWARM))))),
                                             self.replicated)
         return meta
 

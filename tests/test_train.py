@@ -189,3 +189,23 @@ def test_time_budget_ends_on_time_with_a_loadable_checkpoint(tmp_path):
     assert int(t.load_checkpoint(tmp_path / "c.ckpt")["step"]) == result["step"] == t.step
     for k, v in weights.items():
         assert np.array_equal(v, t.weights()[k]), k
+
+
+def test_resume_without_moments_comes_back_gently(tmp_path, images):
+    """Fresh Adam moments make the first update ≈ lr·sign(gradient) for every weight at once; after a
+    resume without moments the learning rate is ramped back over REWARM steps instead."""
+    from accel.train import REWARM
+    tc = TrainConfig(TINY, steps=50, batch=4, patch=16, warmup=0, peak_lr=1e-3)
+    a = Trainer(tc)
+    a.set_data(images)
+    for _ in range(3):
+        a.train_step()
+    a.save_checkpoint(tmp_path / "c.ckpt", moments="none")
+    b = Trainer(tc)
+    b.set_data(images)
+    b.load_checkpoint(tmp_path / "c.ckpt")
+    before = b.weights()
+    b.train_step()
+    moved = max(float(np.abs(b.weights()[k] - before[k]).max()) for k in before)
+    # Without the ramp every weight would move by ≈ lr = 1e-3 here; with it, by lr / REWARM at most.
+    assert 0 < moved <= 1.5 * tc.peak_lr / REWARM, moved
