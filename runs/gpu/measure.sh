@@ -41,4 +41,6 @@ done"
 stage official_1080p 150 $PY -m accel.bench --json --repeats 3 --models official --sizes 1080p
 stage official_64 80 $B --models official --sizes 64
 stage compact 120 $PY -m accel.bench --json --repeats 5 --models compact --sizes 256 1080p
+# A folder of 50 photos of different sizes: one compiled shape, wall vs model time (empty cache, then cached).
+stage folder 200 bash -c "$PY runs/make_folder.py /tmp/folder50 && $PY -m accel.bench --folder /tmp/folder50"
 echo "== done $(date +%T)"
