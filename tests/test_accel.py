@@ -198,7 +198,8 @@ import numpy as np, accel
 accel.runtime.configure_from_env()   # what the CLIs do: RCAN_JAX_CACHE names the folder
 from reference import RCANConfig, init_weights
 c = RCANConfig(scale=2, n_resgroups=2, n_resblocks=2, n_feats=16, reduction=4)
-m = accel.model_from_weights(init_weights(c, 0), c)
+# One fixed convolution path: timing the paths (which a busy machine repeats) compiles programs of its own.
+m = accel.model_from_weights(init_weights(c, 0), c, conv="xla")
 t = time.perf_counter()
 accel.forward(m, np.zeros((1, 24, 24, 3), np.float32)).block_until_ready()
 print(json.dumps({"seconds": time.perf_counter() - t, "hits": len(hits)}))
