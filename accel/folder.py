@@ -20,7 +20,6 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
-
 import numpy as np
 
 from reference import cli
@@ -76,8 +75,7 @@ def _decode_all(jobs, open_job, out: queue.Queue, stop: threading.Event):
     out.put(None)
 
 
-def run(jobs, model, open_job, finish, tile: int = TILE, overlap: int = OVERLAP, batch: int = BATCH,
-        progress=None):
+def run(jobs, model, open_job, finish, tile: int = TILE, overlap: int = OVERLAP, batch: int = BATCH):
     """Upscale every job's image, tiles of several images per call. open_job(job) -> PIL image;
     finish(item, sr) -> None runs on a worker thread with the output (float32 [sH, sW, 3]) and may raise
     ImageError/OSError. Yields each Item as it is done (item.error set on failure; item.single for
@@ -116,8 +114,6 @@ def run(jobs, model, open_job, finish, tile: int = TILE, overlap: int = OVERLAP,
                     if it.canvas.left == 0:   # all its tiles are in: encode and write beside the model
                         writing.append((it, writer.submit(finish, it, it.canvas.result())))
                         it.canvas.img = None
-                if progress is not None:
-                    progress.update(len(group))
             # Hand back what the writer finished; wait for it only when nothing else is left to do.
             while writing and (writing[0][1].done() or not (more or tiles) or len(writing) > AHEAD):
                 it, future = writing.popleft()

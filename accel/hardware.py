@@ -81,7 +81,7 @@ def rss_bytes(field: str = "VmRSS") -> int:
                 if line.startswith(field + ":"):
                     return int(line.split()[1]) * 1024
     except OSError:
-        pass
+        return 0   # no /proc (not Linux)
     return 0
 
 

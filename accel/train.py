@@ -56,9 +56,9 @@ from reference.weights import (
 )
 
 from . import distributed, hardware, params, runtime
-from .distributed import is_main, local, put_replicated
 from .api import model_from_weights
 from .data import TrainingImages, list_images, random_crops, read_rgb
+from .distributed import is_main, local, put_replicated
 from .inference import super_resolve
 
 CHECKPOINT_FORMAT = "rcan-train-checkpoint/2"
@@ -195,11 +195,6 @@ class Trainer:
                                          rewarm._replace(count=rewarmed)), self.replicated)
         self.step = step
 
-    def super_resolve(self, lr_uint8: np.ndarray) -> np.ndarray:
-        """One image through the current weights (scanned loops, fast to compile), quantized."""
-        model = model_from_weights(self.weights(), self.tc.model, "scan")
-        return quantize(super_resolve(model, lr_uint8.astype(np.float32)))
-
     # -- checkpoints: official names, so they move between block loops, dtypes and device counts ---------
     def save_checkpoint(self, path, moments: str = "float32", extra: dict | None = None):
         tensors = {f"params/{k}": v for k, v in self.weights().items()}
@@ -216,7 +211,8 @@ class Trainer:
         atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
     def load_checkpoint(self, path) -> dict:
-        saved, meta = checkpoint_config(path), read_metadata(path)
+        meta = read_metadata(path)
+        saved = checkpoint_config(path, meta)
         if saved != self.tc:
             diff = {f.name: (getattr(saved, f.name), getattr(self.tc, f.name)) for f in dataclasses.fields(saved)
                     if getattr(saved, f.name) != getattr(self.tc, f.name)}
@@ -241,8 +237,9 @@ class Trainer:
         return meta
 
 
-def checkpoint_config(path) -> TrainConfig:
-    meta = read_metadata(path)
+def checkpoint_config(path, meta: dict | None = None) -> TrainConfig:
+    """The TrainConfig a checkpoint was made with (meta: its metadata, when already read)."""
+    meta = read_metadata(path) if meta is None else meta
     if meta.get("format") != CHECKPOINT_FORMAT or "train_config" not in meta:
         raise ValueError(f"{path}: not a training checkpoint of this version ({meta.get('format')!r})")
     return TrainConfig.from_json(meta["train_config"])

@@ -16,6 +16,7 @@ and multi-page TIFF are upscaled frame by frame, keeping durations and the loop 
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -36,7 +37,15 @@ from reference.weights import WeightsError
 
 from . import autotune, distributed, folder, runtime
 from .api import DEFAULT_MODEL, SHIPPED, first_run, load_model
-from .images import FORMATS, IMAGE_SUFFIXES, ImageError, encode, frames, open_image, save_atomic
+from .images import (
+    FORMATS,
+    IMAGE_SUFFIXES,
+    ImageError,
+    encode,
+    frames,
+    open_image,
+    save_atomic,
+)
 from .pipeline import TILE_SIZES, default_max_memory_gb, upscale_image
 from .report import write_reports
 
@@ -171,7 +180,7 @@ def upscale_file(job: Job, model, args, tile, show: bool, model_name: str | None
         cli.check_interrupted()
         desc = job.src.name + (f" [{i + 1}/{len(stills)}]" if len(stills) > 1 else "")
         with tqdm(total=1, desc=desc, unit="tile", disable=not show, leave=False, file=sys.stderr) as bar, \
-                _Ticker(bar) if show else _nothing():
+                _Ticker(bar) if show else contextlib.nullcontext():
             out = upscale_image(frame, model, tile=tile, overlap=args.tile_overlap, chop=args.chop,
                                 ensemble=args.ensemble, max_memory_gb=args.max_memory, progress=bar, record=record,
                                 notice=None if args.quiet else lambda m: tqdm.write(m, file=sys.stderr))
@@ -192,14 +201,6 @@ def upscale_file(job: Job, model, args, tile, show: bool, model_name: str | None
             raise ImageError(f"{e.filename} appeared while this ran; kept it, use --force to overwrite") from None
         result["reports"] = [str(md), str(page)]
     return result
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def report(job: Job, row: dict, args) -> None:

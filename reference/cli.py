@@ -78,6 +78,14 @@ def run(main, argv=None) -> int:
     except Interrupted as e:
         print("interrupted", file=sys.stderr)
         return 128 + e.signum
+    except BaseException:
+        # The signal's exception can surface changed: raised inside a callback of a C++ library (a JAX
+        # cache lookup calling a dataclass's __eq__), it comes back as that library's error. Whatever
+        # escapes once a signal has arrived is the interruption.
+        if not _pending:
+            raise
+        print("interrupted", file=sys.stderr)
+        return 128 + _pending[0]
     finally:
         sys.unraisablehook = default_hook
         for s, handler in old.items():

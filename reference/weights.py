@@ -219,10 +219,15 @@ def read_safetensors(path, expect: int | None = None) -> tuple[dict[str, np.ndar
         begin, end = e["data_offsets"]
         raw = buf[start + begin:start + end]
         if e["dtype"] == "BF16":
-            tensors[name] = (raw.view("<u2").astype(np.uint32) << 16).view(np.float32).reshape(e["shape"])
+            tensors[name] = widen_bfloat16(raw).reshape(e["shape"])
         else:
             tensors[name] = raw.view(np.dtype(DTYPES[e["dtype"]]).newbyteorder("<")).reshape(e["shape"])
     return tensors, dict(header.get("__metadata__", {}))
+
+
+def widen_bfloat16(raw: np.ndarray) -> np.ndarray:
+    """Little-endian bfloat16 bytes as float32, exactly (bfloat16 is the top half of a float32)."""
+    return (raw.view("<u2").astype(np.uint32) << 16).view(np.float32)
 
 
 def tensor_count(config: RCANConfig) -> int:

@@ -2,7 +2,6 @@
 result), never a crash, a traceback, a hang, a huge allocation or a lost file. The files are made here;
 checkpoints are read in a child process under a 2 GB address-space limit, so a bomb fails its test
 instead of the machine. SECURITY.md says what is guaranteed."""
-import io
 import json
 import os
 import signal
@@ -11,8 +10,6 @@ import subprocess
 import sys
 import time
 import zipfile
-import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest

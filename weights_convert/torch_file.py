@@ -13,6 +13,8 @@ import zlib
 
 import numpy as np
 
+from reference.weights import widen_bfloat16
+
 from .safe_pickle import BASE_ALLOWED, Global, UnsafePickleError, loads
 
 
@@ -50,8 +52,7 @@ class Storage:
     def __init__(self, raw: np.ndarray, stype: StorageType):
         self.stype = stype
         if stype.dtype == "bfloat16":
-            # bfloat16 is the top half of a float32: widen exactly.
-            self.array = (raw.view("<u2").astype(np.uint32) << 16).view(np.float32)
+            self.array = widen_bfloat16(raw)
         else:
             self.array = raw.view(np.dtype(stype.dtype).newbyteorder("<"))
 
