@@ -22,6 +22,7 @@ moves between block loops and machines.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
@@ -62,6 +63,9 @@ from .distributed import is_main, local, put_replicated
 from .inference import super_resolve
 
 CHECKPOINT_FORMAT = "rcan-train-checkpoint/2"
+END_LR = 0.01   # the cosine ends at this fraction of the peak learning rate
+UNFITTED = 2**31 - 1   # the schedule length of a --steps fit run until its first steps have been timed
+FIT_AFTER_SECONDS, FIT_AFTER_STEPS = 5.0, 200   # steps timed before --steps fit decides the length
 REWARM = 100   # steps over which the learning rate comes back after a resume without Adam's moments
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 MOMENTS = ("float32", "bfloat16", "none")
@@ -101,9 +105,23 @@ class TrainConfig:
         return 3 * 2 * self.batch * sum(r["macs"] for r in stages(self.model, self.patch, self.patch))
 
 
-def make_schedule(tc: TrainConfig):
+def learning_rate(tc: TrainConfig, step: int) -> float:
+    """The learning rate of a step: linear warm-up from 0 to peak_lr, then a cosine down to 1 % of it at
+    tc.steps (optax.warmup_cosine_decay_schedule's curve). Computed here on the host and passed to the
+    jitted step, so that the length of the schedule can be decided while training (--steps fit) without
+    compiling the step again."""
     warmup = min(tc.warmup, max(tc.steps - 1, 1))
-    return optax.warmup_cosine_decay_schedule(0.0, tc.peak_lr, warmup, max(tc.steps, warmup + 1), tc.peak_lr * 0.01)
+    if step < warmup:
+        return tc.peak_lr * step / warmup
+    decay = max(tc.steps, warmup + 1) - warmup
+    cosine = 0.5 * (1 + math.cos(math.pi * min(step - warmup, decay) / decay))
+    return tc.peak_lr * (END_LR + (1 - END_LR) * cosine)
+
+
+def fitted_steps(step: int, rate: float, seconds: float, save_seconds: float, every: int) -> int:
+    """The last step a schedule can reach in `seconds` from `step` at `rate` steps/s, when every
+    `every` steps a validation and save of `save_seconds` interrupt the training."""
+    return step + max(int(seconds / (1 / rate + save_seconds / every)), 1)
 
 
 def default_loops() -> str:
@@ -125,11 +143,11 @@ class Trainer:
         self.model_loops = model.loops
         self.graphdef, state = nnx.split(model, nnx.Param)
         self.params = put_replicated(state, self.replicated)
-        # Adam with the warm-up + cosine schedule, times a re-warm factor that ramps from 0 to 1 over
+        # Adam, times the learning rate of the step (learning_rate), times a re-warm factor that ramps from 0 to 1 over
         # REWARM steps of its own count: 1 throughout, except after a resume without Adam's moments, whose
         # first steps would otherwise move every weight by the full learning rate at once (bias
         # correction makes them ≈ lr·sign(gradient)): measured, Set5 34.64 → 25.90 dB in one step.
-        self.tx = optax.chain(optax.scale_by_adam(), optax.scale_by_learning_rate(make_schedule(tc)),
+        self.tx = optax.chain(optax.scale_by_adam(),
                               optax.scale_by_schedule(lambda n: jnp.minimum(1.0, (n + 1) / REWARM)))
         self.opt_state = put_replicated(self.tx.init(self.params), self.replicated)
         self.step = 0
@@ -140,14 +158,14 @@ class Trainer:
             sr = nnx.merge(graphdef, p)(lr)                       # float32 out (add_mean), bf16 convs inside
             return jnp.mean(jnp.abs(sr - hr))                      # L1 in 0..255, as the paper
 
-        def train_step(p, opt_state, data, step):
+        def train_step(p, opt_state, data, step, rate):
             key = jax.random.fold_in(jax.random.key(tc.seed), step)
             lr, hr = random_crops(data, key, tc.batch, tc.patch, tc.model.scale)
             lr = jax.lax.with_sharding_constraint(lr, split)
             hr = jax.lax.with_sharding_constraint(hr, split)
             loss, grads = jax.value_and_grad(loss_fn)(p, lr, hr)
             updates, opt_state = tx.update(grads, opt_state, p)
-            return optax.apply_updates(p, updates), opt_state, loss
+            return optax.apply_updates(p, jax.tree.map(lambda u: -rate * u, updates)), opt_state, loss
 
         self._train_step = jax.jit(train_step, donate_argnums=(0, 1))
         self._crops = jax.jit(lambda data, step: random_crops(
@@ -161,10 +179,14 @@ class Trainer:
 
     def train_step(self) -> jax.Array:
         """One optimizer step; returns the loss as a device scalar (reading it waits for the step)."""
-        self.params, self.opt_state, loss = self._train_step(self.params, self.opt_state, self.data,
-                                                             np.int32(self.step))
+        self.params, self.opt_state, loss = self._train_step(*self.step_arguments())
         self.step += 1
         return loss
+
+    def step_arguments(self) -> tuple:
+        """What the jitted step takes: state, data, the step number and its learning rate."""
+        return (self.params, self.opt_state, self.data, np.int32(self.step),
+                np.float32(learning_rate(self.tc, self.step)))
 
     def batch(self, step: int):
         """The (lr, hr) batch of a step, as the training step draws it."""
@@ -186,13 +208,13 @@ class Trainer:
     def set_weights(self, weights: dict, step: int = 0, moments=None):
         """Start from these weights; Adam's moments given (mu, nu) or zero. The schedule continues at step."""
         self.params = self._state(weights)
-        adam, schedule, rewarm = self.tx.init(self.params)
+        adam, rewarm = self.tx.init(self.params)
         count = np.int32(step if moments is not None else 0)   # zero moments: bias correction starts over
         if moments is not None:
             adam = adam._replace(mu=self._state(moments[0]), nu=self._state(moments[1]))
         rewarmed = np.int32(0 if moments is None and step > 0 else REWARM)   # ramp only after a moment-less resume
-        self.opt_state = put_replicated((adam._replace(count=count), schedule._replace(count=np.int32(step)),
-                                         rewarm._replace(count=rewarmed)), self.replicated)
+        self.opt_state = put_replicated((adam._replace(count=count), rewarm._replace(count=rewarmed)),
+                                        self.replicated)
         self.step = step
 
     # -- checkpoints: official names, so they move between block loops, dtypes and device counts ---------
@@ -205,7 +227,7 @@ class Trainer:
                     tensors[f"{name}/{k}"] = v if moments == "float32" else v.astype(ml_dtypes.bfloat16).view(np.uint16)
         meta = {"format": CHECKPOINT_FORMAT, "train_config": self.tc.to_json(), "step": str(self.step),
                 "moments": moments, "adam_count": str(int(local(self.opt_state[0].count))),
-                "rewarm_count": str(int(local(self.opt_state[2].count))),
+                "rewarm_count": str(int(local(self.opt_state[1].count))),
                 **{k: str(v) for k, v in (extra or {}).items()}}
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
@@ -230,8 +252,8 @@ class Trainer:
         moments = None if meta["moments"] == "none" else (part("mu"), part("nu"))
         self.set_weights(part("params"), step, moments)
         if moments is not None:   # the exact counts (Adam's restarts at 0 after a resume without moments)
-            adam, schedule, rewarm = self.opt_state
-            self.opt_state = put_replicated((adam._replace(count=np.int32(int(meta["adam_count"]))), schedule,
+            adam, rewarm = self.opt_state
+            self.opt_state = put_replicated((adam._replace(count=np.int32(int(meta["adam_count"]))),
                                              rewarm._replace(count=np.int32(int(meta.get("rewarm_count", REWARM))))),
                                             self.replicated)
         return meta
@@ -273,6 +295,7 @@ class RunOptions:
     stop_after: int | None = None
     time_budget: float | None = None
     quiet: bool = False
+    fit_steps: bool = False   # --steps fit: the schedule ends where the time budget does (tc.steps is UNFITTED)
 
 
 def pipeline_seconds(trainer: Trainer, repeats: int = 5) -> float:
@@ -301,17 +324,29 @@ def start(tc: TrainConfig, run: RunOptions, log=print) -> tuple[Trainer, dict]:
         log(f"resumed from {resume} at step {trainer.step} (optimizer moments: {meta['moments']})")
         return trainer, meta
     if run.init:
-        weights, config = load_weights(run.init)
+        weights, config = initial_weights(run.init)
         if config != tc.model:
             raise ValueError(f"{run.init}: weights are {config.to_json()}, not {tc.model.to_json()}")
         trainer.set_weights(weights)
     return trainer, {}
 
 
+def initial_weights(path) -> tuple[dict[str, np.ndarray], RCANConfig]:
+    """The weights of a canonical file, or the parameters of a training checkpoint, and their config."""
+    meta = read_metadata(path)
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        return load_weights(path)
+    return ({k.split("/", 1)[1]: v for k, v in load_file(path).items() if k.startswith("params/")},
+            checkpoint_config(path, meta).model)
+
+
 def train(tc: TrainConfig, run: RunOptions, log=print) -> dict:
     """Train as the run asks; under jax.distributed every process calls this, process 0 writes."""
     t_start = time.time()
     log = log if is_main() else (lambda message: None)
+    fitting = run.fit_steps
+    if fitting and run.time_budget is None:
+        raise ValueError("a schedule fitted to the time budget needs a time budget")
     trainer, meta = start(tc, run, log)
     n_images = int(trainer.data["lr_size"].shape[0])
     val = [(p.name, read_rgb(p)) for p in list_images([run.val_hr])] if run.val_hr else []
@@ -356,13 +391,24 @@ def train(tc: TrainConfig, run: RunOptions, log=print) -> dict:
             if len(history) == 1:
                 crop_s = pipeline_seconds(trainer)
                 log(f"first step (compile) {time.time() - t0:.1f} s; input pipeline {1e3 * crop_s:.2f} ms per batch")
-                if run.time_budget is not None and val:   # what the final validation will cost (compiles included)
-                    t0 = time.time()
+                if run.time_budget is not None and val:   # what the final validation will cost
                     log(f"step {trainer.step}: Set5 {validate(trainer, val, tc.model.scale):.2f} dB")
+                    t0 = time.time()   # again, compiled: the cost of each later one
+                    validate(trainer, val, tc.model.scale)
                     reserve = time.time() - t0
             else:
                 timed_s, timed_n = timed_s + time.time() - t0, timed_n + 1
             rate = timed_n / timed_s if timed_n else float("nan")
+            if fitting and (timed_s >= FIT_AFTER_SECONDS or timed_n >= FIT_AFTER_STEPS):
+                # Fit the schedule into what is left of the budget at the measured rate (the learning rate
+                # of the steps so far, in the warm-up, does not depend on it), leaving the final
+                # validation and save their time and a margin of two steps and a second.
+                left = run.time_budget - (time.time() - t_start) - max(reserve, 1.0) - 2 / rate - 1.0
+                steps = fitted_steps(trainer.step, rate, left, reserve + 0.5, run.every)
+                tc = trainer.tc = dataclasses.replace(tc, steps=max(steps, tc.warmup + 1))
+                stop = bar.total = tc.steps
+                fitting = False
+                log(f"schedule fitted to the time budget: {tc.steps} steps at {rate:.2f} steps/s")
             if trainer.step % run.every == 0 or trainer.step == stop:
                 t0 = time.time()
                 if val:
@@ -387,11 +433,20 @@ def train(tc: TrainConfig, run: RunOptions, log=print) -> dict:
         raise
     bar.close()
     rate = timed_n / timed_s if timed_n else float("nan")
-    return {"step": trainer.step, "loss": float(np.mean(history[-50:])) if history else None, "val_psnr": val_psnr,
+    return {"step": trainer.step, "schedule_steps": tc.steps, "loss": float(np.mean(history[-50:])) if history else None, "val_psnr": val_psnr,
             "train_seconds": round(elapsed, 1), "run_seconds": round(time.time() - t_start, 1),
             "patches_per_s": round(rate * tc.batch, 2), "share_of_peak": round(rate * tc.flops_per_step() / peak, 4),
             "step_ms": round(1e3 / rate, 2), "pipeline_ms": round(1e3 * crop_s, 3),
             "devices": trainer.mesh.size, "device_kind": jax.devices()[0].device_kind, "dtype": run.dtype}
+
+
+def steps_option(text: str) -> int | str:
+    if text == "fit":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of steps or 'fit', got {text!r}") from None
 
 
 def main(argv=None) -> int:
@@ -401,8 +456,10 @@ def main(argv=None) -> int:
     ap.add_argument("--scale", type=int, choices=SCALES, help="upscaling factor (default 2)")
     ap.add_argument("--preset", choices=sorted(PRESETS), help="model size preset (default compact)")
     ap.add_argument("--config", help="RCANConfig fields as JSON over the preset, e.g. '{\"n_resgroups\": 2}'")
-    ap.add_argument("--steps", type=int, help="total optimizer steps (fixes the schedule); a resume without any "
-                                              "model or schedule option takes them all from the checkpoint")
+    ap.add_argument("--steps", type=steps_option,
+                    help="total optimizer steps (fixes the schedule); 'fit': as many as --time-budget holds, "
+                         "measured on the first steps; a resume without any model or schedule option takes "
+                         "them all from the checkpoint")
     ap.add_argument("--batch", type=int, help="patches per step, over all devices (default 16)")
     ap.add_argument("--patch", type=int, help="LR patch size in pixels (default 48)")
     ap.add_argument("--lr", type=float, help="peak learning rate of Adam (default 5e-4)")
@@ -418,7 +475,8 @@ def main(argv=None) -> int:
     ap.add_argument("--moments", choices=MOMENTS, default="float32",
                     help="how the checkpoint stores Adam's moments (bfloat16 halves them; none: a resume "
                          "restarts them, for a small checkpoint)")
-    ap.add_argument("--init", help="start from these weights (canonical file) with a fresh optimizer and schedule")
+    ap.add_argument("--init", help="start from these weights (a canonical file, or a training checkpoint's) with "
+                                   "a fresh optimizer and schedule")
     ap.add_argument("--every", type=int, default=250, help="steps between checkpoints and validations")
     ap.add_argument("--val-hr", help="folder of HR images for validation PSNR (e.g. Set5)")
     ap.add_argument("--stop-after", type=int, help="stop after this many steps of this run")
@@ -446,10 +504,13 @@ def main(argv=None) -> int:
             given = {k: getattr(args, a) for k, a in (("batch", "batch"), ("patch", "patch"), ("peak_lr", "lr"),
                                                        ("warmup", "warmup"), ("seed", "seed"))
                      if getattr(args, a) is not None}
-            tc = TrainConfig(model, args.steps, **given)
+            if args.steps == "fit" and (args.time_budget is None or resume):
+                ap.error("--steps fit needs --time-budget and starts a new schedule (--init takes the weights "
+                         "of a checkpoint; --resume continues the steps a checkpoint fixed)")
+            tc = TrainConfig(model, UNFITTED if args.steps == "fit" else args.steps, **given)
         run = RunOptions(args.data, args.out, tuple(args.exclude), args.dtype, args.loops, args.checkpoint,
                          args.resume, args.init, args.moments, args.every, args.val_hr, args.stop_after,
-                         args.time_budget, args.quiet)
+                         args.time_budget, args.quiet, fit_steps=args.steps == "fit")
         result = train(tc, run, log=lambda m: print(m, file=sys.stderr))
     except (ValueError, OSError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)

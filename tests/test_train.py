@@ -152,7 +152,7 @@ for n in (1, 4):
     losses = [float(t.train_step()) for _ in range(2)]
     out[n] = losses, {k: v.tolist() for k, v in t.weights().items()}
     if n == 4:   # the batch really is split: each device holds a quarter of it
-        hlo = t._train_step.lower(t.params, t.opt_state, t.data, np.int32(0)).compile().as_text()
+        hlo = t._train_step.lower(*t.step_arguments()).compile().as_text()
 w1, w4 = out[1][1], out[4][1]
 diff = max(float(np.max(np.abs(np.asarray(w1[k]) - np.asarray(w4[k])))) for k in w1)
 print(json.dumps({"loss1": out[1][0], "loss4": out[4][0], "max_weight_diff": diff,
@@ -209,3 +209,54 @@ def test_resume_without_moments_comes_back_gently(tmp_path, images):
     moved = max(float(np.abs(b.weights()[k] - before[k]).max()) for k in before)
     # Without the ramp every weight would move by ≈ lr = 1e-3 here; with it, by lr / REWARM at most.
     assert 0 < moved <= 1.5 * tc.peak_lr / REWARM, moved
+
+
+def test_learning_rate_is_optax_warmup_cosine():
+    import optax
+    from accel.train import END_LR, learning_rate
+    for steps, warmup in ((1000, 200), (50, 0), (10, 20)):
+        tc = TrainConfig(TINY, steps=steps, warmup=warmup, peak_lr=3e-4)
+        w = min(warmup, steps - 1)
+        schedule = optax.warmup_cosine_decay_schedule(0.0, tc.peak_lr, w, max(steps, w + 1), tc.peak_lr * END_LR)
+        for step in sorted({0, 1, w, w + 1, steps // 2, steps - 1, steps, steps + 5}):
+            assert learning_rate(tc, step) == pytest.approx(float(schedule(step)), rel=1e-5, abs=1e-12), (steps, step)
+
+
+def test_steps_fit_ends_the_schedule_with_the_time_budget(tmp_path):
+    """--steps fit times the first steps, then sizes the schedule so that it ends, at 1 % of the peak
+    learning rate, when the budget does; the checkpoint records the fitted length, so a resume is exact."""
+    from accel.train import END_LR, UNFITTED, checkpoint_config, learning_rate
+    budget = 12.0
+    tc = TrainConfig(TINY, steps=UNFITTED, batch=2, patch=16, warmup=5)
+    run = RunOptions([str(SET5 / "HR_x2")], str(tmp_path / "w.safetensors"), checkpoint=str(tmp_path / "c.ckpt"),
+                     every=100000, time_budget=budget, quiet=True, fit_steps=True)
+    t0 = time.time()
+    result = train(tc, run, log=lambda m: None)
+    wall = time.time() - t0
+    fitted = checkpoint_config(tmp_path / "c.ckpt")
+    assert fitted.steps == result["schedule_steps"] < UNFITTED
+    assert fitted == TrainConfig(TINY, steps=fitted.steps, batch=2, patch=16, warmup=5)
+    # Ended by its own schedule (not cut by the budget, save for a slower machine late in the run) and on time.
+    assert 0.8 * fitted.steps <= result["step"] <= fitted.steps and wall < budget + 2.0, (result, wall)
+    assert learning_rate(fitted, fitted.steps) == pytest.approx(END_LR * fitted.peak_lr)
+
+
+def test_init_takes_the_weights_of_a_checkpoint(tmp_path, images):
+    from accel.train import initial_weights
+    tc = TrainConfig(TINY, steps=5, batch=2, patch=16)
+    a = Trainer(tc)
+    a.set_data(images)
+    a.train_step()
+    a.save_checkpoint(tmp_path / "c.ckpt", moments="none")
+    weights, config = initial_weights(tmp_path / "c.ckpt")
+    assert config == TINY and all(np.array_equal(v, a.weights()[k]) for k, v in weights.items())
+
+
+def test_steps_fit_needs_a_budget_and_a_new_schedule(tmp_path, capsys):
+    common = ["--data", str(SET5 / "HR_x2"), "--out", str(tmp_path / "w.safetensors"), "--config", TINY_JSON]
+    with pytest.raises(SystemExit) as e:
+        main([*common, "--steps", "fit"])
+    assert e.value.code == 2 and "--time-budget" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main([*common, "--steps", "many"])
+    assert e.value.code == 2 and "'fit'" in capsys.readouterr().err

@@ -5,12 +5,13 @@
 #                 WebP they are 41.5 MB)
 #   On the GPU:   bash runs/gpu/train.sh            (ends by itself in under 10 minutes)
 #
-# Resumes runs/deep_x2.ckpt with its own schedule (TrainConfig), bfloat16 convolutions, the batch split over
-# every GPU; stops by itself after BUDGET seconds (data, compile, training, the final Set5 validation and
-# save included) and writes into $OUT: deep_x2.ckpt (copy it over runs/deep_x2.ckpt and commit), the
-# weights rcan_deep_x2.safetensors, train.json (steps, Set5 PSNR, patches/s, share of peak) and log.txt.
-# The checkpoint holds the float32 weights without Adam's moments (a resume restarts them), so that it and
-# the training images stay within the 64 MiB that travel to the device.
+# Starts from the weights of runs/deep_x2.ckpt with a new schedule (--steps fit: after timing its first steps
+# the run sizes a warm-up + cosine schedule to end where the budget does), bfloat16 convolutions, the batch
+# split over every GPU; stops by itself after BUDGET seconds (data, compile, training, the final Set5
+# validation and save included) and writes into $OUT: deep_x2.ckpt (copy it over runs/deep_x2.ckpt and
+# commit), the weights rcan_deep_x2.safetensors, train.json (steps, Set5 PSNR, patches/s, share of peak) and
+# log.txt. RESUME=1 continues the checkpoint's own schedule instead. The checkpoint holds the float32 weights
+# without Adam's moments, so that it and the training images stay within the 64 MiB that travel to the device.
 set -u
 O=${OUT:-/tmp/gpu_out}
 mkdir -p "$O"
@@ -22,9 +23,14 @@ export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD XLA_PYTHON_CLIENT_PREALLOCATE=false
   $PY -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, jax.devices())"
 } > "$O/log.txt" 2>&1
 cat "$O/log.txt"
-timeout $((BUDGET + 60)) $PY -m accel.train --data "$DATA/T91" "$DATA/BSD200" --exclude 302003 \
-    --resume runs/deep_x2.ckpt --checkpoint "$O/deep_x2.ckpt" --moments none --out "$O/rcan_deep_x2.safetensors" \
-    --dtype bfloat16 --time-budget "$BUDGET" --every 2000 --val-hr tests/data/Set5/HR_x2 --quiet \
+if [ "${RESUME:-0}" = 1 ]; then
+  SCHEDULE=(--resume runs/deep_x2.ckpt)
+else
+  SCHEDULE=(--init runs/deep_x2.ckpt --preset deep --steps fit --batch "${BATCH:-32}" --lr "${LR:-3e-4}" --warmup 300 --seed 1)
+fi
+timeout $((BUDGET + 60)) $PY -m accel.train --data "$DATA/T91" "$DATA/BSD200" --exclude 302003 "${SCHEDULE[@]}" \
+    --checkpoint "$O/deep_x2.ckpt" --moments none --out "$O/rcan_deep_x2.safetensors" \
+    --dtype bfloat16 --time-budget "$BUDGET" --every "${EVERY:-4000}" --val-hr tests/data/Set5/HR_x2 --quiet \
     > "$O/train.json" 2>> "$O/log.txt"
 echo "rc=$? $(date)" >> "$O/log.txt"
 tail -n 30 "$O/log.txt"
