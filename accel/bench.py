@@ -264,7 +264,9 @@ def bench_upscale(size: str, weights: str | None, extra: list[str]) -> dict:
         seconds = time.perf_counter() - t
         out = Image.open(Path(d) / f"photo_{w}x{h}_x2.png").size if r.returncode == 0 else None
         peak = json.loads(peak_file.read_text())["peak"] if peak_file.is_file() else 0
-    return {"input": [w, h], "output": out, "weights": weights or "shipped compact", "options": extra,
+    from .api import DEFAULT_MODEL
+    model = extra[extra.index("--model") + 1] if "--model" in extra else DEFAULT_MODEL
+    return {"input": [w, h], "output": out, "weights": weights or f"shipped {model}", "options": extra,
             "seconds": round(seconds, 1), "peak_rss_gb": round(peak / 1e9, 3), "returncode": r.returncode,
             "stderr": r.stderr.strip()[-300:]}
 
@@ -378,7 +380,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--json", action="store_true", help="print JSON instead of the table")
     ap.add_argument("--upscale", metavar="WxH", help="instead: time python -m accel.upscale on a WxH image and "
                                                      "report its peak memory (e.g. 2000x1500)")
-    ap.add_argument("--weights", help="with --upscale: weights to pass (default: the shipped model)")
+    ap.add_argument("--weights", help="with --upscale: weights to pass (default: each shipped model in turn, "
+                                      "timed against the compact one, unless --upscale-args names a --model)")
     ap.add_argument("--upscale-args", default="", help="with --upscale: extra upscale options, e.g. '--tile 256'")
     ap.add_argument("--folder", metavar="DIR", help="instead: upscale a folder twice (empty cache, then cached): "
                                                     "wall vs model time, compiled shapes, images/s, peak memory")
@@ -414,7 +417,15 @@ def main(argv=None) -> int:
         print(json.dumps(bench_folder(args.folder, args.weights, args.upscale_args.split()), indent=2))
         return 0
     if args.upscale:
-        print(json.dumps(bench_upscale(args.upscale, args.weights, args.upscale_args.split()), indent=2))
+        extra = args.upscale_args.split()
+        if args.weights or "--model" in extra:
+            print(json.dumps(bench_upscale(args.upscale, args.weights, extra), indent=2))
+            return 0
+        # Every shipped model on the same photo, one after the other, each against the compact one.
+        from .api import SHIPPED
+        runs = [bench_upscale(args.upscale, None, [*extra, "--model", name]) for name in SHIPPED]
+        base = next(r["seconds"] for r in runs if r["weights"] == "shipped compact")
+        print(json.dumps([{**r, "ratio_to_compact": round(r["seconds"] / base, 2)} for r in runs], indent=2))
         return 0
     import importlib.util
 

@@ -6,17 +6,17 @@ Examples:
         --preset compact --steps 6500 --out rcan_compact_x2.safetensors \\
         --checkpoint runs/compact_x2.ckpt --val-hr tests/data/Set5/HR_x2
 
-    # the deep model on whatever devices there are, bfloat16 convolutions, 9 minutes of this run
+    # the shipped deep model: whatever devices there are, bfloat16 convolutions, a schedule fitted to 9 minutes
     python -m accel.train --data train/T91 train/BSD200 --exclude 302003 \\
-        --preset deep --steps 300000 --batch 32 --dtype bfloat16 --time-budget 540 \\
-        --out rcan_deep_x2.safetensors --checkpoint runs/deep_x2.ckpt --val-hr tests/data/Set5/HR_x2
+        --preset deep --steps fit --batch 32 --lr 3e-4 --warmup 300 --dtype bfloat16 --time-budget 550 \\
+        --out rcan_deep_x2.safetensors --checkpoint deep_x2.ckpt --val-hr tests/data/Set5/HR_x2
 
 The training images and their MATLAB-bicubic LR live on the device (accel/data.py); each step draws
 its own aligned crops inside the jitted step, from a key that depends only on (seed, step), so a run
 stopped and resumed ends with the same weights as one that never stopped. The batch is split over
 every device (a 1-D `data` mesh; weights and optimizer replicated, gradients reduced by XLA).
 --steps fixes the schedule of the whole training; --time-budget ends this run early, with a checkpoint
-to resume from. CPU runs unroll the blocks (on XLA CPU, gradients through lax.scan are ~40× slower);
+to resume from; --steps fit with --time-budget sizes the schedule to end with the budget. CPU runs unroll the blocks (on XLA CPU, gradients through lax.scan are ~40× slower);
 accelerators scan them (fast to compile). Checkpoints use the official key names, so a checkpoint
 moves between block loops and machines.
 """

@@ -44,10 +44,11 @@ def test_a_folder_of_many_sizes_compiles_one_shape(tmp_path, tiny, capsys):
 
 
 def test_folder_outputs_match_the_per_image_path(tmp_path):
-    """The shipped model on real photos: tiles of 128 overlapping by 16 against whole-image runs."""
+    """A shipped model on real photos: tiles of 128 overlapping by 16 against whole-image runs."""
     photos(tmp_path / "in", [(200, 150), (140, 260), (90, 70)], source="bird_HR_x2.png")
-    assert upscale.main([str(tmp_path / "in"), "-o", str(tmp_path / "tiles"), "--quiet"]) == 0
-    assert upscale.main([str(tmp_path / "in"), "-o", str(tmp_path / "whole"), "--tile", "0", "--quiet"]) == 0
+    common = ["--model", "compact", "--quiet"]
+    assert upscale.main([str(tmp_path / "in"), "-o", str(tmp_path / "tiles"), *common]) == 0
+    assert upscale.main([str(tmp_path / "in"), "-o", str(tmp_path / "whole"), "--tile", "0", *common]) == 0
     scores = []
     for p in sorted((tmp_path / "whole").iterdir()):
         a = np.asarray(Image.open(p))

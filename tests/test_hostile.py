@@ -303,7 +303,7 @@ def test_api_failures_are_the_projects_errors(tmp_path):
         with pytest.raises(ConvertError):
             load_checkpoint(path)
     img = np.zeros((8, 8, 3), np.uint8)
-    model = accel.load_model()
+    model = accel.load_model(model="compact")
     for kwargs in ({"tile": 4}, {"tile": 16, "overlap": 9}, {"tile": "big"}, {"overlap": -1}):
         with pytest.raises(ImageError):
             accel.upscale_image(img, model, **kwargs)

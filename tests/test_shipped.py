@@ -1,36 +1,46 @@
-"""The shipped compact model: loads in both implementations, same output, and its model card's
+"""The shipped models: each loads in both implementations with the same output, and its model card's
 Set5 score is what it really scores."""
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 import accel
 import reference
-from accel.api import DEFAULT_WEIGHTS
+from accel.api import DEFAULT_MODEL, SHIPPED
 from accel.evaluate import evaluate_model
 
 from conftest import SET5, assert_close
 
-CARD = DEFAULT_WEIGHTS.with_suffix(".json")
+PRESET = {"compact": reference.RCANConfig.compact(2), "deep": reference.RCANConfig.deep(2)}
 
 
-def test_shipped_weights_in_both_implementations():
-    weights, config = reference.load_weights(DEFAULT_WEIGHTS)
-    assert config == reference.RCANConfig.compact(2)
-    assert DEFAULT_WEIGHTS.stat().st_size <= 20e6
+def test_every_shipped_model_is_tested_and_the_default_is_the_best_scoring():
+    assert set(SHIPPED) == set(PRESET)
+    scores = {name: json.loads(path.with_suffix(".json").read_text())["set5_x2"]["psnr"]
+              for name, path in SHIPPED.items()}
+    assert DEFAULT_MODEL == max(scores, key=scores.get), scores
+
+
+@pytest.mark.parametrize("name", sorted(PRESET))
+def test_shipped_weights_in_both_implementations(name):
+    weights, config = reference.load_weights(SHIPPED[name])
+    assert config == PRESET[name]
+    assert SHIPPED[name].stat().st_size <= 32e6
     lr = np.asarray(Image.open(SET5 / "LR_x2" / "bird_LRBI_x2.png").convert("RGB"), np.float32)[:48, :40]
-    ours = np.asarray(accel.forward(accel.load_model(), lr[None]))[0]
-    # Trained weights, 15 RCABs deep: same float32 bound as the random-weight tests.
-    assert_close(ours, reference.forward(weights, config, lr), 1e-3, 1e-6, "shipped accel vs reference")
+    ours = np.asarray(accel.forward(accel.load_model(model=name), lr[None]))[0]
+    # Trained weights, 15 (compact) or 50 (deep) RCABs: the float32 bound of the random-weight tests.
+    assert_close(ours, reference.forward(weights, config, lr), 1e-3, 1e-6, f"shipped {name}: accel vs reference")
 
 
-def test_model_card_score_is_reproduced():
-    card = json.loads(CARD.read_text())
-    md = DEFAULT_WEIGHTS.with_suffix(".md").read_text()
+@pytest.mark.parametrize("name", sorted(PRESET))
+def test_model_card_score_is_reproduced(name):
+    card = json.loads(SHIPPED[name].with_suffix(".json").read_text())
+    md = SHIPPED[name].with_suffix(".md").read_text()
     assert md.startswith("---\nlicense: mit\n") and "pipeline_tag: image-to-image" in md   # model-hub front matter
     assert f"value: {card['set5_x2']['psnr']:.2f}" in md and "../" not in md
-    result = evaluate_model(SET5 / "HR_x2", 2, accel.load_model(), progress=False)
+    result = evaluate_model(SET5 / "HR_x2", 2, accel.load_model(model=name), progress=False)
     assert abs(result["mean"]["psnr"] - card["set5_x2"]["psnr"]) < 0.01, (result["mean"], card["set5_x2"])
     assert abs(result["bicubic"]["psnr"] - card["set5_x2"]["bicubic_psnr"]) < 0.01
     assert result["mean"]["psnr"] > result["bicubic"]["psnr"] + 1.0   # beats bicubic by a wide margin

@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# Train the deep RCAN ×2 on one GPU for a fixed budget, from the tracked checkpoint, in one command.
+# Train the deep RCAN ×2 on one GPU for a fixed budget, in one command.
 #
 #   Before:       the training images in .train_data/T91 and .train_data/BSD200 (ignored by git; as lossless
 #                 WebP they are 41.5 MB)
 #   On the GPU:   bash runs/gpu/train.sh            (ends by itself in under 10 minutes)
 #
-# Starts from the weights of runs/deep_x2.ckpt with a new schedule (--steps fit: after timing its first steps
-# the run sizes a warm-up + cosine schedule to end where the budget does), bfloat16 convolutions, the batch
-# split over every GPU; stops by itself after BUDGET seconds (data, compile, training, the final Set5
-# validation and save included) and writes into $OUT: deep_x2.ckpt (copy it over runs/deep_x2.ckpt and
-# commit), the weights rcan_deep_x2.safetensors, train.json (steps, Set5 PSNR, patches/s, share of peak) and
-# log.txt. RESUME=1 continues the checkpoint's own schedule instead. The checkpoint holds the float32 weights
-# without Adam's moments, so that it and the training images stay within the 64 MiB that travel to the device.
+# Starts from INIT (default: the shipped deep weights; any canonical file or training checkpoint) with a new
+# schedule (--steps fit: after timing its first steps the run sizes a warm-up + cosine schedule to end where
+# the budget does), bfloat16 convolutions, the batch split over every GPU; stops by itself after BUDGET
+# seconds (data, compile, training, the final Set5 validation and save included) and writes into $OUT:
+# deep_x2.ckpt, the weights rcan_deep_x2.safetensors, train.json (steps, Set5 PSNR, patches/s, share of peak)
+# and log.txt. The shipped weights came from this script on one H100 (BUDGET=550, INIT: 543 CPU steps),
+# log in runs/measurements/gpu_h100/. The checkpoint holds the float32 weights without Adam's moments
+# (16.4 MB, like the weights).
 set -u
 O=${OUT:-/tmp/gpu_out}
 mkdir -p "$O"
@@ -23,11 +24,8 @@ export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD XLA_PYTHON_CLIENT_PREALLOCATE=false
   $PY -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, jax.devices())"
 } > "$O/log.txt" 2>&1
 cat "$O/log.txt"
-if [ "${RESUME:-0}" = 1 ]; then
-  SCHEDULE=(--resume runs/deep_x2.ckpt)
-else
-  SCHEDULE=(--init runs/deep_x2.ckpt --preset deep --steps fit --batch "${BATCH:-32}" --lr "${LR:-3e-4}" --warmup 300 --seed 1)
-fi
+SCHEDULE=(--init "${INIT:-accel/weights/rcan_deep_x2.safetensors}" --preset deep --steps fit --batch "${BATCH:-32}"
+          --lr "${LR:-3e-4}" --warmup 300 --seed 1)
 timeout $((BUDGET + 60)) $PY -m accel.train --data "$DATA/T91" "$DATA/BSD200" --exclude 302003 "${SCHEDULE[@]}" \
     --checkpoint "$O/deep_x2.ckpt" --moments none --out "$O/rcan_deep_x2.safetensors" \
     --dtype bfloat16 --time-budget "$BUDGET" --every "${EVERY:-4000}" --val-hr tests/data/Set5/HR_x2 --quiet \
