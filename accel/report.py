@@ -1,13 +1,15 @@
 """The explanation report: what task the user performs, how input -> model -> output went on this
 run, and which sources back it — from a run record, citing only reference/data/sources.json.
 
-    python -m accel.report                     # the generic answer for the shipped compact ×2 config
+    python -m accel.report                     # the generic answer for the shipped deep ×2 config
     python -m accel.report --preset official --scale 4
 
 `python -m accel.upscale img.png --explain` builds the record from a real run (build_record) and
-writes <output stem>.md and a self-contained <output stem>.html with the figures embedded. Every
+writes <output stem>.md (its figures as PNG files in <output stem>_figures/) and a self-contained
+<output stem>.html with the figures embedded and a before/after slider. Every
 number in the report comes from the record (measured in the run), the model card, or the sources'
-own text (the RCAN paper's table). Heavy parts are bounded so that --explain stays cheap on big
+own text (the RCAN paper's table); the measurements on the image are in accel/evidence.py, the
+figures (matplotlib) in accel/figures.py. Heavy parts are bounded so that --explain stays cheap on big
 photos: the traced NumPy run (stage times, channel attention) and the self-check use a centre crop,
 and the report says so.
 """
@@ -21,16 +23,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 import reference
 from reference import cli, explain
 from reference.config import PRESETS, SCALES, RCANConfig
 from reference.files import atomic_write
-from reference.metrics import imresize, modcrop, psnr, quantize
+from reference.metrics import imresize, modcrop, quantize
 from reference.weights import read_metadata, stages
 
-from . import inference
+from . import evidence, figures
 from .api import DEFAULT_MODEL, SHIPPED, model_weights, shipped_card
 
 # --- the run record --------------------------------------------------------------------------------
@@ -41,7 +43,18 @@ def _centre(a: np.ndarray, size: int) -> tuple[np.ndarray, str]:
         return a, "the whole image"
     ch, cw = min(h, size), min(w, size)
     y, x = (h - ch) // 2, (w - cw) // 2
-    return a[y:y + ch, x:x + cw], f"a centre crop of {cw}×{ch} pixels"
+    return a[y:y + ch, x:x + cw], f"a centre crop of {ch}×{cw} pixels"
+
+
+def _training_data(meta: dict) -> str:
+    """What a weights file says it was trained on (accel.train records it); the paper's set for the
+    official checkpoints."""
+    if meta.get("data"):
+        return (f"{meta.get('n_train_images', '?')} images ({' + '.join(Path(d).name for d in meta['data'].split())}), shrunk with "
+                "bicubic for the input")
+    if meta.get("source_layout"):
+        return "DIV2K's 800 training images, per the RCAN paper (official checkpoint)"
+    return "not recorded in the weights file"
 
 
 def weights_info(weights_path, shipped: str | None = None) -> dict:
@@ -49,10 +62,11 @@ def weights_info(weights_path, shipped: str | None = None) -> dict:
     if weights_path is None:
         name = shipped or DEFAULT_MODEL
         card, path = shipped_card(name), SHIPPED[name]
-        steps = card["training"].get("steps", "?") if card else "?"
+        meta = read_metadata(path)
         info = {"label": f"the shipped {name} RCAN ×2 (trained by this project)",
-                "description": f"accel/weights/{path.name}, {steps} training steps on T91 + BSD200; "
-                               f"see accel/weights/{path.stem}.md.", "converted": False}
+                "description": f"accel/weights/{path.name}, {meta.get('steps', '?')} training steps; "
+                               f"see accel/weights/{path.stem}.md.", "converted": False,
+                "training_data": _training_data(meta)}
         if card:
             info["card"] = {"psnr": card["set5_x2"]["psnr"], "bicubic_psnr": card["set5_x2"]["bicubic_psnr"]}
         return info
@@ -61,69 +75,92 @@ def weights_info(weights_path, shipped: str | None = None) -> dict:
         meta = read_metadata(path) if path.suffix == ".safetensors" else {}
     except ValueError:
         meta = {}
+    converted = path.suffix != ".safetensors" or bool(meta.get("source_layout"))
     src = meta.get("source_name") or path.name
     return {"label": path.name, "description": f"weights from {src}"
             + (f" ({meta['source_layout']})" if meta.get("source_layout") else ""),
-            "converted": path.suffix != ".safetensors" or bool(meta.get("source_layout"))}
+            "converted": converted,
+            "training_data": _training_data(meta if not converted else {**meta, "source_layout": "official"})}
 
 
 def build_record(src, dst, model, weights_path, run: dict, out_size, shipped: str | None = None) -> dict:
+    """Everything the report says about this run: sizes, stages, the traced reference run, the self-check
+    measurements (accel/evidence.py) and the images its figures show."""
     config = model.config
     s = config.scale
     lr = run["lr_float"]
     h, w = lr.shape[:2]
     record = {"config": config, "scale": s, "weights": weights_info(weights_path, shipped),
-              "input": {"name": Path(src).name, "width": w, "height": h, "mode": run["mode"]},
-              "output": {"name": Path(dst).name, "width": out_size[0], "height": out_size[1]},
+              "input": {"name": Path(src).name, "height": h, "width": w, "mode": run["mode"]},
+              "output": {"name": Path(dst).name, "height": out_size[1], "width": out_size[0]},
               "stages": stages(config, h, w), "seconds": run["seconds"], "tile": run.get("tile")}
 
-    # Traced NumPy run: stage times and channel-attention gates (bounded: official-size models are slow).
+    # Traced NumPy run: stage times, channel-attention gates and feature maps, on a region small enough for
+    # official-size models; the stage table shows the shapes of that same region.
     budget = 256 if config.n_feats * config.n_resgroups * config.n_resblocks <= 32 * 3 * 5 * 2 else 48
     crop, region = _centre(lr, budget)
     trace: dict = {}
     reference.forward(model_weights(model), config, crop, trace=trace)
-    record["trace_seconds"] = trace["seconds"]
-    record["trace_region"] = f"{region} of the input" if region != "the whole image" else "the whole input"
-    record["attention"] = trace["attention"]
-    record["attention_summary"] = explain.attention_summary(trace["attention"])
+    record["trace"] = {"region": region, "height": crop.shape[0], "width": crop.shape[1],
+                       "stages": stages(config, *crop.shape[:2]), "seconds": trace["seconds"]}
+    att = np.asarray(trace["attention"])
+    record["attention"] = att
+    record["attention_summary"] = explain.attention_summary(att)
+    per_channel = att.mean(axis=1)                                   # [groups, channels], over each group's RCABs
+    record["feature_maps"] = []
+    for label, flat in (("most boosted", per_channel.argmax()), ("most damped", per_channel.argmin())):
+        g, c = np.unravel_index(flat, per_channel.shape)
+        record["feature_maps"].append({"label": label, "group": int(g), "channel": int(c),
+                                       "gate": float(per_channel[g, c]), "map": trace[f"group_{g}"][..., c]})
 
-    # Self-check: the input as ground truth, shrunk with MATLAB bicubic, enlarged by model and bicubic.
-    hr, region = _centre(quantize(lr), 256)
-    hr = modcrop(hr, s)
-    if min(hr.shape[:2]) >= 2 * s + 2:
-        small = imresize(hr, 1 / s)
-        model_sr = quantize(inference.whole(model, small.astype(np.float32)))
-        record["self_check"] = {"region": region if region != "the whole image" else "your whole image",
-                                "hr_width": hr.shape[1], "hr_height": hr.shape[0],
-                                "model_psnr": psnr(hr, model_sr, s), "bicubic_psnr": psnr(hr, imresize(small, s), s)}
+    # Self-check: (a centre region of) the input as the truth, shrunk and enlarged back.
+    truth, region = _centre(quantize(lr), evidence.SELF_CHECK)
+    truth = modcrop(truth, s)
+    if min(truth.shape[:2]) >= 2 * s + 2:
+        record["self_check"] = {"region": "your whole image" if region == "the whole image" else region,
+                                **evidence.self_check(model, truth, s)}
 
-    # Figure material: a centre crop of the input, its bicubic enlargement, the model's output there.
+    # The before/after slider: a centre crop of this run's input, enlarged by bicubic and by the model.
     crop, _ = _centre(lr, 128)
     ch, cw = crop.shape[:2]
     y, x = (h - ch) // 2, (w - cw) // 2
-    bic = imresize(quantize(crop), s).astype(np.float32)
-    sr = np.clip(run["sr_float"][s * y:s * (y + ch), s * x:s * (x + cw)], 0, 255)
-    record["images"] = {"lr": crop, "bicubic": bic, "sr": sr}
+    record["images"] = {"bicubic": imresize(quantize(crop), s),
+                        "model": quantize(run["sr_float"][s * y:s * (y + ch), s * x:s * (x + cw)])}
     return record
+
+
+def report_paths(dst) -> tuple[Path, Path, Path]:
+    """Where --explain writes for an output: <stem>.md, <stem>.html and the Markdown's figures folder."""
+    dst = Path(dst)
+    return dst.with_suffix(".md"), dst.with_suffix(".html"), dst.parent / f"{dst.stem}_figures"
 
 
 def write_reports(src, dst, model, weights_path, run: dict, shipped: str | None = None,
                   overwrite: bool = True) -> tuple[Path, Path]:
-    """<output stem>.md and .html beside the output; returns their paths. overwrite=False: an existing
-    report is kept (FileExistsError)."""
+    """<output stem>.md with its figures as PNG files in <output stem>_figures/, and a self-contained
+    <output stem>.html; returns the paths of the two reports. overwrite=False: an existing report or
+    figure is kept (FileExistsError)."""
     with Image.open(dst) as im:
         size = im.size
     record = build_record(src, dst, model, weights_path, run, size, shipped)
-    md = render_markdown(record)
-    page = render_html(md, figures(record))
-    dst = Path(dst)
-    md_path, html_path = dst.with_suffix(".md"), dst.with_suffix(".html")
+    md_path, html_path, folder = report_paths(dst)
+    pngs = {name: figures.png(fig) for name, fig in make_figures(record).items()}
+    links = {name: f"{folder.name}/{name}.png" for name in pngs}
+    md = render_markdown(record, links)
+    page = render_html(md, {links[n]: data for n, data in pngs.items()}, record.get("images"))
+    folder.mkdir(exist_ok=True)
+    for name, data in pngs.items():
+        atomic_write(folder / f"{name}.png", lambda tmp, data=data: Path(tmp).write_bytes(data), overwrite=overwrite)
     atomic_write(md_path, lambda tmp: Path(tmp).write_text(md, encoding="utf-8"), overwrite=overwrite)
     atomic_write(html_path, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"), overwrite=overwrite)
     return md_path, html_path
 
 
 # --- Markdown --------------------------------------------------------------------------------------
+
+def _hw(h, w) -> str:
+    return f"{h}×{w}"
+
 
 def _fmt_shape(shape):
     return "×".join(str(v) for v in shape)
@@ -133,148 +170,204 @@ def _num(n):
     return f"{n:,}"
 
 
-def render_markdown(record: dict) -> str:
-    """The report: title, then one section each for the task, the workflow and the sources."""
+def _figure(links: dict, name: str) -> list[str]:
+    return [f"![{CAPTIONS[name]}]({links[name]})", ""] if name in links else []
+
+
+def render_markdown(record: dict, links: dict | None = None) -> str:
+    """The report: title, then one section each for the task, the workflow and the sources. links: the
+    relative path of each figure (make_figures' names) to show."""
     cfg = RCANConfig.from_json(record["config"]) if isinstance(record["config"], str) else record["config"]
     inp, w = record.get("input"), record["weights"]
     lines = [f"# Super-resolution ×{cfg.scale} with RCAN: how " + ("this run works" if inp else "it works"), "",
-             f"Weights that ran: **{w['label']}** — {w['description']}", ""]
+             f"Weights that ran: **{w['label']}** — {w['description']}", "",
+             "Sizes are given as height×width (H×W) in pixels.", ""]
     for section in (_section_task, _section_workflow, _section_sources):
-        lines += section(record, cfg)
+        lines += section(record, cfg, links or {})
     return "\n".join(lines)
 
 
-def _section_task(record: dict, cfg: RCANConfig) -> list[str]:
-    """1. What the user does: SISR ×s, why it works, the paper's gains and the self-check."""
-    lines: list[str] = []
+def _section_task(record: dict, cfg: RCANConfig, links: dict) -> list[str]:
+    """1. What the user does, why it works (measured on the user's image), and where it stops working."""
     inp, out, w = record.get("input"), record.get("output"), record["weights"]
     s, paper = cfg.scale, explain.SOURCES["rcan_paper_table"]
-    lines.append("## 1. The task")
-    lines.append("")
-    lines.append(f"You are doing **single-image super-resolution (SISR) ×{s}**: from one low-resolution image, "
-                 f"estimate the image with {s}× the width and {s}× the height. The model was trained for the "
-                 "bicubic (BI) degradation: high-resolution images shrunk with bicubic interpolation.")
+    lines = ["## 1. The task", "",
+             f"You are doing **single-image super-resolution (SISR) ×{s}**: from one low-resolution image, "
+             f"estimate the image with {s}× the height and {s}× the width. The model was trained for the "
+             "bicubic (BI) degradation: high-resolution images shrunk with bicubic interpolation.", ""]
     if inp:
-        lines.append("")
-        lines.append(f"This run: `{inp['name']}`, {inp['width']}×{inp['height']} ({inp['mode']}) → "
-                     f"`{out['name']}`, {out['width']}×{out['height']}.")
-    lines.append("")
-    lines.append(f"Why a moderate scale works so well: at ×{s} there are {s * s} output pixels to fill per "
-                 "input pixel, but most of the image's information — edges, shapes, colours, the lower "
-                 f"frequencies — is still in the input. Bicubic interpolation keeps that band and leaves the upper "
-                 f"band of frequencies empty, which looks soft. The network has learned, from many image pairs, to "
-                 "restore that upper band: sharp edges and fine texture that are consistent with the input.")
-    lines.append("")
-    lines.append("The RCAN paper's gain over bicubic (Set5, PSNR on Y, BI degradation):")
-    lines.append("")
-    lines.append("| scale | bicubic | RCAN | gain |")
-    lines.append("|---|---|---|---|")
+        lines += [f"This run: `{inp['name']}`, {_hw(inp['height'], inp['width'])} ({inp['mode']}) → "
+                  f"`{out['name']}`, {_hw(out['height'], out['width'])}.", ""]
+    lines += [f"Why a moderate scale works so well: at ×{s} there are {s * s} output pixels to fill per input "
+              "pixel, but most of the image's information — edges, shapes, colours, the lower frequencies — is "
+              f"still in the input. An image of the input's size can hold no detail finer than its Nyquist limit, "
+              f"0.5 cycles per input pixel = {0.5 / s:.3f} cycles per output pixel. Bicubic interpolation keeps "
+              "the band below that limit and leaves the band above it nearly empty, which looks soft; the "
+              "network has learned, from many image pairs, to fill part of that upper band.", "",
+              "The RCAN paper's gain over bicubic (Set5, PSNR on Y, BI degradation):", "",
+              "| scale | bicubic | RCAN | gain |", "|---|---|---|---|"]
     for k in ("2", "3", "4", "8"):
         b, r = paper["bicubic"][k], paper["rcan"][k]
         lines.append(f"| ×{k} | {b:.2f} dB | {r:.2f} dB | +{r - b:.2f} dB |")
-    lines.append("")
-    lines.append("The gain is largest at ×2–×4: the smaller the scale, the more of the answer is in the input.")
+    lines += ["", "The gain is largest at ×2–×4: the smaller the scale, the more of the answer is in the input.", ""]
     sc = record.get("self_check")
     if sc:
-        lines.append("")
-        lines.append(f"**Self-check on your image.** We shrank {sc['region']} ×{s} with the MATLAB-exact bicubic "
-                     f"({sc['hr_width']}×{sc['hr_height']} → {sc['hr_width'] // s}×{sc['hr_height'] // s}), "
-                     "enlarged it back, and compared with the original (PSNR on Y, "
-                     f"{s}-pixel border shaved): **model {sc['model_psnr']:.2f} dB**, bicubic "
-                     f"{sc['bicubic_psnr']:.2f} dB — the model is {sc['model_psnr'] - sc['bicubic_psnr']:+.2f} dB "
-                     "closer to the truth than bicubic.")
+        lines += _self_check(sc, s, links)
+        lines += _frequency(sc["spectrum"], s, links)
+        lines += _scales(sc, s, paper)
+        lines += _limits(sc, w)
     card = w.get("card")
     if card:
-        lines.append("")
-        lines.append(f"These weights on Set5 ×{s} (from the model card, official protocol): "
-                     f"{card['psnr']:.2f} dB (bicubic {card['bicubic_psnr']:.2f} dB; the official RCAN reaches "
-                     f"{paper['rcan'][str(s)]:.2f} dB).")
-    lines.append("")
-
+        lines += [f"These weights on Set5 ×{s} (from the model card, official protocol): {card['psnr']:.2f} dB "
+                  f"(bicubic {card['bicubic_psnr']:.2f} dB; the official RCAN reaches {paper['rcan'][str(s)]:.2f} "
+                  "dB).", ""]
     return lines
 
 
-def _section_workflow(record: dict, cfg: RCANConfig) -> list[str]:
+def _self_check(sc: dict, s: int, links: dict) -> list[str]:
+    h, w = sc["hr_height"], sc["hr_width"]
+    lines = [f"**Self-check on your image.** We took {sc['region']} as the truth, shrank it ×{s} with the "
+             f"MATLAB-exact bicubic ({_hw(h, w)} → {_hw(h // s, w // s)}), enlarged it back and compared with the "
+             f"truth (PSNR on Y, {s}-pixel border shaved): **model {sc['model_psnr']:.2f} dB**, bicubic "
+             f"{sc['bicubic_psnr']:.2f} dB — the model is {sc['model_psnr'] - sc['bicubic_psnr']:+.2f} dB closer "
+             "to the truth than bicubic.", ""]
+    if "best" in sc:
+        b, t = sc["best"], sc["worst"]
+        lines += [f"Where it gains most ({b['size']}×{b['size']} output pixels at y {b['y']}, x {b['x']}): "
+                  f"{b['bicubic_psnr']:.2f} → {b['model_psnr']:.2f} dB ({b['gain']:+.2f} dB); where it gains "
+                  f"least (at y {t['y']}, x {t['x']}): {t['bicubic_psnr']:.2f} → {t['model_psnr']:.2f} dB "
+                  f"({t['gain']:+.2f} dB). Edges and lines that the input pins down are restored; fine texture "
+                  "that the shrunken input no longer determines stays soft.", ""]
+        lines += _figure(links, "self_check")
+    return lines
+
+
+def _frequency(sp: dict, s: int, links: dict) -> list[str]:
+    model_share, bic_share = 100 * sp["model_energy_share"], 100 * sp["bicubic_energy_share"]
+    rho = sp["model_high_correlation"]
+    return [f"**The frequency story, measured.** Above the input's Nyquist limit ({sp['nyquist']:.3f} cycles per "
+            f"output pixel) the model restores **{model_share:.1f} %** of the truth's energy, bicubic "
+            f"{bic_share:.1f} %. The model's high band correlates with the truth's at ρ = {rho:.2f} (bicubic "
+            f"{sp['bicubic_high_correlation']:.2f}): {100 * max(rho, 0) ** 2:.0f} % of the model's energy above "
+            "the limit is the truth's own detail, restored; the rest is not in the truth — detail guessed in "
+            "the wrong place or with the wrong phase.", ""] + _figure(links, "spectrum")
+
+
+def _scales(sc: dict, s: int, paper: dict) -> list[str]:
+    rows = sc["bicubic_loss"]
+    if not rows:
+        return []
+    lines = ["**×2 versus ×4 on your image.** Bicubic shrink-and-enlarge of the same truth at each scale, beside "
+             "the paper's Set5 numbers:", "",
+             "| scale | bicubic on your image | bicubic, Set5 (paper) | RCAN, Set5 (paper) |", "|---|---|---|---|"]
+    for r in rows:
+        k = str(r["scale"])
+        mine = f" (this model: {sc['model_psnr']:.2f} dB)" if r["scale"] == s else ""
+        lines.append(f"| ×{k} | {r['bicubic_psnr']:.2f} dB{mine} | {paper['bicubic'][k]:.2f} dB | "
+                     f"{paper['rcan'][k]:.2f} dB |")
+    if len(rows) == 2:
+        lines += ["", f"Going from ×{rows[0]['scale']} to ×{rows[1]['scale']} costs bicubic "
+                      f"{rows[0]['bicubic_psnr'] - rows[1]['bicubic_psnr']:.2f} dB on your image (Set5: "
+                      f"{paper['bicubic']['2'] - paper['bicubic']['4']:.2f} dB): at ×4 each input pixel stands for "
+                      "16 output pixels, and the band a network must fill is four times wider."]
+    return lines + [""]
+
+
+def _limits(sc: dict, w: dict) -> list[str]:
+    rows = sc["degradations"]
+    lines = ["**Limits, measured on your image.** The same self-check with inputs that are not the bicubic "
+             "degradation the model learned:", "",
+             "| input | bicubic | model | gain |", "|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['input']} | {r['bicubic_psnr']:.2f} dB | {r['model_psnr']:.2f} dB | {r['gain']:+.2f} dB |")
+    base = rows[0]["gain"]
+    lines += ["", "The gain over bicubic goes from " + f"{base:+.2f} dB to "
+              + " and ".join(f"{r['gain']:+.2f} dB ({r['input']})" for r in rows[1:])
+              + ": real photos with compression or camera blur are not the inputs the model was trained on.",
+              "", f"Training data of the weights that ran: {w.get('training_data', 'see their source')}. Trained "
+              "with an L1 (pixel) loss to maximise PSNR: where many sharp textures fit the same small input, the "
+              "loss is lowest for their average, which is smooth — so the model restores what the input "
+              "determines and smooths what it does not, rather than inventing texture.", ""]
+    return lines
+
+
+def _section_workflow(record: dict, cfg: RCANConfig, links: dict) -> list[str]:
     """2. Input -> each stage (shapes, parameters, compute, time) -> output, and channel attention."""
-    lines: list[str] = []
-    inp, out = record.get("input"), record.get("output")
-    lines.append("## 2. The workflow: input → model → output")
-    lines.append("")
+    inp, out, tr = record.get("input"), record.get("output"), record.get("trace")
     hh, ww = (inp["height"], inp["width"]) if inp else (record["generic_size"], record["generic_size"])
-    lines.append(f"Input: {ww}×{hh} RGB values in 0..255"
-                 + (f" ({inp['mode']} converted to RGB for the model)" if inp and inp["mode"] not in ("RGB",) else "")
-                 + ". Each stage, with this run's tensor shape (H×W×channels), its parameters and its share of the "
-                 "compute" + (", and the time it took in the traced NumPy reference run" if record.get("trace_seconds")
-                              else "") + ":")
-    lines.append("")
-    lines.append("| stage | output shape | parameters | share of compute |" + (" time |" if record.get("trace_seconds") else ""))
-    lines.append("|---|---|---|---|" + ("---|" if record.get("trace_seconds") else ""))
-    ts = record.get("trace_seconds") or {}
-    for row, key in zip(record["stages"], explain.TRACE_KEYS):
-        t = ""
-        if ts:
-            t = f" {ts[key]:.3f} s |" if key in ts else " (in body) |"
+    lines = ["## 2. The workflow: input → model → output", ""]
+    rows = tr["stages"] if tr else record["stages"]
+    if tr:
+        where = "your whole input" if tr["region"] == "the whole image" else f"{tr['region']} of your input"
+        lines.append(f"Each stage of the traced NumPy reference run on {where} ({_hw(tr['height'], tr['width'])}): "
+                     "its tensor shape (H×W×channels), parameters, share of the compute and the time it took:")
+    else:
+        lines.append(f"Each stage for a {_hw(hh, ww)} RGB input: its tensor shape (H×W×channels), parameters and "
+                     "share of the compute:")
+    lines += ["", "| stage | output shape | parameters | share of compute |" + (" time |" if tr else ""),
+              "|---|---|---|---|" + ("---|" if tr else "")]
+    for row, key in zip(rows, explain.TRACE_KEYS):
+        t = (f" {tr['seconds'][key]:.3f} s |" if key in tr["seconds"] else " (in body) |") if tr else ""
         lines.append(f"| {row['stage']} | {_fmt_shape(row['shape'])} | {_num(row['params'])} | "
                      f"{100 * row['share']:.1f}% |{t}")
     total_p = sum(r["params"] for r in record["stages"])
     total_m = sum(r["macs"] for r in record["stages"])
-    lines.append("")
-    lines.append(f"In all: {_num(total_p)} parameters, {total_m / 1e9:.2f} G multiply-adds for this input"
-                 + (f"; the accelerated (JAX) run took {record['seconds']:.2f} s" if record.get("seconds") else "")
-                 + (f" in tiles of {record['tile']}×{record['tile']}" if record.get("tile") else "") + ".")
-    if record.get("trace_region"):
-        lines.append(f"(The traced reference run, for the stage times and the attention statistics, used "
-                     f"{record['trace_region']}.)")
-    lines.append("")
-    lines.append("- **Mean shift** subtracts the training set's mean colour so the network works on zero-centred values.")
-    lines.append(f"- **Head**: one 3×3 conv lifts RGB to {cfg.n_feats} feature channels.")
-    lines.append(f"- **Residual in residual**: {cfg.n_resgroups} residual groups, each {cfg.n_resblocks} residual "
-                 "channel attention blocks (conv → ReLU → conv → channel attention, plus a skip) and a closing conv, "
-                 "with a short skip around each group and a long skip around the whole body. The skips carry the "
-                 "low frequencies straight through, so the blocks only learn the missing detail.")
-    lines.append(f"- **Channel attention** pools each channel over the image, squeezes {cfg.n_feats} → "
-                 f"{cfg.squeeze} → {cfg.n_feats} channels and gates each channel with a sigmoid: it reweights features "
-                 "by how useful they are for this image.")
-    steps = " then ".join(f"×{r}" for r in cfg.upsample_steps)
-    lines.append(f"- **Upsampler** ({steps}): a conv makes r² times the channels and pixel shuffle rearranges "
-                 "them into an r-times larger image (sub-pixel convolution); then the **tail** conv maps features "
-                 "back to RGB and the mean is added back.")
+    lines += ["", f"In all: {_num(total_p)} parameters, {total_m / 1e9:.2f} G multiply-adds for the whole "
+                  f"{_hw(hh, ww)} input"
+              + (f"; the accelerated (JAX) run took {record['seconds']:.2f} s" if record.get("seconds") else "")
+              + (f" in tiles of {record['tile']}×{record['tile']}" if record.get("tile") else "") + ".", ""]
+    lines += [
+        "- **Mean shift** subtracts the training set's mean colour so the network works on zero-centred values.",
+        f"- **Head**: one 3×3 conv lifts RGB to {cfg.n_feats} feature channels.",
+        f"- **Residual in residual**: {cfg.n_resgroups} residual groups, each {cfg.n_resblocks} residual channel "
+        "attention blocks (conv → ReLU → conv → channel attention, plus a skip) and a closing conv, with a short "
+        "skip around each group and a long skip around the whole body. The skips carry the low frequencies "
+        "straight through, so the blocks only learn the missing detail.",
+        f"- **Channel attention** pools each channel over the image, squeezes {cfg.n_feats} → {cfg.squeeze} → "
+        f"{cfg.n_feats} channels and gates each channel with a sigmoid: it reweights features by how useful they "
+        "are for this image.",
+        f"- **Upsampler** ({' then '.join(f'×{r}' for r in cfg.upsample_steps)}): a conv makes r² times the "
+        "channels and pixel shuffle rearranges them into an r-times larger image (sub-pixel convolution); then "
+        "the **tail** conv maps features back to RGB and the mean is added back."]
     if out:
-        lines.append(f"- **Output**: {out['width']}×{out['height']}, saved like the official code "
-                     "(clamped to 0..255, rounded half to even)" + (f", back to {inp['mode']}" if inp['mode'] != "RGB"
-                                                                    else "") + ".")
+        lines.append(f"- **Output**: {_hw(out['height'], out['width'])}, saved like the official code (clamped to "
+                     "0..255, rounded half to even)" + (f", back to {inp['mode']}" if inp["mode"] != "RGB" else "")
+                     + ".")
     att = record.get("attention_summary")
     if att:
-        lines.append("")
-        lines.append("What channel attention did on this image (gates in 0..1, mean over each group's RCABs):")
-        lines.append("")
-        lines.append("| group | mean gate | range | most boosted channels | most damped channels |")
-        lines.append("|---|---|---|---|---|")
+        lines += ["", "What channel attention did on this image (gates in 0..1, mean over each group's RCABs):", "",
+                  "| group | mean gate | range | most boosted channels | most damped channels |",
+                  "|---|---|---|---|---|"]
         for a in att:
             boost = ", ".join(f"#{i} ({v:.2f})" for i, v in a["boosted"])
             damp = ", ".join(f"#{i} ({v:.2f})" for i, v in a["damped"])
             lines.append(f"| {a['group'] + 1} | {a['mean']:.3f} | {a['min']:.2f}–{a['max']:.2f} | {boost} | {damp} |")
+        lines.append("")
+        lines += _figure(links, "attention")
+        maps = record.get("feature_maps") or []
+        if maps:
+            lines += ["The channels attention trusts most and least, as images (the output of their residual "
+                      "group): " + "; ".join(f"{m['label']}, group {m['group'] + 1} channel #{m['channel']} "
+                                             f"(mean gate {m['gate']:.2f})" for m in maps) + ".", ""]
+            lines += _figure(links, "feature_maps")
     lines.append("")
-
     return lines
 
 
-def _section_sources(record: dict, cfg: RCANConfig) -> list[str]:
+def _section_sources(record: dict, cfg: RCANConfig, links: dict) -> list[str]:
     """3. The papers and tools behind the run, from the sources catalogue."""
-    lines: list[str] = []
     inp, w = record.get("input"), record["weights"]
-    lines.append("## 3. Papers and tools")
-    lines.append("")
+    lines = ["## 3. Papers and tools", ""]
     for src in explain.SOURCES["sources"]:
-        links = ", ".join(f"[{k}]({u})" for k, u in src["links"].items())
-        lines.append(f"- **{src['title']}** — {links}. {src['relation']}")
+        refs = ", ".join(f"[{k}]({u})" for k, u in src["links"].items())
+        lines.append(f"- **{src['title']}** — {refs}. {src['relation']}")
     lines.append("")
     if inp:
         lines.append("Tools that ran here (this project): `accel.upscale` (JAX + flax.nnx RCAN, the run), "
                      "`reference.rcan` (the NumPy reference, traced for the stage times and attention), "
-                     "`reference.metrics` (MATLAB-exact bicubic and PSNR for the self-check)"
-                     + (", `weights_convert` (the checkpoint, read without torch)" if w.get("converted") else "")
-                     + ".")
+                     "`reference.metrics` (MATLAB-exact bicubic and PSNR for the self-check), matplotlib (the "
+                     "figures)" + (", `weights_convert` (the checkpoint, read without torch)" if w.get("converted")
+                                  else "") + ".")
     else:
         lines.append("Tools in this project: `python -m accel.upscale IMAGE --explain` (runs RCAN and writes this "
                      "report for your image), `reference/rcan.py` (the NumPy reference, read it next to the paper), "
@@ -284,97 +377,29 @@ def _section_sources(record: dict, cfg: RCANConfig) -> list[str]:
     return lines
 
 
-# --- figures (Pillow + numpy) ----------------------------------------------------------------------
-
-def _png(a: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(a).save(buf, "PNG", optimize=False)
-    return buf.getvalue()
-
-
-def fig_crops(lr, bicubic, sr, scale, size=96) -> bytes:
-    """Input (nearest-neighbour zoom), bicubic and model, the same region at the same zoom, side by side."""
-    h, w = lr.shape[:2]
-    ch, cw = min(size, h), min(size, w)
-    y, x = (h - ch) // 2, (w - cw) // 2
-    crop_lr = Image.fromarray(quantize(lr[y:y + ch, x:x + cw])).resize((cw * scale, ch * scale), Image.NEAREST)
-    parts = [np.asarray(crop_lr), quantize(bicubic[y * scale:(y + ch) * scale, x * scale:(x + cw) * scale]),
-             quantize(sr[y * scale:(y + ch) * scale, x * scale:(x + cw) * scale])]
-    gap = np.full((ch * scale, 4, 3), 255, np.uint8)
-    return _png(np.concatenate([parts[0], gap, parts[1], gap, parts[2]], axis=1))
-
-
-def _colormap(v: np.ndarray) -> np.ndarray:
-    """0..1 -> a dark-blue .. yellow ramp (no plotting library needed)."""
-    v = np.clip(v, 0, 1)[..., None]
-    lo, mid, hi = np.array([20, 20, 80.0]), np.array([200, 40, 90.0]), np.array([255, 230, 60.0])
-    return quantize(np.where(v < 0.5, lo + (mid - lo) * (v * 2), mid + (hi - mid) * (v * 2 - 1)))
-
-
-def fig_detail(bicubic, sr) -> bytes:
-    """Where the model added detail over bicubic: |model − bicubic| on luminance, as a heat map."""
-    d = np.abs((sr - bicubic) @ np.array([0.299, 0.587, 0.114]))
-    top = np.percentile(d, 99.5) or 1.0
-    return _png(_colormap(d / top))
-
-
-def radial_spectrum(img: np.ndarray, bins: int = 64) -> np.ndarray:
-    """Mean log power of the luminance spectrum in rings of radius 0..Nyquist."""
-    y = img @ np.array([0.299, 0.587, 0.114])
-    f = np.abs(np.fft.fftshift(np.fft.fft2(y - y.mean()))) ** 2
-    h, w = y.shape
-    yy, xx = np.indices((h, w))
-    r = np.hypot((yy - h // 2) / (h / 2), (xx - w // 2) / (w / 2))
-    idx = np.minimum((r * bins).astype(int), bins)
-    sums = np.bincount(idx.ravel(), f.ravel(), bins + 1)[:bins]
-    counts = np.maximum(np.bincount(idx.ravel(), minlength=bins + 1)[:bins], 1)
-    return np.log10(sums / counts + 1e-12)
-
-
-def fig_spectrum(bicubic, sr) -> bytes:
-    """Radial power spectrum: bicubic (blue) vs model (orange); the model lifts the upper band."""
-    b, m = radial_spectrum(bicubic), radial_spectrum(sr)
-    W, H, pad = 480, 260, 36
-    im = Image.new("RGB", (W, H), "white")
-    d = ImageDraw.Draw(im)
-    lo, hi = min(b.min(), m.min()), max(b.max(), m.max())
-    to_xy = lambda i, v, n: (pad + (W - 2 * pad) * i / (n - 1), H - pad - (H - 2 * pad) * (v - lo) / (hi - lo or 1))
-    d.rectangle([pad, pad, W - pad, H - pad], outline=(160, 160, 160))
-    for series, colour in ((b, (40, 90, 200)), (m, (230, 120, 20))):
-        d.line([to_xy(i, v, len(series)) for i, v in enumerate(series)], fill=colour, width=2)
-    d.text((pad, 8), "log power vs spatial frequency (0 .. Nyquist)", fill=(0, 0, 0))
-    d.text((W - pad - 150, pad + 6), "bicubic", fill=(40, 90, 200))
-    d.text((W - pad - 150, pad + 20), "RCAN", fill=(230, 120, 20))
-    return _png(np.asarray(im))
-
-
-def fig_attention(att: np.ndarray, cell: int = 14) -> bytes:
-    """Groups (rows) × blocks (columns): the spread (std over channels) of each RCAB's attention gates."""
-    spread = att.std(axis=2)
-    v = (spread - spread.min()) / (np.ptp(spread) or 1.0)
-    img = _colormap(v)
-    return _png(np.kron(img, np.ones((cell, cell, 1), np.uint8)))
-
-
-def figures(record: dict) -> dict[str, bytes]:
-    figs = {}
-    imgs = record.get("images")
-    if imgs:
-        s = record["scale"]
-        figs["crops"] = fig_crops(imgs["lr"], imgs["bicubic"], imgs["sr"], s)
-        figs["detail"] = fig_detail(imgs["bicubic"], imgs["sr"])
-        figs["spectrum"] = fig_spectrum(imgs["bicubic"], imgs["sr"])
-    if record.get("attention") is not None:
-        figs["attention"] = fig_attention(np.asarray(record["attention"]))
-    return figs
-
+# --- figures ---------------------------------------------------------------------------------------
 
 CAPTIONS = {
-    "crops": "Centre crop at the same zoom: input (nearest neighbour) | bicubic | RCAN.",
-    "detail": "Detail the model added over bicubic: |RCAN − bicubic| on luminance (bright = more).",
-    "spectrum": "Radial power spectrum of the bicubic and the RCAN output: RCAN restores the upper band.",
-    "attention": "Channel attention, groups (rows) × RCABs (columns): spread of the gates (bright = more selective).",
+    "self_check": "Self-check crops at one zoom: input (nearest), bicubic, model, truth, and the error maps",
+    "spectrum": "Radial power spectrum of truth, bicubic and model, with the input's Nyquist limit",
+    "attention": "Channel attention gates: one row per RCAB, one column per channel",
+    "feature_maps": "Feature maps of the most boosted and the most damped channel",
 }
+
+
+def make_figures(record: dict) -> dict:
+    """The record's figures as matplotlib Figures, by name (the keys of CAPTIONS)."""
+    figs = {}
+    sc = record.get("self_check")
+    if sc:
+        if "best" in sc:
+            figs["self_check"] = figures.self_check(sc, record["scale"])
+        figs["spectrum"] = figures.spectrum(sc["spectrum"], record["scale"])
+    if record.get("attention") is not None:
+        figs["attention"] = figures.attention(np.asarray(record["attention"]))
+    if record.get("feature_maps"):
+        figs["feature_maps"] = figures.feature_maps(record["feature_maps"])
+    return figs
 
 
 # --- HTML ------------------------------------------------------------------------------------------
@@ -386,8 +411,12 @@ def _inline(text: str) -> str:
     return re.sub(r"\[([^\]]+)\]\(([^)]+)\)", r'<a href="\2">\1</a>', text)
 
 
-def markdown_to_html(md: str) -> list[str]:
-    """The small Markdown subset the report uses: headings, paragraphs, bullet lists, tables."""
+FIGURE_LINE = re.compile(r"^!\[(.*)\]\((.+)\)$")
+
+
+def markdown_to_html(md: str, images: dict[str, bytes]) -> list[str]:
+    """The small Markdown subset the report uses: headings, paragraphs, bullet lists, tables, figures
+    (a figure line's path is looked up in images and embedded)."""
     out, in_list, table = [], False, None
     for line in md.splitlines() + [""]:
         if table is not None and not line.startswith("|"):
@@ -399,7 +428,12 @@ def markdown_to_html(md: str) -> list[str]:
         if in_list and not line.startswith("- "):
             out.append("</ul>")
             in_list = False
-        if line.startswith("|"):
+        figure = FIGURE_LINE.match(line)
+        if figure:
+            data = base64.b64encode(images[figure[2]]).decode()
+            out.append(f'<figure><img alt="{html.escape(figure[1])}" src="data:image/png;base64,{data}">'
+                       f"<figcaption>{html.escape(figure[1])}</figcaption></figure>")
+        elif line.startswith("|"):
             table = (table or []) + [line]
         elif line.startswith("- "):
             if not in_list:
@@ -415,25 +449,52 @@ def markdown_to_html(md: str) -> list[str]:
     return out
 
 
-def render_html(md: str, figs: dict[str, bytes]) -> str:
-    body = markdown_to_html(md)
-    # Figures go into the section they illustrate: crops/detail/spectrum in 1, attention in 2.
-    placement = {"## 2.": ["crops", "detail", "spectrum"], "## 3.": ["attention"]}
-    html_lines = []
-    for part in body:
-        for marker, names in placement.items():
-            if part.startswith("<h2>") and part[4:].startswith(marker[3:]):
-                for name in names:
-                    if name in figs:
-                        data = base64.b64encode(figs[name]).decode()
-                        html_lines.append(f'<figure><img alt="{name}" src="data:image/png;base64,{data}">'
-                                          f"<figcaption>{html.escape(CAPTIONS[name])}</figcaption></figure>")
-        html_lines.append(part)
-    style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.45}"
-             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}"
-             "img{image-rendering:pixelated;max-width:100%}figure{margin:1em 0}")
-    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>RCAN run explained</title>"
-            f"<style>{style}</style></head><body>\n" + "\n".join(html_lines) + "\n</body></html>\n")
+SLIDER_SCRIPT = """
+document.querySelectorAll('.compare').forEach(function (box) {
+  var top = box.querySelector('.after'), range = box.querySelector('input');
+  function show() { top.style.clipPath = 'inset(0 0 0 ' + range.value + '%)'; }
+  range.addEventListener('input', show);
+  show();
+});
+"""
+
+
+def _slider(images: dict) -> str:
+    """Bicubic | model on the centre crop, one over the other; the range input moves the boundary."""
+    b64 = lambda a: base64.b64encode(_png_array(a)).decode()
+    h, w = images["model"].shape[:2]
+    return ('<h3>Before | after on your image: bicubic | model (drag the slider)</h3>'
+            f'<div class="compare" style="width:{2 * w}px;max-width:100%">'
+            f'<img class="before" alt="bicubic" width="{2 * w}" src="data:image/png;base64,{b64(images["bicubic"])}">'
+            f'<img class="after" alt="model" width="{2 * w}" src="data:image/png;base64,{b64(images["model"])}">'
+            '<input type="range" min="0" max="100" value="50" aria-label="boundary between bicubic and model">'
+            f"</div><p>A centre crop of {_hw(h // 2, w // 2)} input pixels, enlarged ×2 by each, shown at 2× zoom "
+            "(left of the boundary: bicubic; right: the model).</p>")
+
+
+def _png_array(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def render_html(md: str, images: dict[str, bytes], compare: dict | None = None) -> str:
+    """One self-contained page: the Markdown's text and figures (embedded), and the before/after slider at
+    the end of section 1 when the run's crops are given."""
+    body = markdown_to_html(md, images)
+    if compare:
+        at = next((i for i, part in enumerate(body) if part.startswith("<h2>2.")), len(body))
+        body.insert(at, _slider(compare))
+    style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em;line-height:1.45}"
+             "table{border-collapse:collapse;display:block;overflow-x:auto}td,th{border:1px solid #ccc;"
+             "padding:2px 6px}figure{margin:1em 0}figure img{max-width:100%;height:auto}"
+             ".compare{position:relative;line-height:0}.compare img{display:block;image-rendering:pixelated;"
+             "max-width:100%;height:auto}.compare .after{position:absolute;top:0;left:0}"
+             ".compare input{position:absolute;bottom:4px;left:0;width:100%;margin:0}")
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<title>RCAN run explained</title><style>{style}</style></head><body>\n" + "\n".join(body)
+            + f"\n<script>{SLIDER_SCRIPT}</script>\n</body></html>\n")
 
 
 # --- the generic answer, without an image ----------------------------------------------------------
@@ -447,7 +508,7 @@ def generic_record(config: RCANConfig, size: int = 64, label: str = "") -> dict:
 
 def main(argv=None) -> int:
     ap = cli.parser("python -m accel.report", __doc__)
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="compact", help="model size (default compact)")
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="deep", help="model size (default deep)")
     ap.add_argument("--scale", type=int, default=2, choices=SCALES, help="upscaling factor")
     ap.add_argument("--size", type=int, default=64, help="input size for the shape table")
     args = ap.parse_args(argv)

@@ -8,7 +8,7 @@ Examples:
     python -m accel.upscale img.jpg --width 1920       # to 1920 px wide (height keeps the aspect ratio)
     python -m accel.upscale img.jpg --weights RCAN_BIX4.pt --scale 4 --format png
     python -m accel.upscale scan.tif --tile 256 --max-memory 2   # bounded memory for big images
-    python -m accel.upscale butterfly.png --explain    # also writes butterfly_x2.md / .html
+    python -m accel.upscale butterfly.png --explain    # also writes butterfly_x2.md (+ _figures/) and .html
 
 Outputs are `<stem>_<suffix>.<ext>` (suffix x2 by default); an existing output is never replaced
 without --force, not even one another process writes at the same moment. Animated GIF / APNG / WebP
@@ -47,7 +47,7 @@ from .images import (
     save_atomic,
 )
 from .pipeline import TILE_SIZES, default_max_memory_gb, upscale_image
-from .report import write_reports
+from .report import report_paths, write_reports
 
 DEVICES = {"cpu": "cpu", "gpu": "gpu", "tpu": "tpu"}
 
@@ -58,7 +58,7 @@ DEVICES = {"cpu": "cpu", "gpu": "gpu", "tpu": "tpu"}
 class Job:
     src: Path
     dst: Path
-    reports: tuple[Path, ...] = ()   # --explain: <dst stem>.md and .html
+    reports: tuple[Path, ...] = ()   # --explain: <dst stem>.md, .html and _figures/
 
 
 def collect_inputs(items, suffix: str) -> list[tuple[Path, Path]]:
@@ -103,7 +103,7 @@ def plan(ap, args, inputs: list[tuple[Path, Path]], many: bool) -> list[Job]:
                          "end a folder with /")
             if args.format and FORMATS[ext] != FORMATS[args.format]:
                 ap.error(f"-o {args.output} is .{ext} but --format is {args.format}")
-        reports = (dst.with_suffix(".md"), dst.with_suffix(".html")) if args.explain else ()
+        reports = report_paths(dst) if args.explain else ()
         jobs.append(Job(src, dst, reports))
     written = Counter(os.path.abspath(p) for j in jobs for p in (j.dst, *j.reports))
     clash = [p for p, n in written.items() if n > 1]
@@ -329,7 +329,9 @@ def parser():
     ap.add_argument("--quiet", action="store_true", help="no progress bars, notices or per-image lines")
     ap.add_argument("--json", action="store_true", help="one JSON object per image on stdout (input, output, "
                                                         "status, sizes, seconds, model)")
-    ap.add_argument("--explain", action="store_true", help="also write <output stem>.md and .html explaining the run")
+    ap.add_argument("--explain", action="store_true",
+                    help="also write <output stem>.md (figures in <output stem>_figures/) and a self-contained "
+                         ".html explaining the run")
     distributed.add_options(ap)
     return ap
 

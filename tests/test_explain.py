@@ -12,7 +12,7 @@ from conftest import SET5
 from PIL import Image
 
 import accel
-from accel import report
+from accel import figures, report
 from accel.pipeline import upscale_image
 from accel.report import build_record
 from reference import RCANConfig, explain
@@ -48,15 +48,16 @@ def test_catalogue_is_the_seed():
     """Exactly the seed's four entries (question.txt), with their links."""
     titles = [s["title"] for s in explain.SOURCES["sources"]]
     assert len(titles) == 4 and any("RCAN" in t for t in titles) and any("HiTSR" in t for t in titles)
+    # The seed's links, each over https (the seed writes three arXiv links with http://: the same documents).
     assert explain.catalogue_urls() == {
         "https://arxiv.org/pdf/1807.02758", "https://github.com/yulunzhang/RCAN",
-        "http://arxiv.org/pdf/2408.16959v1.pdf", "https://github.com/bia006/hitsr",
-        "http://arxiv.org/pdf/2502.03656v1.pdf", "http://arxiv.org/pdf/2401.00261v2.pdf"}
+        "https://arxiv.org/pdf/2408.16959v1.pdf", "https://github.com/bia006/hitsr",
+        "https://arxiv.org/pdf/2502.03656v1.pdf", "https://arxiv.org/pdf/2401.00261v2.pdf"}
 
 
 @pytest.fixture(scope="module")
 def model():
-    return accel.load_model()
+    return accel.load_model(model="compact")
 
 
 def run_record(model, image: Image.Image, name="in.png"):
@@ -75,8 +76,10 @@ def test_report_numbers_are_the_runs(model):
     assert params == sum(v.size for v in accel.model_weights(model).values())
     assert f"In all: {params:,} parameters" in md
     assert f"the accelerated (JAX) run took {run['seconds']:.2f} s" in md
-    for stage, seconds in record["trace_seconds"].items():
+    for stage, seconds in record["trace"]["seconds"].items():
         assert f"{seconds:.3f} s" in md, stage
+    # The stage table's shapes are those of the traced region, the region its times were measured on.
+    assert "on your whole input (128×128)" in md and "| head conv 3×3 | 128×128×32 |" in md
     # The self-check PSNR in the report is the one recomputed here.
     hr = np.asarray(image.convert("RGB"))
     small = imresize(hr, 0.5)
@@ -84,7 +87,58 @@ def test_report_numbers_are_the_runs(model):
     sr = quantize(inference.whole(model, small.astype(np.float32)))
     assert f"**model {psnr(hr, sr, 2):.2f} dB**" in md
     assert f"bicubic {psnr(hr, imresize(small, 2), 2):.2f} dB" in md
-    assert record["self_check"]["model_psnr"] > record["self_check"]["bicubic_psnr"]
+    sc = record["self_check"]
+    assert sc["model_psnr"] > sc["bicubic_psnr"]
+    # Every measured number in the text is the record's.
+    sp = sc["spectrum"]
+    assert f"the model restores **{100 * sp['model_energy_share']:.1f} %** of the truth's energy, bicubic " \
+           f"{100 * sp['bicubic_energy_share']:.1f} %" in md
+    assert f"ρ = {sp['model_high_correlation']:.2f} (bicubic {sp['bicubic_high_correlation']:.2f})" in md
+    assert f"{sc['best']['bicubic_psnr']:.2f} → {sc['best']['model_psnr']:.2f} dB ({sc['best']['gain']:+.2f} dB)" in md
+    assert f"{sc['worst']['bicubic_psnr']:.2f} → {sc['worst']['model_psnr']:.2f} dB" in md
+    for row in sc["degradations"]:
+        assert f"| {row['input']} | {row['bicubic_psnr']:.2f} dB | {row['model_psnr']:.2f} dB | {row['gain']:+.2f} dB |" in md
+    for row in sc["bicubic_loss"]:
+        assert f"| ×{row['scale']} | {row['bicubic_psnr']:.2f} dB" in md
+    # And the numbers are what they claim: the crop gains are the largest and smallest of all windows.
+    from accel.evidence import crop_gains
+    gains = [g["gain"] for g in crop_gains(sc["images"]["truth"], sc["images"]["bicubic"], sc["images"]["model"], 2)]
+    assert sc["best"]["gain"] == max(gains) and sc["worst"]["gain"] == min(gains)
+    assert sc["degradations"][0]["model_psnr"] == pytest.approx(sc["model_psnr"])
+    assert 0 <= sp["bicubic_energy_share"] < sp["model_energy_share"]   # the model fills more of the upper band
+    assert sp["bicubic_high_correlation"] < sp["model_high_correlation"] <= 1
+
+
+def test_figures_are_labelled(model):
+    """Read back from the plotting data: axes labels, legends, the Nyquist line, colour bars, titles."""
+    record = run_record(model, Image.open(LR))[0]
+    figs = report.make_figures(record)
+    assert set(figs) == {"self_check", "spectrum", "attention", "feature_maps"}
+    ax = figs["spectrum"].axes[0]
+    assert "cycles per output pixel" in ax.get_xlabel() and "power" in ax.get_ylabel() and ax.get_title()
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend[:3] == ["truth", "bicubic", "model"] and "Nyquist" in legend[3]
+    nyquist = [line for line in ax.lines if "Nyquist" in line.get_label()][0]
+    assert set(nyquist.get_xdata()) == {record["self_check"]["spectrum"]["nyquist"]} == {0.25}
+    assert ax.get_xlim() == (0, 0.5)
+    panels = figs["self_check"].axes
+    images = [a for a in panels if a.images and a.get_title()]
+    assert len(images) == 12                                      # 2 crops × (input, bicubic, model, truth, 2 errors)
+    bars = [a for a in panels if a.get_ylabel().startswith("absolute error")]
+    assert len(bars) == 2
+    sizes = {tuple(a.images[0].get_array().shape[:2]) for a in images}
+    assert sizes == {(48, 48)}                                    # one zoom: every panel shows 48×48 output pixels
+    att = figs["attention"]
+    ax = att.axes[0]
+    assert ax.get_xlabel() == "feature channel" and "RCAB" in ax.get_ylabel()
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["group 1", "group 2", "group 3"]
+    assert att.axes[1].get_ylabel().startswith("gate")             # its colour bar
+    assert ax.images[0].get_array().shape == (3 * 5, 32)
+    with Image.open(io.BytesIO(figures.png(att))) as im:
+        assert im.width >= 480
+    maps = figs["feature_maps"].axes
+    assert [a.get_ylabel() for a in maps if a.get_ylabel()] == ["activation", "activation"]
+    assert all("channel" in a.get_title() for a in maps if a.images and a.get_title())
 
 
 class Collector(html.parser.HTMLParser):
@@ -102,15 +156,20 @@ class Collector(html.parser.HTMLParser):
 def test_cli_writes_md_and_html(tmp_path, mode):
     src = tmp_path / f"img_{mode}.png"
     Image.open(LR).convert(mode).save(src)
-    r = subprocess.run([sys.executable, "-m", "accel.upscale", str(src), "--explain", "--quiet"],
+    model = [] if mode == "RGB" else ["--model", "compact"]   # the default model once; the others are faster
+    r = subprocess.run([sys.executable, "-m", "accel.upscale", str(src), "--explain", "--quiet", *model],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     md = (tmp_path / f"img_{mode}_x2.md").read_text()
     check_structure(md)
+    links = re.findall(r"^!\[.+\]\((.+)\)$", md, re.M)
+    assert len(links) == 4 and all((tmp_path / link).is_file() for link in links), links   # relative, and there
+    assert all(link.startswith(f"img_{mode}_x2_figures/") for link in links)
+    assert "http://" not in md
     page = (tmp_path / f"img_{mode}_x2.html").read_text()
     p = Collector()
     p.feed(page)
-    assert p.h2 == 3 and len(p.images) == 4
+    assert p.h2 == 3 and len(p.images) == 4 + 2   # the figures and the slider's bicubic | model
     for src_attr in p.images:
         assert src_attr.startswith("data:image/png;base64,")
         Image.open(io.BytesIO(base64.b64decode(src_attr.split(",", 1)[1]))).load()   # decodes
@@ -123,5 +182,5 @@ def test_reports_are_deterministic(model):
     b = timing.sub("T s", report.render_markdown(run_record(model, image)[0]))
     assert a == b   # only the wall-clock times differ between two runs
     record = run_record(model, image)[0]
-    assert report.render_html(report.render_markdown(record), report.figures(record)) == \
-        report.render_html(report.render_markdown(record), report.figures(record))
+    pngs = {name: figures.png(fig) for name, fig in report.make_figures(record).items()}
+    assert pngs == {name: figures.png(fig) for name, fig in report.make_figures(record).items()}
