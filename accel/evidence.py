@@ -36,17 +36,26 @@ def enlarge(model, small: np.ndarray) -> np.ndarray:
     return quantize(inference.whole(model, small.astype(np.float32)))
 
 
-def crop_gains(truth, bicubic, sr, scale: int, window: int = WINDOW) -> list[dict]:
-    """PSNR on Y of bicubic and model in each window (border shaved like the protocol), with the gain."""
-    yt, yb, ym = (rgb_to_y(a).astype(np.float64) for a in (truth, bicubic, sr))
+def nearest(small: np.ndarray, scale: int) -> np.ndarray:
+    """The input enlarged by repeating each pixel: what the input itself holds, at the output's size."""
+    return np.repeat(np.repeat(small, scale, 0), scale, 1)
+
+
+def crop_gains(truth, bicubic, sr, scale: int, window: int = WINDOW, near=None) -> list[dict]:
+    """PSNR on Y of bicubic and model (and of the nearest-neighbour input, when given) in each window
+    (border shaved like the protocol), with the model's gain over bicubic."""
+    yt = rgb_to_y(truth).astype(np.float64)
+    named = {"bicubic": bicubic, "model": sr, **({"nearest": near} if near is not None else {})}
+    ys = {k: rgb_to_y(a).astype(np.float64) for k, a in named.items()}
     h, w = yt.shape
     out = []
     for y in range(scale, h - scale - window + 1, window):
         for x in range(scale, w - scale - window + 1, window):
             box = np.s_[y:y + window, x:x + window]
-            mb, mm = (float(np.mean((a[box] - yt[box]) ** 2)) for a in (yb, ym))
-            pb, pm = (10 * math.log10(255 ** 2 / max(m, 1e-10)) for m in (mb, mm))
-            out.append({"y": y, "x": x, "size": window, "bicubic_psnr": pb, "model_psnr": pm, "gain": pm - pb})
+            row = {"y": y, "x": x, "size": window}
+            for k, a in ys.items():
+                row[f"{k}_psnr"] = 10 * math.log10(255 ** 2 / max(float(np.mean((a[box] - yt[box]) ** 2)), 1e-10))
+            out.append({**row, "gain": row["model_psnr"] - row["bicubic_psnr"]})
     return out
 
 
@@ -127,13 +136,14 @@ def self_check(model, truth: np.ndarray, scale: int) -> dict:
     small = imresize(truth, 1 / scale)          # uint8 in, uint8 out: an 8-bit input, as a user's file is
     bicubic = imresize(small, scale)
     sr = enlarge(model, small)
-    gains = crop_gains(truth, bicubic, sr, scale)
+    near = nearest(small, scale)
+    gains = crop_gains(truth, bicubic, sr, scale, near=near)
     record = {"hr_height": truth.shape[0], "hr_width": truth.shape[1],
               "model_psnr": psnr(truth, sr, scale), "bicubic_psnr": psnr(truth, bicubic, scale),
               "spectrum": spectra(truth, bicubic, sr, scale),
               "degradations": degradations(model, truth, small, scale),
               "bicubic_loss": bicubic_loss(truth),
-              "images": {"truth": truth, "small": small, "bicubic": bicubic, "model": sr}}
+              "images": {"truth": truth, "small": small, "nearest": near, "bicubic": bicubic, "model": sr}}
     if gains:
         record["best"] = max(gains, key=lambda g: g["gain"])
         record["worst"] = min(gains, key=lambda g: g["gain"])

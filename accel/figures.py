@@ -36,32 +36,31 @@ def _show(ax, img, title: str):
 
 def self_check(sc: dict, scale: int) -> Figure:
     """The best and the worst window of the self-check: input (nearest) | bicubic | model | truth, then the
-    absolute error of bicubic and of the model on Y, on one colour scale."""
+    absolute error on Y of the first three against the truth, on one colour scale; PSNR in each title."""
     imgs = sc["images"]
     rows = [(label, sc[key]) for key, label in (("best", "largest gain"), ("worst", "smallest gain")) if key in sc]
-    fig = Figure(figsize=(13, 2.5 * len(rows) + 0.4))
-    # Six panels of one size (one zoom) per row, and a narrow seventh column for the error colour bar.
-    grid = fig.subplots(len(rows), 7, squeeze=False, gridspec_kw={"width_ratios": [1] * 6 + [0.07]})
-    axes, bars = grid[:, :6], grid[:, 6]
+    shown = ("nearest", "bicubic", "model")
+    fig = Figure(figsize=(15, 2.4 * len(rows) + 0.4))
+    # Seven panels of one size (one zoom) per row, and a narrow eighth column for the error colour bar.
+    grid = fig.subplots(len(rows), 8, squeeze=False, gridspec_kw={"width_ratios": [1] * 7 + [0.07]})
     errs = []
-    for (label, box), ax in zip(rows, axes):
+    for (label, box), ax in zip(rows, grid):
         y, x, n = box["y"], box["x"], box["size"]
         cut = lambda a: a[y:y + n, x:x + n]
-        lr = imgs["small"][y // scale:(y + n) // scale, x // scale:(x + n) // scale]
-        _show(ax[0], np.repeat(np.repeat(lr, scale, 0), scale, 1), f"{label}\ninput (nearest ×{scale})")
-        _show(ax[1], cut(imgs["bicubic"]), f"bicubic {box['bicubic_psnr']:.2f} dB")
-        _show(ax[2], cut(imgs["model"]), f"model {box['model_psnr']:.2f} dB")
+        names = {"nearest": f"{label}\ninput (nearest ×{scale})", "bicubic": "bicubic", "model": "model"}
+        for i, key in enumerate(shown):
+            _show(ax[i], cut(imgs[key]), f"{names[key]} {box[f'{key}_psnr']:.2f} dB")
         _show(ax[3], cut(imgs["truth"]), "truth")
         truth_y = rgb_to_y(cut(imgs["truth"])).astype(np.float64)
-        for i, key in ((4, "bicubic"), (5, "model")):
-            errs.append((ax[i], np.abs(rgb_to_y(cut(imgs[key])) - truth_y), f"|{key} − truth| on Y"))
+        for i, key in enumerate(shown):
+            errs.append((ax[4 + i], np.abs(rgb_to_y(cut(imgs[key])) - truth_y), f"|{key} − truth| on Y"))
     top = max(float(np.percentile(e, 99.5)) for _, e, _ in errs) or 1.0
     for ax, err, title in errs:
         im = ax.imshow(err, cmap="magma", vmin=0, vmax=top, interpolation="nearest")
         ax.set_title(title, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    for cax in bars:
+    for cax in grid[:, 7]:
         fig.colorbar(im, cax=cax).set_label("absolute error (0..255)")
     fig.suptitle(f"Self-check crops ({box['size']}×{box['size']} output pixels, PSNR on Y per crop)")
     return fig

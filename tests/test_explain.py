@@ -102,7 +102,8 @@ def test_report_numbers_are_the_runs(model):
         assert f"| ×{row['scale']} | {row['bicubic_psnr']:.2f} dB" in md
     # And the numbers are what they claim: the crop gains are the largest and smallest of all windows.
     from accel.evidence import crop_gains
-    gains = [g["gain"] for g in crop_gains(sc["images"]["truth"], sc["images"]["bicubic"], sc["images"]["model"], 2)]
+    imgs = sc["images"]
+    gains = [g["gain"] for g in crop_gains(imgs["truth"], imgs["bicubic"], imgs["model"], 2, near=imgs["nearest"])]
     assert sc["best"]["gain"] == max(gains) and sc["worst"]["gain"] == min(gains)
     assert sc["degradations"][0]["model_psnr"] == pytest.approx(sc["model_psnr"])
     assert 0 <= sp["bicubic_energy_share"] < sp["model_energy_share"]   # the model fills more of the upper band
@@ -123,7 +124,7 @@ def test_figures_are_labelled(model):
     assert ax.get_xlim() == (0, 0.5)
     panels = figs["self_check"].axes
     images = [a for a in panels if a.images and a.get_title()]
-    assert len(images) == 12                                      # 2 crops × (input, bicubic, model, truth, 2 errors)
+    assert len(images) == 14                                      # 2 crops × (input, bicubic, model, truth, 3 errors)
     bars = [a for a in panels if a.get_ylabel().startswith("absolute error")]
     assert len(bars) == 2
     sizes = {tuple(a.images[0].get_array().shape[:2]) for a in images}
