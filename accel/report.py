@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 import re
 import sys
 from pathlib import Path
@@ -34,6 +35,10 @@ from reference.weights import read_metadata, stages
 
 from . import evidence, figures
 from .api import DEFAULT_MODEL, SHIPPED, model_weights, shipped_card
+
+# Multiply-adds of the traced NumPy run (a few seconds on a CPU core): its region is the centre square
+# that costs about this much, at most 256 pixels a side (compact model: 256, deep: 72, official: 40).
+TRACE_MACS = 25e9
 
 # --- the run record --------------------------------------------------------------------------------
 
@@ -97,8 +102,9 @@ def build_record(src, dst, model, weights_path, run: dict, out_size, shipped: st
 
     # Traced NumPy run: stage times, channel-attention gates and feature maps, on a region small enough for
     # official-size models; the stage table shows the shapes of that same region.
-    budget = 256 if config.n_feats * config.n_resgroups * config.n_resblocks <= 32 * 3 * 5 * 2 else 48
-    crop, region = _centre(lr, budget)
+    per_pixel = sum(r["macs"] for r in stages(config, 8, 8)) / 64
+    side = min(256, max(32, int(math.sqrt(TRACE_MACS / per_pixel)) // 8 * 8))
+    crop, region = _centre(lr, side)
     trace: dict = {}
     reference.forward(model_weights(model), config, crop, trace=trace)
     record["trace"] = {"region": region, "height": crop.shape[0], "width": crop.shape[1],
