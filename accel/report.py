@@ -305,8 +305,9 @@ def _section_workflow(record: dict, cfg: RCANConfig, links: dict) -> list[str]:
     lines = ["## 2. The workflow: input → model → output", ""]
     rows = tr["stages"] if tr else record["stages"]
     if tr:
-        where = "your whole input" if tr["region"] == "the whole image" else f"{tr['region']} of your input"
-        lines.append(f"Each stage of the traced NumPy reference run on {where} ({_hw(tr['height'], tr['width'])}): "
+        where = (f"your whole input ({_hw(tr['height'], tr['width'])})" if tr["region"] == "the whole image"
+                 else f"{tr['region']} of your input")
+        lines.append(f"Each stage of the traced NumPy reference run on {where}: "
                      "its tensor shape (H×W×channels), parameters, share of the compute and the time it took:")
     else:
         lines.append(f"Each stage for a {_hw(hh, ww)} RGB input: its tensor shape (H×W×channels), parameters and "
