@@ -100,7 +100,7 @@ def run(jobs, model, open_job, finish, tile: int = TILE, overlap: int = OVERLAP,
                 elif item.error is not None or item.single:
                     yield item
                 else:
-                    item.canvas = Canvas(item.decoded.rgb, tile, overlap, s)
+                    item.canvas = Canvas(item.decoded.rgb, tile, overlap, s, fit=False)
                     tiles.extend((item, y, x) for y, x in item.canvas.coords)
             if tiles:
                 group = [tiles.popleft() for _ in range(min(batch, len(tiles)))]

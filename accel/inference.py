@@ -50,6 +50,22 @@ def whole(model, img: np.ndarray) -> np.ndarray:
     return run_batch(model, [img])[0]
 
 
+def fit_tile(length: int, tile: int, overlap: int) -> int:
+    """The tile length (at most `tile`, a multiple of 8) that covers `length` with as few tiles as `tile`
+    needs, spread evenly. Without it a length just over a multiple of the tile needs one more tile that
+    mostly repeats its neighbour: 1024 pixels in tiles of 512 overlapping by 16 took three tiles of 512
+    (1.5× the work on each axis, 2.25× on an image); fitted, three tiles of 352 (1.03×)."""
+    if length <= tile:
+        return length
+    n = -(-(length - overlap) // (tile - overlap))
+    return min(tile, _bucket(-(-(length + (n - 1) * overlap) // n), 8))
+
+
+def tile_shape(shape, tile: int, overlap: int) -> tuple[int, int]:
+    """The (height, width) of the tiles that cover an image of this shape (fit_tile on each axis)."""
+    return fit_tile(shape[0], tile, overlap), fit_tile(shape[1], tile, overlap)
+
+
 def _starts(length: int, tile: int, overlap: int) -> list[int]:
     if length <= tile:
         return [0]
@@ -68,20 +84,21 @@ def _ramp(n: int, lead: int, trail: int) -> np.ndarray:
     return w
 
 
-def tiles_for(shape, tile: int, overlap: int):
-    H, W = shape[:2]
-    return [(y, x) for y in _starts(H, tile, overlap) for x in _starts(W, tile, overlap)]
+def tiles_for(shape, tile: int, overlap: int, fit: bool = True):
+    th, tw = tile_shape(shape, tile, overlap) if fit else (min(tile, shape[0]), min(tile, shape[1]))
+    return [(y, x) for y in _starts(shape[0], th, overlap) for x in _starts(shape[1], tw, overlap)]
 
 
 class Canvas:
-    """One image's grid of tile×tile tiles overlapping by `overlap` (the last row and column flush with
-    the edge), and its output being blended from the tiles' outputs with linear ramps (no seams)."""
+    """One image's grid of tiles overlapping by `overlap` (the last row and column flush with the edge),
+    and its output being blended from the tiles' outputs with linear ramps (no seams). fit: tiles sized
+    to the image (tile_shape); else tile×tile, the one shape that tiles of many images share (folders)."""
 
-    def __init__(self, img: np.ndarray, tile: int, overlap: int, scale: int):
+    def __init__(self, img: np.ndarray, tile: int, overlap: int, scale: int, fit: bool = True):
         self.img, self.s = img, scale
         H, W = img.shape[:2]
-        self.th, self.tw = min(tile, H), min(tile, W)
-        self.ys, self.xs = _starts(H, tile, overlap), _starts(W, tile, overlap)
+        self.th, self.tw = tile_shape(img.shape, tile, overlap) if fit else (min(tile, H), min(tile, W))
+        self.ys, self.xs = _starts(H, self.th, overlap), _starts(W, self.tw, overlap)
         self.coords = [(y, x) for y in self.ys for x in self.xs]
         self.acc = np.zeros((scale * H, scale * W, 3), np.float32)
         self.wsum = np.zeros((scale * H, scale * W, 1), np.float32)

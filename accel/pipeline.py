@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 
+import jax
 import numpy as np
 from PIL import Image
 
@@ -19,7 +20,7 @@ def bytes_per_lr_pixel(config) -> float:
     """Peak working memory of one forward pass per LR pixel (float32), as measured.
 
     `python -m accel.bench --upscale WxH --upscale-args "--tile T"` at two tile sizes gives the slope
-    (the rise of peak RSS per pixel of a batch of TILE_BATCH tiles): ≈ 6 feature maps of C channels
+    (the rise of peak RSS per pixel of a batch of tiles): ≈ 6 feature maps of C channels
     per LR pixel in the body plus the upsampler's r²·C, for both the compact (C = 32) and the
     official model (C = 64) at ×2.
     """
@@ -27,7 +28,11 @@ def bytes_per_lr_pixel(config) -> float:
     return 4.0 * (6 * C + s * s * C + 6 * s * s)
 
 
-TILE_BATCH = 4   # tiles per forward call: one compiled shape, and work for every device
+def tile_batch() -> int:
+    """Tiles per forward call: one per local device (forward splits the batch over them). One on a single
+    device: a batch of several there only pads the last call (9 tiles in calls of 4 computed 12) and
+    shrinks the tiles the memory budget allows (more tiles, more overlap)."""
+    return jax.local_device_count()
 
 
 def default_max_memory_gb() -> float:
@@ -39,8 +44,10 @@ def default_max_memory_gb() -> float:
     return min(2.0, total / 4 / 1e9)
 
 
-def plan_tile(shape, config, max_memory_gb: float, batch: int = TILE_BATCH) -> int | None:
-    """None when the whole image fits the budget; else the largest fixed tile size that does."""
+def plan_tile(shape, config, max_memory_gb: float, batch: int | None = None) -> int | None:
+    """None when the whole image fits the budget; else the largest fixed tile size that does, for calls
+    of `batch` tiles (default tile_batch())."""
+    batch = batch or tile_batch()
     per_px = bytes_per_lr_pixel(config)
     budget = max_memory_gb * 1e9
     H, W = shape[:2]
@@ -50,14 +57,14 @@ def plan_tile(shape, config, max_memory_gb: float, batch: int = TILE_BATCH) -> i
     return fitting[-1] if fitting else TILE_SIZES[0]
 
 
-def planned_shape(shape, tile: int | None) -> tuple[tuple[int, int, int, int], bool]:
+def planned_shape(shape, tile: int | None, overlap: int = 16) -> tuple[tuple[int, int, int, int], bool]:
     """The batch shape [N, H, W, 3] the model will run for an image of this shape, and whether masked."""
     H, W = shape[:2]
     if not tile:
         bh, bw = inference._bucket(H), inference._bucket(W)
         return (1, bh, bw, 3), (bh, bw) != (H, W)
-    th, tw = min(tile, H), min(tile, W)
-    return (TILE_BATCH, inference._bucket(th, 8), inference._bucket(tw, 8), 3), True
+    th, tw = inference.tile_shape(shape, tile, overlap)
+    return (tile_batch(), inference._bucket(th, 8), inference._bucket(tw, 8), 3), True
 
 
 def upscale_image(image, model=None, *, tile="auto", overlap: int = 16, chop: bool = False,
@@ -85,13 +92,13 @@ def upscale_image(image, model=None, *, tile="auto", overlap: int = 16, chop: bo
     if progress is not None:
         progress.reset(total=len(inference.tiles_for(d.rgb.shape, tile, overlap)) * (8 if ensemble else 1)
                        if tile else 1)
-    shape, masked = planned_shape(d.rgb.shape, tile)
+    shape, masked = planned_shape(d.rgb.shape, tile, overlap)
     if notice is not None and not chop and first_run(model, shape, masked):
         what = f"{shape[0]} tiles of {shape[1]}×{shape[2]}" if tile else f"{shape[1]}×{shape[2]}"
         notice(f"first run at {what} (H×W) here: compiling and tuning, typically 5–40 s on a CPU; "
                "later runs of this size reuse it")
     sr = inference.super_resolve(model, d.rgb, tile=tile, overlap=overlap, chop_=chop, ensemble_=ensemble,
-                                 progress=progress, batch=TILE_BATCH)
+                                 progress=progress, batch=tile_batch())
     seconds = time.perf_counter() - t0
     if record is not None:
         record.update(lr_shape=d.rgb.shape, sr_shape=sr.shape, tile=tile, overlap=overlap, chop=chop, icc=d.icc,

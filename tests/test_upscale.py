@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageCms
 
 import accel
@@ -303,3 +305,30 @@ def test_upscale_stays_within_max_memory():
     assert base["returncode"] == big["returncode"] == 0, (base, big)
     output_buffers = 1200 * 1200 * 3 * 4 * 4 / 1e9     # blend accumulators, the float result, the image
     assert big["peak_rss_gb"] - base["peak_rss_gb"] <= 0.3 + output_buffers, (base, big)
+
+
+@settings(max_examples=300, deadline=None)
+@given(length=st.integers(1, 5000), tile=st.sampled_from([64, 96, 128, 192, 256, 384, 512, 768]),
+       overlap=st.integers(0, 32))
+def test_fitted_tiles_cover_evenly_with_the_fewest_tiles(length, tile, overlap):
+    """Tiles sized to the image: no longer than asked, as few as that size needs, every neighbour
+    overlapping by at least `overlap`, and the work (tiles × tile length) within 8 pixels per tile of
+    the length plus the overlaps — not a last tile that repeats most of its neighbour."""
+    t = inference.fit_tile(length, tile, overlap)
+    starts = inference._starts(length, t, overlap)
+    assert t <= tile and starts[0] == 0 and starts[-1] + t == length
+    assert all(b - a <= t - overlap for a, b in zip(starts, starts[1:]))
+    fewest = 1 if length <= tile else -(-(length - overlap) // (tile - overlap))
+    assert len(starts) == fewest
+    assert len(starts) * t <= length + (len(starts) - 1) * overlap + 8 * len(starts)
+
+
+def test_tiles_go_one_per_device_call_on_one_device():
+    from accel.pipeline import plan_tile, tile_batch
+    assert tile_batch() == 1   # one CPU device here: no padded slots in the last call
+    # A 2000×1500 photo in 2 GB with the compact model: tiles of 768 (not 512 as in calls of 4 tiles),
+    # fitted to 760×680: 6 tiles, 3 % more pixels than the photo.
+    config = RCANConfig.compact(2)
+    tile = plan_tile((1500, 2000, 3), config, 2.0)
+    assert tile == 768 and inference.tile_shape((1500, 2000), tile, 16) == (760, 680)
+    assert len(inference.tiles_for((1500, 2000), tile, 16)) == 6
