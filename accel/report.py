@@ -55,8 +55,8 @@ def _training_data(meta: dict) -> str:
     """What a weights file says it was trained on (accel.train records it); the paper's set for the
     official checkpoints."""
     if meta.get("data"):
-        return (f"{meta.get('n_train_images', '?')} images ({' + '.join(Path(d).name for d in meta['data'].split())}), shrunk with "
-                "bicubic for the input")
+        folders = " + ".join(Path(d).name for d in meta["data"].split())
+        return f"{meta.get('n_train_images', '?')} images ({folders}), shrunk with bicubic for the input"
     if meta.get("source_layout"):
         return "DIV2K's 800 training images, per the RCAN paper (official checkpoint)"
     return "not recorded in the weights file"

@@ -16,9 +16,9 @@ its own aligned crops inside the jitted step, from a key that depends only on (s
 stopped and resumed ends with the same weights as one that never stopped. The batch is split over
 every device (a 1-D `data` mesh; weights and optimizer replicated, gradients reduced by XLA).
 --steps fixes the schedule of the whole training; --time-budget ends this run early, with a checkpoint
-to resume from; --steps fit with --time-budget sizes the schedule to end with the budget. CPU runs unroll the blocks (on XLA CPU, gradients through lax.scan are ~40× slower);
-accelerators scan them (fast to compile). Checkpoints use the official key names, so a checkpoint
-moves between block loops and machines.
+to resume from; --steps fit with --time-budget sizes the schedule to end with the budget. CPU runs unroll
+the blocks (on XLA CPU, gradients through lax.scan are ~40× slower); accelerators scan them (fast to
+compile). Checkpoints use the official key names, so a checkpoint moves between block loops and machines.
 """
 from __future__ import annotations
 
@@ -143,10 +143,10 @@ class Trainer:
         self.model_loops = model.loops
         self.graphdef, state = nnx.split(model, nnx.Param)
         self.params = put_replicated(state, self.replicated)
-        # Adam, times the learning rate of the step (learning_rate), times a re-warm factor that ramps from 0 to 1 over
-        # REWARM steps of its own count: 1 throughout, except after a resume without Adam's moments, whose
-        # first steps would otherwise move every weight by the full learning rate at once (bias
-        # correction makes them ≈ lr·sign(gradient)): measured, Set5 34.64 → 25.90 dB in one step.
+        # Adam, times the step's learning rate (learning_rate, passed in), times a re-warm factor that
+        # ramps from 0 to 1 over REWARM steps of its own count: 1 throughout, except after a resume without
+        # Adam's moments, whose first steps would otherwise move every weight by the full learning rate at
+        # once (bias correction makes them ≈ lr·sign(gradient)): measured, Set5 34.64 → 25.90 dB in one step.
         self.tx = optax.chain(optax.scale_by_adam(),
                               optax.scale_by_schedule(lambda n: jnp.minimum(1.0, (n + 1) / REWARM)))
         self.opt_state = put_replicated(self.tx.init(self.params), self.replicated)
@@ -433,7 +433,8 @@ def train(tc: TrainConfig, run: RunOptions, log=print) -> dict:
         raise
     bar.close()
     rate = timed_n / timed_s if timed_n else float("nan")
-    return {"step": trainer.step, "schedule_steps": tc.steps, "loss": float(np.mean(history[-50:])) if history else None, "val_psnr": val_psnr,
+    return {"step": trainer.step, "schedule_steps": tc.steps,
+            "loss": float(np.mean(history[-50:])) if history else None, "val_psnr": val_psnr,
             "train_seconds": round(elapsed, 1), "run_seconds": round(time.time() - t_start, 1),
             "patches_per_s": round(rate * tc.batch, 2), "share_of_peak": round(rate * tc.flops_per_step() / peak, 4),
             "step_ms": round(1e3 / rate, 2), "pipeline_ms": round(1e3 * crop_s, 3),
