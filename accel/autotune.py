@@ -4,7 +4,9 @@ XLA:CPU can run RCAN's 3×3 convolutions four ways here: its own direct convolut
 the same through YNNPACK (its dot fusions switched on for that compilation, "ynn"), or as Winograd
 F(4×4, 3×3) (accel/winograd.py: 2.25× fewer multiplications, ≈ 4e-6 relative error per convolution)
 with XLA's default fusions ("winograd") or with YNNPACK's dot fusions, which take in the bias add
-after the 36 GEMMs ("winograd-ynn"). None wins everywhere on the project's 2-core CPU
+after the 36 GEMMs ("winograd-ynn"); in bfloat16, as Winograd F(2×2, 3×3) with bfloat16 GEMMs summed in
+float32 ("winograd2": the one way found to reach the CPU's bfloat16 dot units from XLA,
+runs/experiments/bf16_conv_paths.py). None wins everywhere on the project's 2-core CPU
 (accel/PERFORMANCE.md): at 64 channels "winograd-ynn" is fastest from 32×32 to 256×256 (1.8× XLA's at
 128×128), but at 32 channels YNNPACK's direct convolution wins on 64×64 and 512×512 inputs. So the
 first forward of a shape times a short chain of the model's own convolutions every way, interleaved,
@@ -16,11 +18,12 @@ was busy holds for this process only, and a stored one with a wide spread is mea
 
 The paths sum in different orders (outputs differ by ~1e-6 relative; Winograd ~4e-6). The decision is
 keyed by the per-sample shape (H, W, channels, dtype), not the batch, so a batch split over several
-devices takes the same path as on one device and gives the same numbers. Winograd is offered for
-float32 only (its transforms multiply by up to 25 and 8, too much for bfloat16's 8-bit mantissa).
+devices takes the same path as on one device and gives the same numbers. Winograd F(4×4) is offered
+for float32 only (its transforms multiply by up to 25 and 8, too much for bfloat16's 8-bit mantissa);
+F(2×2), whose coefficients are at most 1, for bfloat16 only.
 
 The model's `conv` setting (load_model(conv=...), the CLIs' --conv, default RCAN_CONV or auto) is
-auto | xla | ynn | winograd | winograd-ynn; anything but auto fixes the path.
+auto | xla | ynn | winograd | winograd-ynn | winograd2; anything but auto fixes the path.
 """
 from __future__ import annotations
 
@@ -46,7 +49,10 @@ OPTIONS = {
     "ynn": {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"},
     "winograd": {},
     "winograd-ynn": {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"},
+    "winograd2": {},
 }
+# The Winograd scheme each path traces with (accel/winograd.py); F(2×2) is the bfloat16 one.
+SCHEME = {"winograd": "f4", "winograd-ynn": "f4", "winograd2": "f2"}
 _decided: dict[str, str] = {}
 
 
@@ -118,14 +124,15 @@ def _chain(x, w, b, rounds: int = 3):
 def jit(fun, path: str, **kwargs):
     """fun jit-compiled for one convolution path (its compiler options; Winograd traced in where asked)."""
     def traced(*args):
-        with winograd.enabled(path.startswith("winograd")):
+        with winograd.enabled(SCHEME.get(path)):
             return fun(*args)
     return jax.jit(traced, compiler_options=OPTIONS[path] or None, **kwargs)
 
 
 def paths(dtype) -> list[str]:
-    """The paths worth timing for this dtype (Winograd only in float32)."""
-    return [p for p in OPTIONS if not p.startswith("winograd") or jnp.dtype(dtype) == jnp.float32]
+    """The paths worth timing for this dtype: Winograd F(4×4) in float32, F(2×2) in bfloat16."""
+    wanted = "f4" if jnp.dtype(dtype) == jnp.float32 else "f2"
+    return [p for p in OPTIONS if SCHEME.get(p, wanted) == wanted]
 
 
 def time_paths(names, batch: int, height: int, width: int, channels: int, dtype) -> dict[str, list[float]]:
@@ -163,8 +170,10 @@ def spread(times: list[float]) -> float:
 
 
 def _trusted(record, dtype) -> bool:
-    """A stored decision for a path still offered, made with a steady timing (older entries had none)."""
+    """A stored decision among exactly the paths offered now (one made before a path was added never
+    saw it), made with a steady timing (older entries had none)."""
     return (isinstance(record, dict) and record.get("choice") in paths(dtype)
+            and isinstance(record.get("seconds"), dict) and set(record["seconds"]) == set(paths(dtype))
             and isinstance(record.get("spread"), (int, float)) and record["spread"] <= SPREAD_LIMIT)
 
 
@@ -184,7 +193,8 @@ def choose(batch: int, height: int, width: int, channels: int, dtype, setting: s
     check_setting(setting)
     if setting != "auto":
         if setting not in paths(dtype):
-            raise ValueError(f"conv {setting} is for float32 only, not {jnp.dtype(dtype).name}")
+            raise ValueError(f"conv {setting} is not offered for {jnp.dtype(dtype).name}: "
+                             f"use one of {', '.join(paths(dtype))}")
         return setting
     if jax.default_backend() != "cpu":
         return "xla"   # the options are XLA:CPU's; GPUs and TPUs have one path here

@@ -110,13 +110,14 @@ def blur(img: np.ndarray, sigma: float = BLUR_SIGMA) -> np.ndarray:
     return np.asarray(Image.fromarray(img).filter(ImageFilter.GaussianBlur(sigma)))
 
 
-def degradations(model, truth, small, scale: int) -> list[dict]:
-    """The self-check with inputs the model was not trained for: the gain over bicubic on each."""
+def degradations(model, truth, small, scale: int, bicubic, sr) -> list[dict]:
+    """The self-check (bicubic and sr: its outputs) next to inputs the model was not trained for: the gain
+    over bicubic on each."""
     rows = []
-    for name, degraded in (("bicubic (as trained)", small), (f"JPEG quality {JPEG_QUALITY}", jpeg(small)),
+    for name, degraded in (("bicubic (as trained)", None), (f"JPEG quality {JPEG_QUALITY}", jpeg(small)),
                            (f"blurred (Gaussian σ {BLUR_SIGMA} px)", blur(small))):
-        b = psnr(truth, imresize(degraded, scale), scale)
-        m = psnr(truth, enlarge(model, degraded), scale)
+        b = psnr(truth, bicubic if degraded is None else imresize(degraded, scale), scale)
+        m = psnr(truth, sr if degraded is None else enlarge(model, degraded), scale)
         rows.append({"input": name, "bicubic_psnr": b, "model_psnr": m, "gain": m - b})
     return rows
 
@@ -141,7 +142,7 @@ def self_check(model, truth: np.ndarray, scale: int) -> dict:
     record = {"hr_height": truth.shape[0], "hr_width": truth.shape[1],
               "model_psnr": psnr(truth, sr, scale), "bicubic_psnr": psnr(truth, bicubic, scale),
               "spectrum": spectra(truth, bicubic, sr, scale),
-              "degradations": degradations(model, truth, small, scale),
+              "degradations": degradations(model, truth, small, scale, bicubic, sr),
               "bicubic_loss": bicubic_loss(truth),
               "images": {"truth": truth, "small": small, "nearest": near, "bicubic": bicubic, "model": sr}}
     if gains:

@@ -40,18 +40,33 @@ AT = np.array([[1, 1, 1, 1, 1, 0],
                [0, 1, -1, 2, -2, 0],
                [0, 1, 1, 4, 4, 0],
                [0, 1, -1, 8, -8, 1]], np.float64)
+# F(2×2, 3×3) (points 0, ±1, ∞): 16 multiplications per 2×2 tile instead of 36, coefficients of at most 1,
+# so its error stays near bfloat16's own when the GEMMs take bfloat16 operands (F(4×4) then errs 10× more:
+# runs/experiments/bf16_conv_paths.py). The bfloat16 path; transforms in float32.
+BT2 = np.array([[1, 0, -1, 0],
+                [0, 1, 1, 0],
+                [0, -1, 1, 0],
+                [0, 1, 0, -1]], np.float64)
+G2 = np.array([[1, 0, 0],
+               [1 / 2, 1 / 2, 1 / 2],
+               [1 / 2, -1 / 2, 1 / 2],
+               [0, 0, 1]], np.float64)
+AT2 = np.array([[1, 1, 1, 0],
+                [0, 1, -1, -1]], np.float64)
+SCHEMES = {"f4": (BT, G, AT), "f2": (BT2, G2, AT2)}
 # Strips of at most MAX_TILES tiles: the GEMMs' operands then stay in cache (YNNPACK's fused GEMMs at
 # 256×256: 33–37 ms per conv whole, 19–20 ms in strips of 1024 tiles); at most MAX_STRIPS strips, since
 # every strip is more compiled code, and code is resident memory.
 MAX_TILES = 1024
 MAX_STRIPS = 16
-_ACTIVE = contextvars.ContextVar("rcan_winograd", default=False)
+_ACTIVE = contextvars.ContextVar("rcan_winograd", default=None)
 
 
 @contextlib.contextmanager
-def enabled(on: bool = True):
-    """Within this block, models traced run their square 3×3 convolutions through conv3x3."""
-    token = _ACTIVE.set(on)
+def enabled(scheme: str | None = "f4"):
+    """Within this block, models traced run their square 3×3 convolutions through conv3x3 with this
+    scheme ("f4" or "f2"; None: not at all)."""
+    token = _ACTIVE.set(scheme)
     try:
         yield
     finally:
@@ -65,7 +80,7 @@ def applies(kernel_shape) -> bool:
     channels on one side (a GEMM that thin gains nothing) and the upsampler's 4× wider output would
     quadruple the Winograd-domain memory for ~1 % of the work.
     """
-    return _ACTIVE.get() and tuple(kernel_shape[:2]) == (3, 3) and kernel_shape[2] == kernel_shape[3]
+    return _ACTIVE.get() is not None and tuple(kernel_shape[:2]) == (3, 3) and kernel_shape[2] == kernel_shape[3]
 
 
 def _combine(coefficients, parts):
@@ -79,53 +94,63 @@ def _combine(coefficients, parts):
     return total
 
 
-def filter_transform(kernel):
-    """HWIO [3, 3, Cin, Cout] -> U = G g Gᵀ as [36, Cin, Cout]."""
-    g = jnp.asarray(G, kernel.dtype)
+def filter_transform(kernel, g=G):
+    """HWIO [3, 3, Cin, Cout] -> U = G g Gᵀ as [α², Cin, Cout] (α = 6 for F(4×4), 4 for F(2×2))."""
+    g = jnp.asarray(g, kernel.dtype)
     U = jnp.einsum("ai,ijcd,bj->abcd", g, kernel, g)
-    return U.reshape(36, *kernel.shape[2:])
+    return U.reshape(g.shape[0] ** 2, *kernel.shape[2:])
 
 
-def _input_transform(xp, th: int, tw: int):
-    """Padded input [N, 4·th+2, 4·tw+2, C] -> V = Bᵀ d B for every tile, [36, N·th·tw, C]."""
-    rows = [xp[:, k:k + 4 * th:4] for k in range(6)]                        # [N, th, 4·tw+2, C]
-    t = jnp.stack([_combine(BT[a], rows) for a in range(6)])                # [6a, N, th, 4·tw+2, C]
-    cols = [t[:, :, :, k:k + 4 * tw:4] for k in range(6)]                   # [6a, N, th, tw, C]
-    V = jnp.stack([_combine(BT[b], cols) for b in range(6)], axis=1)        # [6a, 6b, N, th, tw, C]
-    return V.reshape(36, -1, xp.shape[-1])
+def _input_transform(xp, th: int, tw: int, bt=BT):
+    """Padded input [N, m·th+2, m·tw+2, C] -> V = Bᵀ d B for every tile, [α², N·th·tw, C] (m = α − 2)."""
+    a = bt.shape[0]
+    m = a - 2
+    rows = [xp[:, k:k + m * th:m] for k in range(a)]                        # [N, th, m·tw+2, C]
+    t = jnp.stack([_combine(bt[i], rows) for i in range(a)])                # [αi, N, th, m·tw+2, C]
+    cols = [t[:, :, :, k:k + m * tw:m] for k in range(a)]                   # [αi, N, th, tw, C]
+    V = jnp.stack([_combine(bt[j], cols) for j in range(a)], axis=1)        # [αi, αj, N, th, tw, C]
+    return V.reshape(a * a, -1, xp.shape[-1])
 
 
-def _output_transform(M, n: int, th: int, tw: int):
-    """M [36, N·th·tw, D] -> Y = Aᵀ M A, tiles laid back as [N, 4·th, 4·tw, D]."""
-    M = M.reshape(6, 6, n, th, tw, M.shape[-1])
-    cols = [M[:, b] for b in range(6)]
-    z = jnp.stack([_combine(AT[j], cols) for j in range(4)], axis=1)       # [6a, 4j, N, th, tw, D]
-    rows = [z[a] for a in range(6)]
-    y = jnp.stack([_combine(AT[i], rows) for i in range(4)])                # [4i, 4j, N, th, tw, D]
-    return y.transpose(2, 3, 0, 4, 1, 5).reshape(n, 4 * th, 4 * tw, -1)
+def _output_transform(M, n: int, th: int, tw: int, at=AT):
+    """M [α², N·th·tw, D] -> Y = Aᵀ M A, tiles laid back as [N, m·th, m·tw, D]."""
+    m, a = at.shape
+    M = M.reshape(a, a, n, th, tw, M.shape[-1])
+    cols = [M[:, b] for b in range(a)]
+    z = jnp.stack([_combine(at[j], cols) for j in range(m)], axis=1)       # [αa, mj, N, th, tw, D]
+    rows = [z[i] for i in range(a)]
+    y = jnp.stack([_combine(at[i], rows) for i in range(m)])                # [mi, mj, N, th, tw, D]
+    return y.transpose(2, 3, 0, 4, 1, 5).reshape(n, m * th, m * tw, -1)
 
 
-def conv3x3(x, kernel, bias=None, max_tiles: int = MAX_TILES):
+def conv3x3(x, kernel, bias=None, max_tiles: int = MAX_TILES, scheme: str | None = None):
     """SAME 3×3 convolution, stride 1: x [N, H, W, Cin], kernel HWIO [3, 3, Cin, Cout] -> [N, H, W, Cout].
 
     Any H and W: the input is zero-padded up to whole tiles (what SAME padding sees past the edge)
     and the output cropped back. max_tiles: tiles per strip (the GEMMs' operands stay in cache).
+    scheme: "f4" or "f2" (default: the one enabled(), else "f4"). The transforms run in float32 at
+    least; the GEMMs take x's dtype (bfloat16 operands use the CPU's bfloat16 dot units) and sum in
+    float32.
     """
+    bt, g, at = SCHEMES[scheme or _ACTIVE.get() or "f4"]
+    m, a = at.shape
+    work = jnp.promote_types(x.dtype, jnp.float32)
     n, H, W, _ = x.shape
-    th, tw = -(-H // 4), -(-W // 4)
-    xp = jnp.pad(x, ((0, 0), (1, 1 + 4 * th - H), (1, 1 + 4 * tw - W), (0, 0)))
-    U = filter_transform(kernel)
+    th, tw = -(-H // m), -(-W // m)
+    xp = jnp.pad(x.astype(work), ((0, 0), (1, 1 + m * th - H), (1, 1 + m * tw - W), (0, 0)))
+    U = filter_transform(kernel.astype(work), g).astype(x.dtype)
     if bias is not None:
         # Added in the Winograd domain: column 1 of Aᵀ is all ones, so b at position (1, 1) reaches every
         # output pixel. An elementwise add right after the GEMMs is what YNNPACK's dot fusion takes in;
         # with it that fusion runs 1.8× faster at 128×128 (accel/PERFORMANCE.md).
-        bias = jnp.zeros((36, 1, bias.shape[0]), x.dtype).at[7, 0].set(bias.astype(x.dtype))
+        bias = jnp.zeros((a * a, 1, bias.shape[0]), work).at[a + 1, 0].set(bias.astype(work))
     rows = max(1, max_tiles // (n * tw), -(-th // MAX_STRIPS))   # tile rows per strip
     strips = []
     for r0 in range(0, th, rows):
         r = min(rows, th - r0)
-        V = _input_transform(xp[:, 4 * r0:4 * (r0 + r) + 2], r, tw)
-        M = lax.dot_general(V, U, (((2,), (1,)), ((0,), (0,))))   # 36 GEMMs [tiles, Cin]·[Cin, Cout]
-        strips.append(_output_transform(M if bias is None else M + bias, n, r, tw))
+        V = _input_transform(xp[:, m * r0:m * (r0 + r) + 2], r, tw, bt).astype(x.dtype)
+        M = lax.dot_general(V, U, (((2,), (1,)), ((0,), (0,))),     # α² GEMMs [tiles, Cin]·[Cin, Cout]
+                            preferred_element_type=work)
+        strips.append(_output_transform(M if bias is None else M + bias, n, r, tw, at))
     y = strips[0] if len(strips) == 1 else jnp.concatenate(strips, axis=1)
-    return y[:, :H, :W]
+    return y[:, :H, :W].astype(x.dtype)
