@@ -59,9 +59,8 @@ def crop_gains(truth, bicubic, sr, scale: int, window: int = WINDOW, near=None) 
     return out
 
 
-def _power(img: np.ndarray) -> np.ndarray:
-    """Power spectrum of the luminance, Hann-windowed (no edge leakage), zero frequency at the centre."""
-    y = rgb_to_y(img).astype(np.float64)
+def _power(y: np.ndarray) -> np.ndarray:
+    """Power spectrum of a luminance image, Hann-windowed (no edge leakage), zero frequency at the centre."""
     hann = np.outer(np.hanning(y.shape[0]), np.hanning(y.shape[1]))
     return np.abs(np.fft.fftshift(np.fft.fft2((y - y.mean()) * hann))) ** 2
 
@@ -76,7 +75,8 @@ def _radius(shape) -> np.ndarray:
 def spectra(truth, bicubic, sr, scale: int, bins: int = 48) -> dict:
     """Radial spectra (mean power per ring, 0..0.5 cycles/pixel) and the high-band numbers above the
     input's Nyquist limit, 0.5/scale cycles per output pixel."""
-    powers = {"truth": _power(truth), "bicubic": _power(bicubic), "model": _power(sr)}
+    ys = {k: rgb_to_y(a).astype(np.float64) for k, a in (("truth", truth), ("bicubic", bicubic), ("model", sr))}
+    powers = {k: _power(y) for k, y in ys.items()}
     r = _radius(truth.shape[:2])
     edges = np.linspace(0, 0.5, bins + 1)
     ring = np.digitize(r, edges) - 1
@@ -87,12 +87,11 @@ def spectra(truth, bicubic, sr, scale: int, bins: int = 48) -> dict:
     high = (r > limit) & (r <= 0.5)
     energy = {k: float(p[high].sum()) for k, p in powers.items()}
 
-    def high_band(img):   # the part of the image above the limit, back in pixel space
-        y = rgb_to_y(img).astype(np.float64)
+    def high_band(y):   # the part of a luminance image above the limit, back in pixel space
         f = np.fft.fftshift(np.fft.fft2(y - y.mean()))
         return np.real(np.fft.ifft2(np.fft.ifftshift(np.where(r > limit, f, 0))))
 
-    ht, hb, hm = high_band(truth), high_band(bicubic), high_band(sr)
+    ht, hb, hm = (high_band(ys[k]) for k in ("truth", "bicubic", "model"))
     corr = lambda a, b: float(np.sum(a * b) / math.sqrt(max(np.sum(a * a) * np.sum(b * b), 1e-20)))
     return {"frequency": ((edges[:-1] + edges[1:]) / 2).tolist(), "curves": curves, "nyquist": limit,
             "model_energy_share": energy["model"] / max(energy["truth"], 1e-20),

@@ -61,8 +61,11 @@ def fit_tile(length: int, tile: int, overlap: int) -> int:
     return min(tile, _bucket(-(-(length + (n - 1) * overlap) // n), 8))
 
 
-def tile_shape(shape, tile: int, overlap: int) -> tuple[int, int]:
-    """The (height, width) of the tiles that cover an image of this shape (fit_tile on each axis)."""
+def tile_shape(shape, tile: int, overlap: int, fit: bool = True) -> tuple[int, int]:
+    """The (height, width) of the tiles that cover an image of this shape: fit_tile on each axis, or
+    (fit=False) tile×tile, cut to the image."""
+    if not fit:
+        return min(tile, shape[0]), min(tile, shape[1])
     return fit_tile(shape[0], tile, overlap), fit_tile(shape[1], tile, overlap)
 
 
@@ -85,7 +88,7 @@ def _ramp(n: int, lead: int, trail: int) -> np.ndarray:
 
 
 def tiles_for(shape, tile: int, overlap: int, fit: bool = True):
-    th, tw = tile_shape(shape, tile, overlap) if fit else (min(tile, shape[0]), min(tile, shape[1]))
+    th, tw = tile_shape(shape, tile, overlap, fit)
     return [(y, x) for y in _starts(shape[0], th, overlap) for x in _starts(shape[1], tw, overlap)]
 
 
@@ -97,7 +100,7 @@ class Canvas:
     def __init__(self, img: np.ndarray, tile: int, overlap: int, scale: int, fit: bool = True):
         self.img, self.s = img, scale
         H, W = img.shape[:2]
-        self.th, self.tw = tile_shape(img.shape, tile, overlap) if fit else (min(tile, H), min(tile, W))
+        self.th, self.tw = tile_shape(img.shape, tile, overlap, fit)
         self.ys, self.xs = _starts(H, self.th, overlap), _starts(W, self.tw, overlap)
         self.coords = [(y, x) for y in self.ys for x in self.xs]
         self.acc = np.zeros((scale * H, scale * W, 3), np.float32)

@@ -295,7 +295,6 @@ class RunOptions:
     stop_after: int | None = None
     time_budget: float | None = None
     quiet: bool = False
-    fit_steps: bool = False   # --steps fit: the schedule ends where the time budget does (tc.steps is UNFITTED)
 
 
 def pipeline_seconds(trainer: Trainer, repeats: int = 5) -> float:
@@ -344,7 +343,7 @@ def train(tc: TrainConfig, run: RunOptions, log=print) -> dict:
     """Train as the run asks; under jax.distributed every process calls this, process 0 writes."""
     t_start = time.time()
     log = log if is_main() else (lambda message: None)
-    fitting = run.fit_steps
+    fitting = tc.steps == UNFITTED   # --steps fit: the schedule ends where the time budget does
     if fitting and run.time_budget is None:
         raise ValueError("a schedule fitted to the time budget needs a time budget")
     trainer, meta = start(tc, run, log)
@@ -511,7 +510,7 @@ def main(argv=None) -> int:
             tc = TrainConfig(model, UNFITTED if args.steps == "fit" else args.steps, **given)
         run = RunOptions(args.data, args.out, tuple(args.exclude), args.dtype, args.loops, args.checkpoint,
                          args.resume, args.init, args.moments, args.every, args.val_hr, args.stop_after,
-                         args.time_budget, args.quiet, fit_steps=args.steps == "fit")
+                         args.time_budget, args.quiet)
         result = train(tc, run, log=lambda m: print(m, file=sys.stderr))
     except (ValueError, OSError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)

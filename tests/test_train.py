@@ -229,7 +229,7 @@ def test_steps_fit_ends_the_schedule_with_the_time_budget(tmp_path):
     budget = 12.0
     tc = TrainConfig(TINY, steps=UNFITTED, batch=2, patch=16, warmup=5)
     run = RunOptions([str(SET5 / "HR_x2")], str(tmp_path / "w.safetensors"), checkpoint=str(tmp_path / "c.ckpt"),
-                     every=100000, time_budget=budget, quiet=True, fit_steps=True)
+                     every=100000, time_budget=budget, quiet=True)
     t0 = time.time()
     result = train(tc, run, log=lambda m: None)
     wall = time.time() - t0
