@@ -13,8 +13,11 @@ first forward of a shape times a short chain of the model's own convolutions eve
 and keeps the fastest. Decisions are kept per process and, once runtime.configure() names a cache
 folder, on disk beside the compilation cache, keyed by the machine (CPU model, cores, the flags that
 matter: AVX-512, bfloat16 dot units, AMX) and the jax version. A decision is written to disk only when
-its timing was steady (the spread of the winner's runs under SPREAD_LIMIT); one made while the machine
-was busy holds for this process only, and a stored one with a wide spread is measured again.
+its timing was steady (the spread of the winner's runs under SPREAD_LIMIT) and the machine was quiet
+(other processes, and the host as steal time, took under BUSY_LIMIT of its CPU time while the paths were
+timed: a neighbour busy all along slows every run alike, so the spread alone misses it, and the
+decision it skews would be kept for good). One made otherwise holds for this process only, and a stored
+one without both readings in bounds is measured again.
 
 The paths sum in different orders (outputs differ by ~1e-6 relative; Winograd ~4e-6). The decision is
 keyed by the per-sample shape (H, W, channels, dtype), not the batch, so a batch split over several
@@ -58,6 +61,7 @@ _decided: dict[str, str] = {}
 
 SETTINGS = ("auto", *OPTIONS)
 SPREAD_LIMIT = 0.15   # (median - best) / best of the winner's timed runs, above which nothing is persisted
+BUSY_LIMIT = 0.10     # share of the machine's CPU time others took while timing, above which nothing is persisted
 ATTEMPTS = 3          # measurements of a shape before an unsteady decision is kept for this process only
 
 
@@ -169,12 +173,16 @@ def spread(times: list[float]) -> float:
     return (statistics.median(times) - min(times)) / min(times)
 
 
+def _within(record: dict, field: str, limit: float) -> bool:
+    return isinstance(record.get(field), (int, float)) and record[field] <= limit
+
+
 def _trusted(record, dtype) -> bool:
     """A stored decision among exactly the paths offered now (one made before a path was added never
-    saw it), made with a steady timing (older entries had none)."""
+    saw it), made with a steady timing on a quiet machine (older entries recorded neither)."""
     return (isinstance(record, dict) and record.get("choice") in paths(dtype)
             and isinstance(record.get("seconds"), dict) and set(record["seconds"]) == set(paths(dtype))
-            and isinstance(record.get("spread"), (int, float)) and record["spread"] <= SPREAD_LIMIT)
+            and _within(record, "spread", SPREAD_LIMIT) and _within(record, "busy", BUSY_LIMIT))
 
 
 def _key(height: int, width: int, channels: int, dtype) -> str:
@@ -204,15 +212,18 @@ def choose(batch: int, height: int, width: int, channels: int, dtype, setting: s
         if _trusted(record, dtype):
             choice = record["choice"]
         else:
-            for _ in range(ATTEMPTS):   # until the winner's runs agree (a busy moment passes), a few times at most
-                times = time_paths(paths(dtype), batch, height, width, channels, dtype)
+            # Until the winner's runs agree and nobody else was busy (a busy moment passes), a few times at most.
+            for _ in range(ATTEMPTS):
+                with hardware.OtherLoad() as load:
+                    times = time_paths(paths(dtype), batch, height, width, channels, dtype)
                 best = {name: min(t) for name, t in times.items()}
                 choice = min(best, key=best.get)
-                unsteady = spread(times[choice])
-                if unsteady <= SPREAD_LIMIT:
+                # Where others' load cannot be read (no /proc/stat), the spread decides alone.
+                reading = {"spread": round(spread(times[choice]), 4), "busy": round(load.share or 0.0, 4)}
+                if reading["spread"] <= SPREAD_LIMIT and reading["busy"] <= BUSY_LIMIT:
+                    # else: for this process only, measured again next time
+                    _save(key, {"choice": choice, **reading,
+                                "seconds": {name: round(t, 6) for name, t in best.items()}})
                     break
-            if unsteady <= SPREAD_LIMIT:   # else: for this process only, measured again next time
-                _save(key, {"choice": choice, "spread": round(unsteady, 4),
-                            "seconds": {name: round(t, 6) for name, t in best.items()}})
         _decided[key] = choice
     return _decided[key]

@@ -1,7 +1,9 @@
-"""What this machine is and what it can do: CPU name and flags, peak FLOP/s, resident-set readings.
+"""What this machine is and what it can do: CPU name and flags, peak FLOP/s, resident-set readings, and
+how busy other processes keep it.
 
-The one place that reads /proc/cpuinfo and /proc/self/status (autotune keys its decisions by the CPU,
-the model card names it, bench and train report a share of the peak).
+The one place that reads /proc/cpuinfo, /proc/stat and /proc/self/status (autotune keys its decisions by
+the CPU and keeps none timed while others were busy, the model card names it, bench and train report a
+share of the peak).
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import functools
 import os
 import platform
 import statistics
+import time
 
 # Dense datasheet peaks (TFLOP/s) of the GPUs measured here (SXM parts; PCIe cards are slower), per precision.
 GPU_PEAK_TFLOPS = {"H100": {"float32": 67, "tf32": 494.7, "bfloat16": 989.4},
@@ -92,4 +95,41 @@ def reset_peak_rss() -> bool:
             f.write("5")
         return True
     except OSError:
+        return False
+
+
+def _cpu_seconds() -> tuple[float, float, int] | None:
+    """(CPU seconds the whole machine has been busy, of which this process's, CPUs) from /proc/stat and
+    os.times(); None where there is no /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    # cpu  user nice system idle iowait irq softirq steal …: busy = all but idle and iowait; steal counts,
+    # since it is time a neighbour on the host took from this machine's CPUs.
+    ticks = [int(v) for v in lines[0].split()[1:9]]
+    busy = sum(ticks) - ticks[3] - ticks[4]
+    cpus = sum(1 for line in lines if line.startswith("cpu") and line[3:4].isdigit())
+    own = os.times()
+    return busy / os.sysconf("SC_CLK_TCK"), own.user + own.system, max(cpus, 1)
+
+
+class OtherLoad:
+    """Context manager: the share of the machine's CPU time (0–1) that other processes (and the host, as
+    steal time) used while the block ran, in .share after it. None where it cannot be told: no
+    /proc/stat, or a block under MIN_SECONDS (the counters tick every 10 ms)."""
+    MIN_SECONDS = 0.2
+
+    def __enter__(self):
+        self.share = None
+        self._start = time.perf_counter(), _cpu_seconds()
+        return self
+
+    def __exit__(self, *exc):
+        wall = time.perf_counter() - self._start[0]
+        end, start = _cpu_seconds(), self._start[1]
+        if start is not None and end is not None and wall >= self.MIN_SECONDS:
+            others = (end[0] - start[0]) - (end[1] - start[1])
+            self.share = min(max(others / (wall * end[2]), 0.0), 1.0)
         return False

@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -274,7 +275,7 @@ def test_all_conv_paths_run_and_agree(monkeypatch):
 
 
 def test_autotune_measures_once_and_remembers(monkeypatch, tmp_path):
-    from accel import autotune, runtime
+    from accel import autotune, hardware, runtime
     monkeypatch.setattr(runtime, "_settings", runtime._Settings(cache=str(tmp_path)))
     monkeypatch.setattr(autotune, "_decided", {})
     measured = []
@@ -292,6 +293,7 @@ def test_autotune_measures_once_and_remembers(monkeypatch, tmp_path):
     stored = json.loads((tmp_path / "conv_choices.json").read_text())
     (key, record), = stored.items()
     assert record["choice"] == "ynn" and record["spread"] == 0.025 and "40x48x16|float32" in key
+    assert record["busy"] <= autotune.BUSY_LIMIT
     assert "cores" in key and "jax" in key                           # keyed by the machine
 
     # A new process (empty memory) reads the decision back instead of measuring again.
@@ -300,9 +302,11 @@ def test_autotune_measures_once_and_remembers(monkeypatch, tmp_path):
     assert autotune.choose(1, 40, 48, 16, jnp.float32) == "ynn"
     # A damaged file, or an entry without a steady timing (older files), is measured again, not trusted.
     # So is one made before a path was added (it never timed that path).
-    older = {key: {"choice": "ynn", "spread": 0.01, "seconds": {"xla": 2.0, "ynn": 1.0, "winograd": 1.5}}}
+    # So is one that recorded no reading of the others' load (older files).
+    older = {key: {"choice": "ynn", "spread": 0.01, "busy": 0.0, "seconds": {"xla": 2.0, "ynn": 1.0, "winograd": 1.5}}}
+    unread = {key: {k: v for k, v in record.items() if k != "busy"}}
     for damaged in ("{not json", json.dumps({key: "ynn"}), json.dumps({key: {"choice": "ynn", "spread": 0.4}}),
-                    json.dumps(older)):
+                    json.dumps(older), json.dumps(unread)):
         (tmp_path / "conv_choices.json").write_text(damaged)
         monkeypatch.setattr(autotune, "_decided", {})
         monkeypatch.setattr(autotune, "time_paths", fake_time)
@@ -325,9 +329,51 @@ def test_autotune_measures_once_and_remembers(monkeypatch, tmp_path):
     assert json.loads((tmp_path / "conv_choices.json").read_text())[key]["spread"] == 0.01
     monkeypatch.setattr(autotune, "time_paths", fake_time)
     steady["ynn"] = [1.0, 1.05]
+    # Steady timings while another process took 30 % of the machine: kept for this process only.
+    (tmp_path / "conv_choices.json").unlink()
+
+    class Busy:
+        def __enter__(self):
+            self.share = 0.3
+            return self
+
+        def __exit__(self, *exc):
+            return False
+    monkeypatch.setattr(hardware, "OtherLoad", Busy)
+    monkeypatch.setattr(autotune, "_decided", {})
+    before = len(measured)
+    assert autotune.choose(1, 40, 48, 16, jnp.float32) == "ynn"
+    assert not (tmp_path / "conv_choices.json").exists() and len(measured) - before == 4 * autotune.ATTEMPTS
+    monkeypatch.undo()
+    monkeypatch.setattr(autotune, "time_paths", fake_time)
+    monkeypatch.setattr(autotune, "_decided", {})
     # bfloat16 never gets Winograd F(4×4) (its transforms need float32's mantissa), only F(2×2).
     measured.clear()
     assert autotune.choose(1, 40, 48, 16, jnp.bfloat16) == "ynn" and sorted(measured) == ["winograd2", "xla", "ynn"]
+
+
+def test_autotune_keeps_no_decision_timed_beside_a_busy_neighbour(monkeypatch, tmp_path):
+    """Real load: one spinning process per core. Their share of the machine is read from /proc/stat, and
+    the paths timed meanwhile (their runs slowed alike, so steady) are not written to disk."""
+    from accel import autotune, hardware, runtime
+    spin = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(hardware.cores())]
+    try:
+        time.sleep(0.3)
+        with hardware.OtherLoad() as load:
+            time.sleep(0.5)
+        assert load.share is not None and load.share > 0.5
+        monkeypatch.setattr(runtime, "_settings", runtime._Settings(cache=str(tmp_path)))
+        monkeypatch.setattr(autotune, "_decided", {})
+        monkeypatch.setattr(autotune, "ATTEMPTS", 1)
+        assert autotune.choose(1, 16, 16, 8, jnp.float32) in autotune.paths(jnp.float32)
+        assert not (tmp_path / "conv_choices.json").exists()
+    finally:
+        for p in spin:
+            p.kill()
+            p.wait(timeout=10)
+    with hardware.OtherLoad() as load:
+        time.sleep(0.3)
+    assert load.share is not None and load.share < 0.5     # the neighbours are gone
 
 
 def test_autotune_real_measurement_and_fixed_setting(monkeypatch):
