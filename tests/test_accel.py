@@ -425,16 +425,17 @@ def test_importing_and_calling_accel_changes_nothing_process_wide():
 
 @settings(max_examples=25, deadline=None)
 @given(n=st.integers(1, 2), h=st.integers(1, 13), w=st.integers(1, 13), cin=st.integers(1, 6),
-       cout=st.integers(1, 6), seed=st.integers(0, 2**16))
-def test_winograd_conv_matches_reference(n, h, w, cin, cout, seed):
-    """Any size (not only whole 4×4 tiles: the zero padding up to whole tiles must act like SAME's) and
-    any channel counts, against the reference's im2col conv."""
+       cout=st.integers(1, 6), seed=st.integers(0, 2**16), max_tiles=st.integers(1, 1024))
+def test_winograd_conv_matches_reference(n, h, w, cin, cout, seed, max_tiles):
+    """Any size (not only whole 4×4 tiles: the zero padding up to whole tiles must act like SAME's), any
+    channel counts and any cut into strips (each padded alone), against the reference's im2col conv."""
     from accel import winograd
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, h, w, cin)).astype(np.float32) * 10
     k = rng.normal(size=(cout, cin, 3, 3)).astype(np.float32)            # official OIHW
     b = rng.normal(size=(cout,)).astype(np.float32)
-    ours = np.asarray(jax.jit(winograd.conv3x3)(jnp.asarray(x), jnp.asarray(k.transpose(2, 3, 1, 0)), jnp.asarray(b)))
+    f = jax.jit(lambda x, k, b: winograd.conv3x3(x, k, b, max_tiles=max_tiles))
+    ours = np.asarray(f(jnp.asarray(x), jnp.asarray(k.transpose(2, 3, 1, 0)), jnp.asarray(b)))
     for i in range(n):
         ref = rcan.conv2d(x[i], k, b)
         # float32 (6e-8) through transforms with coefficients up to 25 (in) and 8 (out): rounding scales
@@ -445,15 +446,15 @@ def test_winograd_conv_matches_reference(n, h, w, cin, cout, seed):
 
 @settings(max_examples=25, deadline=None)
 @given(n=st.integers(1, 2), h=st.integers(1, 9), w=st.integers(1, 9), cin=st.integers(1, 6),
-       cout=st.integers(1, 6), seed=st.integers(0, 2**16))
-def test_winograd_f2_conv_matches_reference(n, h, w, cin, cout, seed):
-    """F(2×2, 3×3), in float32: any size and channel counts, against the reference's conv."""
+       cout=st.integers(1, 6), seed=st.integers(0, 2**16), max_tiles=st.integers(1, 1024))
+def test_winograd_f2_conv_matches_reference(n, h, w, cin, cout, seed, max_tiles):
+    """F(2×2, 3×3), in float32: any size, channel counts and strips, against the reference's conv."""
     from accel import winograd
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, h, w, cin)).astype(np.float32) * 10
     k = rng.normal(size=(cout, cin, 3, 3)).astype(np.float32)
     b = rng.normal(size=(cout,)).astype(np.float32)
-    f = jax.jit(lambda x, k, b: winograd.conv3x3(x, k, b, scheme="f2"))
+    f = jax.jit(lambda x, k, b: winograd.conv3x3(x, k, b, max_tiles=max_tiles, scheme="f2"))
     ours = np.asarray(f(jnp.asarray(x), jnp.asarray(k.transpose(2, 3, 1, 0)), jnp.asarray(b)))
     for i in range(n):
         scale = 9 * cin * np.abs(x[i]).max() * np.abs(k).max() + np.abs(b).max()
