@@ -21,9 +21,12 @@ one without both readings in bounds is measured again.
 
 The paths sum in different orders (outputs differ by ~1e-6 relative; Winograd ~4e-6). The decision is
 keyed by the per-sample shape (H, W, channels, dtype), not the batch, so a batch split over several
-devices takes the same path as on one device and gives the same numbers. Winograd F(4×4) is offered
-for float32 only (its transforms multiply by up to 25 and 8, too much for bfloat16's 8-bit mantissa);
-F(2×2), whose coefficients are at most 1, for bfloat16 only.
+devices takes the same path as on one device and gives the same numbers. F(2×2), whose coefficients
+are at most 1, is offered for bfloat16 only. F(4×4) is offered for both, but its GEMMs stay in float32
+(its transforms multiply by up to 25 and 8, too much for bfloat16's 8-bit mantissa): for a bfloat16
+model it is what XLA does with a bfloat16 convolution on a CPU (float32 arithmetic, the output rounded
+to bfloat16) with 2.25× fewer multiplications, and where the bfloat16 dot units do not make up for
+F(2×2)'s 1.8× more multiplications and twice the transform work than F(4×4), it wins.
 
 The model's `conv` setting (load_model(conv=...), the CLIs' --conv, default RCAN_CONV or auto) is
 auto | xla | ynn | winograd | winograd-ynn | winograd2; anything but auto fixes the path.
@@ -134,9 +137,8 @@ def jit(fun, path: str, **kwargs):
 
 
 def paths(dtype) -> list[str]:
-    """The paths worth timing for this dtype: Winograd F(4×4) in float32, F(2×2) in bfloat16."""
-    wanted = "f4" if jnp.dtype(dtype) == jnp.float32 else "f2"
-    return [p for p in OPTIONS if SCHEME.get(p, wanted) == wanted]
+    """The paths worth timing for this dtype: F(2×2) (bfloat16 GEMMs) for bfloat16 only."""
+    return [p for p in OPTIONS if SCHEME.get(p) != "f2" or jnp.dtype(dtype) != jnp.float32]
 
 
 def time_paths(names, batch: int, height: int, width: int, channels: int, dtype) -> dict[str, list[float]]:

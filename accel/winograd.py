@@ -142,7 +142,11 @@ def conv3x3(x, kernel, bias=None, max_tiles: int = MAX_TILES, scheme: str | None
     work = jnp.promote_types(x.dtype, jnp.float32)
     n, H, W, _ = x.shape
     th, tw = -(-H // m), -(-W // m)
-    U = filter_transform(kernel.astype(work), g).astype(x.dtype)
+    # The GEMMs' operands: x's dtype for F(2×2) (bfloat16 operands reach the CPU's bfloat16 dot units);
+    # float32 at least for F(4×4), whose transforms would magnify bfloat16's rounding 10× (a bfloat16
+    # model then runs it like XLA runs its bfloat16 convolution: in float32, rounding the output).
+    operand = x.dtype if (bt is BT2) else work
+    U = filter_transform(kernel.astype(work), g).astype(operand)
     if bias is not None:
         # Added in the Winograd domain: column 1 of Aᵀ is all ones, so b at position (1, 1) reaches every
         # output pixel. An elementwise add right after the GEMMs is what YNNPACK's dot fusion takes in;
@@ -158,7 +162,7 @@ def conv3x3(x, kernel, bias=None, max_tiles: int = MAX_TILES, scheme: str | None
         top, end = m * r0 - 1, m * (r0 + r) + 1
         lo, hi = max(top, 0), min(end, H)
         xs = jnp.pad(x[:, lo:hi].astype(work), ((0, 0), (lo - top, end - hi), (1, 1 + m * tw - W), (0, 0)))
-        V = _input_transform(xs, r, tw, bt).astype(x.dtype)
+        V = _input_transform(xs, r, tw, bt).astype(operand)
         M = lax.dot_general(V, U, (((2,), (1,)), ((0,), (0,))),     # α² GEMMs [tiles, Cin]·[Cin, Cout]
                             preferred_element_type=work)
         strips.append(_output_transform(M if bias is None else M + bias, n, r, tw, at))
