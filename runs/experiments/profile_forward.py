@@ -1,0 +1,56 @@
+"""Experiment for accel/PERFORMANCE.md: where the official ×2 model's CPU forward spends its time, from a
+jax.profiler trace of one forward (after two warm-up calls): the time per XLA fusion kind (summed over
+its runs, as ms per forward) and how long one, two or no XLA threads were busy.
+
+Run: python runs/experiments/profile_forward.py SIZE DTYPE CONV   e.g. 128 bfloat16 winograd2
+"""
+import collections
+import glob
+import gzip
+import json
+import sys
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import accel
+from reference import RCANConfig, init_weights
+
+
+def main(size: int, dtype, conv: str):
+    config = RCANConfig.official(2)
+    model = accel.model_from_weights(init_weights(config, 0), config, "scan", dtype, conv=conv)
+    x = np.random.default_rng(0).uniform(0, 255, (1, size, size, 3)).astype(np.float32)
+    for _ in range(2):
+        accel.forward(model, x).block_until_ready()
+    folder = tempfile.mkdtemp()
+    jax.profiler.start_trace(folder)
+    t = time.perf_counter()
+    accel.forward(model, x).block_until_ready()
+    wall = time.perf_counter() - t
+    jax.profiler.stop_trace()
+    trace = json.load(gzip.open(glob.glob(f"{folder}/**/*.trace.json.gz", recursive=True)[0]))
+    threads = {(e["pid"], e["tid"]): e["args"]["name"] for e in trace["traceEvents"]
+               if e.get("ph") == "M" and e.get("name") == "thread_name"}
+    ops = [e for e in trace["traceEvents"] if e.get("ph") == "X" and "XLAEigen" in threads.get((e["pid"], e["tid"]), "")
+           and not e["name"].startswith("Thunk")]
+    kinds = collections.Counter()
+    for e in ops:
+        kinds[e["name"].split(".")[0]] += e["dur"]
+    # Sweep the op intervals: time with 0, 1, 2, … ops running at once.
+    edges = sorted([(e["ts"], 1) for e in ops] + [(e["ts"] + e["dur"], -1) for e in ops])
+    busy, running, last = collections.Counter(), 0, edges[0][0]
+    for ts, step in edges:
+        busy[running] += ts - last
+        running, last = running + step, ts
+    print(f"{size}×{size} {jnp.dtype(dtype).name} conv={conv}: forward {wall:.3f} s (traced)")
+    for kind, us in kinds.most_common(8):
+        print(f"  {kind:32s} {us / 1e3:8.1f} ms")
+    print("  ops running at once: " + ", ".join(f"{n}: {us / 1e3:.0f} ms" for n, us in sorted(busy.items())))
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]), jnp.dtype(sys.argv[2]), sys.argv[3])
