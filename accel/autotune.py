@@ -26,7 +26,7 @@ are at most 1, is offered for bfloat16 only. F(4×4) is offered for both, but it
 (its transforms multiply by up to 25 and 8, too much for bfloat16's 8-bit mantissa): for a bfloat16
 model it is what XLA does with a bfloat16 convolution on a CPU (float32 arithmetic, the output rounded
 to bfloat16) with 2.25× fewer multiplications, and where the bfloat16 dot units do not make up for
-F(2×2)'s 1.8× more multiplications and twice the transform work than F(4×4), it wins.
+F(2×2)'s 1.8× the multiplications and Winograd-domain data of F(4×4), it wins (accel/PERFORMANCE.md).
 
 The model's `conv` setting (load_model(conv=...), the CLIs' --conv, default RCAN_CONV or auto) is
 auto | xla | ynn | winograd | winograd-ynn | winograd2; anything but auto fixes the path.
