@@ -14,8 +14,8 @@ and keeps the fastest. Decisions are kept per process and, once runtime.configur
 folder, on disk beside the compilation cache, keyed by the machine (CPU model, cores, the flags that
 matter: AVX-512, bfloat16 dot units, AMX) and the jax version. A decision is written to disk only when
 its timing was steady (the spread of the winner's runs under SPREAD_LIMIT) and the machine was quiet
-(other processes, and the host as steal time, took under BUSY_LIMIT of its CPU time while the paths were
-timed: a neighbour busy all along slows every run alike, so the spread alone misses it, and the
+(other processes, and the host as steal time, took under BUSY_LIMIT of the CPU time of the cores this
+process runs on while the paths were timed: a neighbour busy all along slows every run alike, so the spread alone misses it, and the
 decision it skews would be kept for good). One made otherwise holds for this process only, and a stored
 one without both readings in bounds is measured again.
 
@@ -64,7 +64,7 @@ _decided: dict[str, str] = {}
 
 SETTINGS = ("auto", *OPTIONS)
 SPREAD_LIMIT = 0.15   # (median - best) / best of the winner's timed runs, above which nothing is persisted
-BUSY_LIMIT = 0.10     # share of the machine's CPU time others took while timing, above which nothing is persisted
+BUSY_LIMIT = 0.10     # share of our cores' CPU time others took while timing, above which nothing is persisted
 ATTEMPTS = 3          # measurements of a shape before an unsteady decision is kept for this process only
 
 

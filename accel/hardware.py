@@ -99,20 +99,29 @@ def reset_peak_rss() -> bool:
 
 
 def _cpu_seconds() -> tuple[float, float, int] | None:
-    """(CPU seconds the whole machine has been busy, of which this process's, CPUs) from /proc/stat and
-    os.times(); None where there is no /proc/stat."""
+    """(CPU seconds the CPUs this process may run on have been busy, of which this process's, those CPUs)
+    from /proc/stat's per-CPU lines and os.times(); None where there is no /proc/stat. Only this process's
+    CPUs count: in a container pinned to 2 of a host's 64 CPUs, load on the other 62 slows nothing here."""
     try:
         with open("/proc/stat") as f:
             lines = f.read().splitlines()
     except OSError:
         return None
-    # cpu  user nice system idle iowait irq softirq steal …: busy = all but idle and iowait; steal counts,
-    # since it is time a neighbour on the host took from this machine's CPUs.
-    ticks = [int(v) for v in lines[0].split()[1:9]]
-    busy = sum(ticks) - ticks[3] - ticks[4]
-    cpus = sum(1 for line in lines if line.startswith("cpu") and line[3:4].isdigit())
+    mine = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    busy, cpus = 0, 0
+    for line in lines:
+        name, *fields = line.split()
+        if not (name.startswith("cpu") and name[3:].isdigit()) or (mine is not None and int(name[3:]) not in mine):
+            continue
+        # cpuN user nice system idle iowait irq softirq steal …: busy = all but idle and iowait; steal
+        # counts, since it is time a neighbour on the host took from this CPU.
+        ticks = [int(v) for v in fields[:8]]
+        busy += sum(ticks) - ticks[3] - ticks[4]
+        cpus += 1
+    if not cpus:
+        return None
     own = os.times()
-    return busy / os.sysconf("SC_CLK_TCK"), own.user + own.system, max(cpus, 1)
+    return busy / os.sysconf("SC_CLK_TCK"), own.user + own.system, cpus
 
 
 class OtherLoad:
