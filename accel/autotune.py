@@ -15,8 +15,8 @@ folder, on disk beside the compilation cache, keyed by the machine (CPU model, c
 matter: AVX-512, bfloat16 dot units, AMX) and the jax version. A decision is written to disk only when
 its timing was steady (the spread of the winner's runs under SPREAD_LIMIT) and the machine was quiet
 (other processes, and the host as steal time, took under BUSY_LIMIT of the CPU time of the cores this
-process runs on while the paths were timed: a neighbour busy all along slows every run alike, so the spread alone misses it, and the
-decision it skews would be kept for good). One made otherwise holds for this process only, and a stored
+process runs on while the paths were timed: a neighbour busy all along slows every run alike, so the
+spread alone misses it, and the decision it skews would be kept for good). One made otherwise holds for this process only, and a stored
 one without both readings in bounds is measured again.
 
 The paths sum in different orders (outputs differ by ~1e-6 relative; Winograd ~4e-6). The decision is
