@@ -423,9 +423,9 @@ def main(argv=None) -> int:
             return 0
         # Every shipped model on the same photo, one after the other, each against the compact one.
         from .api import SHIPPED
-        runs = [bench_upscale(args.upscale, None, [*extra, "--model", name]) for name in SHIPPED]
-        base = next(r["seconds"] for r in runs if r["weights"] == "shipped compact")
-        print(json.dumps([{**r, "ratio_to_compact": round(r["seconds"] / base, 2)} for r in runs], indent=2))
+        runs = {name: bench_upscale(args.upscale, None, [*extra, "--model", name]) for name in SHIPPED}
+        base = runs["compact"]["seconds"]
+        print(json.dumps([{**r, "ratio_to_compact": round(r["seconds"] / base, 2)} for r in runs.values()], indent=2))
         return 0
     import importlib.util
 

@@ -12,7 +12,8 @@ than the 2.25× fewer multiplications save).
 
 The Winograd-domain intermediates are 2.25× the activations (input side and output side); large
 images are cut into strips of tile rows (MAX_TILES) so they stay in cache. Float32 error: ≈ 4e-6
-relative per convolution (tests/test_accel.py measures it).
+relative per convolution (tests/test_accel.py measures it). F(2×2, 3×3) (16 multiplications per 2×2
+tile) is the scheme whose GEMMs may take bfloat16 operands.
 """
 from __future__ import annotations
 
@@ -134,10 +135,10 @@ def conv3x3(x, kernel, bias=None, max_tiles: int = MAX_TILES, scheme: str | None
     Any H and W: the input is zero-padded up to whole tiles (what SAME padding sees past the edge)
     and the output cropped back. max_tiles: tiles per strip (the GEMMs' operands stay in cache).
     scheme: "f4" or "f2" (default: the one enabled(), else "f4"). The transforms run in float32 at
-    least; the GEMMs take x's dtype (bfloat16 operands use the CPU's bfloat16 dot units) and sum in
-    float32.
+    least, the GEMMs sum in float32, and the output has x's dtype.
     """
-    bt, g, at = SCHEMES[scheme or _ACTIVE.get() or "f4"]
+    scheme = scheme or _ACTIVE.get() or "f4"
+    bt, g, at = SCHEMES[scheme]
     m, a = at.shape
     work = jnp.promote_types(x.dtype, jnp.float32)
     n, H, W, _ = x.shape
@@ -145,7 +146,7 @@ def conv3x3(x, kernel, bias=None, max_tiles: int = MAX_TILES, scheme: str | None
     # The GEMMs' operands: x's dtype for F(2×2) (bfloat16 operands reach the CPU's bfloat16 dot units);
     # float32 at least for F(4×4), whose transforms would magnify bfloat16's rounding 10× (a bfloat16
     # model then runs it like XLA runs its bfloat16 convolution: in float32, rounding the output).
-    operand = x.dtype if (bt is BT2) else work
+    operand = x.dtype if scheme == "f2" else work
     U = filter_transform(kernel.astype(work), g).astype(operand)
     if bias is not None:
         # Added in the Winograd domain: column 1 of Aᵀ is all ones, so b at position (1, 1) reaches every
