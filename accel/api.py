@@ -139,6 +139,17 @@ def _forward(model: RCAN, lr, mask, per_device: int):
     return out
 
 
+def compiled_memory(model: RCAN, shape, masked: bool = False) -> dict[str, float]:
+    """XLA's own account of the forward compiled for one device and a batch of this shape [N, H, W, C]:
+    MB of temporaries (scratch of every op, convolution workspaces included), arguments and outputs."""
+    path = autotune.choose(shape[0], shape[1], shape[2], model.config.n_feats, model.dtype, model.conv_path)
+    graphdef, state = nnx.split(model)
+    lr = jax.ShapeDtypeStruct(tuple(shape), jnp.float32)
+    mask = jax.ShapeDtypeStruct((*shape[:3], 1), jnp.float32) if masked else None
+    stats = _JITTED[path].lower(graphdef, state, lr, mask).compile().memory_analysis()
+    return {name: getattr(stats, f"{name}_size_in_bytes") / 1e6 for name in ("temp", "argument", "output")}
+
+
 def forward(model: RCAN, lr, mask=None, shard: bool = True):
     """lr float32 [N, H, W, 3] in [0, rgb_range] -> float32 [N, sH, sW, 3], unclamped (jit-compiled).
 

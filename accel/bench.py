@@ -83,6 +83,7 @@ class Case:
     device: str = "cpu"
     device_name: str | None = None
     gpu_memory: object = None   # () -> (bytes allocated on the accelerator, their peak), where there is one
+    xla_memory: object = None   # () -> XLA's own account of the compiled forward (temp, argument, output MB)
 
 
 # Each case imports only its own implementation (inside the function): a case runs in a fresh process,
@@ -104,8 +105,12 @@ def _accel_case(impl, config, weights, lr, tiled, loops) -> Case:
         jax.config.update("jax_default_matmul_precision", "tensorfloat32" if impl == "accel-tf32" else "highest")
         case.device_name = jax.devices()[0].device_kind
         case.gpu_memory = functools.partial(_jax_memory, jax.devices()[0])
+    # The convolution path as the CLIs take it: $RCAN_CONV, else auto (on a GPU: XLA's convolution).
     m = accel.model_from_weights(weights, config, loops or accel.api.DEFAULT_LOOPS,
-                                 dtype=jnp.bfloat16 if impl == "accel-bf16" else jnp.float32)
+                                 dtype=jnp.bfloat16 if impl == "accel-bf16" else jnp.float32,
+                                 conv=os.environ.get("RCAN_CONV", "auto"))
+    if case.device != "cpu":
+        case.xla_memory = functools.partial(accel.api.compiled_memory, m, (1, *lr.shape))
     if tiled:
         case.call = lambda: inference.tiled(m, lr, TILE_1080P)
     else:
@@ -193,10 +198,15 @@ def run_case(impl: str, model: str, size: str, repeats: int, seed: int = 0, loop
         times.append(time.perf_counter() - t)
     # On a GPU: the device's peak above the weights and input (jax's since the start: first call included).
     peak = case.gpu_memory()[1] - gpu_base if case.gpu_memory else hardware.rss_bytes("VmHWM") - base
-    return {"impl": impl, "model": model, "size": size, "device": case.device, "device_name": case.device_name,
-            "median_s": statistics.median(times) if times else first,
-            "first_call_s": first, "times": times, "peak_extra_mb": peak / 1e6,
-            "first_call_peak_extra_mb": first_peak / 1e6}
+    row = {"impl": impl, "model": model, "size": size, "device": case.device, "device_name": case.device_name,
+           "median_s": statistics.median(times) if times else first,
+           "first_call_s": first, "times": times, "peak_extra_mb": peak / 1e6,
+           "first_call_peak_extra_mb": first_peak / 1e6}
+    if impl.startswith("accel"):
+        row["conv"] = os.environ.get("RCAN_CONV", "auto")
+    if case.xla_memory:   # after the timed runs: asking XLA compiles (from the cache) again
+        row["xla_memory_mb"] = case.xla_memory()
+    return row
 
 
 def gflop(model: str, size: str) -> float:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -129,15 +130,19 @@ def _output_transform(M, n: int, th: int, tw: int, at=AT):
     return y.transpose(2, 3, 0, 4, 1, 5).reshape(n, m * th, m * tw, -1)
 
 
-def conv3x3(x, kernel, bias=None, max_tiles: int = MAX_TILES, scheme: str | None = None):
+def conv3x3(x, kernel, bias=None, max_tiles: int | None = None, scheme: str | None = None):
     """SAME 3×3 convolution, stride 1: x [N, H, W, Cin], kernel HWIO [3, 3, Cin, Cout] -> [N, H, W, Cout].
 
     Any H and W: the input is zero-padded up to whole tiles (what SAME padding sees past the edge)
-    and the output cropped back. max_tiles: tiles per strip (the GEMMs' operands stay in cache).
+    and the output cropped back. max_tiles: tiles per strip (the GEMMs' operands stay in cache; default
+    MAX_TILES on a CPU, one strip elsewhere: a GPU spreads each op over the whole tensor, and strips
+    would only add kernel launches).
     scheme: "f4" or "f2" (default: the one enabled(), else "f4"). The transforms run in float32 at
     least, the GEMMs sum in float32, and the output has x's dtype.
     """
     scheme = scheme or _ACTIVE.get() or "f4"
+    if max_tiles is None:
+        max_tiles = MAX_TILES if jax.default_backend() == "cpu" else 2 ** 62
     bt, g, at = SCHEMES[scheme]
     m, a = at.shape
     work = jnp.promote_types(x.dtype, jnp.float32)

@@ -38,6 +38,11 @@ stage set5 150 bash -c "for p in highest tensorfloat32 bfloat16; do
   JAX_DEFAULT_MATMUL_PRECISION=\$p $PY -m accel.evaluate --hr tests/data/Set5/HR_x2 --scale 2 --json --quiet --dtype \$d |
     $PY -c 'import json, sys; print(json.dumps({\"precision\": sys.argv[1], **json.load(sys.stdin)}))' \$p-\$d
 done"
+# Full float32 by convolution path: XLA's (cuDNN) and Winograd F(4×4, 3×3) (RCAN_CONV=winograd), against
+# torch's NCHW (its faster float32 layout on these GPUs); then the Winograd path's accuracy.
+stage f32_xla 150 $B --models official --sizes 64 128 256 --impls accel torch-nchw
+stage f32_winograd 100 env RCAN_CONV=winograd $B --models official --sizes 64 128 256 --impls accel
+stage smoke_winograd 75 env RCAN_CONV=winograd $PY runs/gpu/smoke.py
 stage official_1080p 150 $PY -m accel.bench --json --repeats 3 --models official --sizes 1080p
 stage official_64 80 $B --models official --sizes 64
 stage compact 120 $PY -m accel.bench --json --repeats 5 --models compact --sizes 256 1080p

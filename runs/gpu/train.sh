@@ -25,12 +25,12 @@ export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD XLA_PYTHON_CLIENT_PREALLOCATE=false
 } > "$O/log.txt" 2>&1
 cat "$O/log.txt"
 # Other configurations for a comparison per device-minute: PRESET (a preset of accel.train), CONFIG (its
-# RCANConfig fields as JSON, e.g. '{"n_resgroups": 10, "n_resblocks": 20}'), BATCH, LR; INIT= (empty)
+# RCANConfig fields as JSON, e.g. '{"n_resgroups": 10, "n_resblocks": 20}'), BATCH, LR, WARMUP; INIT= (empty)
 # starts from random weights.
 PRESET=${PRESET:-deep}
 INIT=${INIT-accel/weights/rcan_deep_x2.safetensors}
 SCHEDULE=(${INIT:+--init "$INIT"} --preset "$PRESET" ${CONFIG:+--config "$CONFIG"} --steps fit
-          --batch "${BATCH:-32}" --lr "${LR:-3e-4}" --warmup 300 --seed 1)
+          --batch "${BATCH:-32}" --lr "${LR:-3e-4}" --warmup "${WARMUP:-300}" --seed 1)
 timeout $((BUDGET + 60)) $PY -m accel.train --data "$DATA/T91" "$DATA/BSD200" --exclude 302003 "${SCHEDULE[@]}" \
     --checkpoint "$O/deep_x2.ckpt" --moments none --out "$O/rcan_deep_x2.safetensors" \
     --dtype bfloat16 --time-budget "$BUDGET" --every "${EVERY:-4000}" --val-hr tests/data/Set5/HR_x2 --quiet \
