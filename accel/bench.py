@@ -456,9 +456,11 @@ def main(argv=None) -> int:
                 if "median_s" in r:
                     r["gflops"] = r["gflop"] / r["median_s"]
                     r["share_of_peak"] = share_of_peak(r, peak)
-            # Each accel precision against torch in the same precision (channels_last).
-            peer = {p: next((r for r in group if r["impl"].startswith("torch") and "nchw" not in r["impl"]
-                             and precision(r["impl"]) == p and "median_s" in r), None)
+            # Each accel precision against torch in the same precision: channels_last, or NCHW where it is
+            # the only float32 torch measured (--impls accel torch-nchw).
+            torch_rows = sorted((r for r in group if r["impl"].startswith("torch") and "median_s" in r),
+                                key=lambda r: "nchw" in r["impl"])
+            peer = {p: next((r for r in torch_rows if precision(r["impl"]) == p), None)
                     for p in ("float32", "tf32", "bfloat16")}
             for r in group:
                 t = peer[precision(r["impl"])]

@@ -136,7 +136,8 @@ def main(argv=None) -> int:
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
                     help="compute precision; bfloat16 costs 0.006-0.008 dB on Set5 (compact model, CPU and H200)")
     ap.add_argument("--conv", choices=autotune.SETTINGS, default=os.environ.get("RCAN_CONV", "auto"),
-                    help="CPU convolution path (default: $RCAN_CONV or auto, timed once per shape)")
+                    help="convolution path (default: $RCAN_CONV or auto: on a CPU timed once per shape, on a "
+                         "GPU XLA's; winograd there: less memory at small inputs, accel/PERFORMANCE.md)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     distributed.add_options(ap)

@@ -322,7 +322,8 @@ def parser():
                     help="compute precision; bfloat16 costs 0.006-0.008 dB PSNR on Set5 (compact model; "
                          "measured on CPU and on an H200) and is faster only on accelerators")
     ap.add_argument("--conv", choices=autotune.SETTINGS, default=os.environ.get("RCAN_CONV", "auto"),
-                    help="CPU convolution path (default: $RCAN_CONV or auto, timed once per shape)")
+                    help="convolution path (default: $RCAN_CONV or auto: on a CPU timed once per shape, on a "
+                         "GPU XLA's; winograd there: less memory at small inputs, accel/PERFORMANCE.md)")
     ap.add_argument("--force", action="store_true", help="overwrite existing outputs and reports")
     ap.add_argument("--skip-existing", action="store_true", help="skip inputs whose output exists (resume a batch)")
     ap.add_argument("--max-pixels", type=int, help="raise Pillow's decompression-bomb limit (pixels per image)")

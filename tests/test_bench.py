@@ -82,7 +82,7 @@ def test_bench_cli_pairs_each_impl_with_torch_in_its_precision():
     assert bench.share_of_peak(dict(row, device="cpu", gflops=50.0), 200.0) == 0.25
 
 
-def test_bench_cli_table(tmp_path, capsys):
+def test_bench_cli_table(tmp_path, capsys, monkeypatch):
     """`python -m accel.bench` end to end on a tiny case (fresh processes): accel against torch in
     channels_last, eager NCHW beside it, and the table renders from the saved JSON."""
     import json
@@ -97,6 +97,14 @@ def test_bench_cli_table(tmp_path, capsys):
     assert rows["accel"]["ratio_to_torch"] == pytest.approx(rows["accel"]["median_s"] / rows["torch"]["median_s"])
     assert rows["torch-nchw"]["ratio_to_torch"] == pytest.approx(
         rows["torch-nchw"]["median_s"] / rows["torch"]["median_s"])
+    # With NCHW the only float32 torch measured, it is the peer; the path comes from $RCAN_CONV as in the CLIs.
+    monkeypatch.setenv("RCAN_CONV", "winograd")
+    assert bench.main(["--models", "compact", "--sizes", "16", "--impls", "accel", "torch-nchw",
+                       "--repeats", "1", "--json"]) == 0
+    alone = {r["impl"]: r for r in json.loads(capsys.readouterr().out)["rows"]}
+    assert alone["accel"]["conv"] == "winograd" and rows["accel"]["conv"] == "auto"
+    assert alone["accel"]["ratio_to_torch"] == pytest.approx(
+        alone["accel"]["median_s"] / alone["torch-nchw"]["median_s"])
     saved = tmp_path / "bench.json"
     saved.write_text(json.dumps(data))
     assert bench.main(["--table", str(saved)]) == 0

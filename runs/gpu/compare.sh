@@ -6,6 +6,8 @@
 #   Before:       the training images in .train_data/ (as for runs/gpu/train.sh)
 #   On the GPU:   BUDGET=85 bash runs/gpu/compare.sh      (5 configurations: about 5 × (BUDGET + 10) s)
 #
+# Compilation counts as in any real run, so the order matters: a run whose shapes an earlier run compiled
+# (the persistent cache) starts sooner (G5R10F64 on an H100: 16 s cold, 2 s cached), and trains longer.
 # Writes $OUT/compare.jsonl (one line per configuration: its name and settings, then train.sh's train.json:
 # steps, Set5 PSNR, patches/s, share of peak) and $OUT/compare_log.txt; weights and checkpoints stay in /tmp.
 set -u

@@ -11,8 +11,9 @@
 # seconds (data, compile, training, the final Set5 validation and save included) and writes into $OUT:
 # deep_x2.ckpt, the weights rcan_deep_x2.safetensors, train.json (steps, Set5 PSNR, patches/s, share of peak)
 # and log.txt. The shipped weights came from this script on one H100 (BUDGET=550, INIT: 543 CPU steps),
-# log in runs/measurements/gpu_h100/. The checkpoint holds the float32 weights without Adam's moments
-# (16.4 MB, like the weights).
+# log in runs/measurements/gpu_h100/ (LR 3e-4; from random weights LR=1e-3 trained faster in
+# runs/gpu/compare.sh). The checkpoint holds the float32 weights without Adam's moments (16.4 MB, like
+# the weights).
 set -u
 O=${OUT:-/tmp/gpu_out}
 mkdir -p "$O"
