@@ -4,6 +4,7 @@ Examples:
     python -m accel.bench                                   # official ×2 and compact, 64/128/256, table
     python -m accel.bench --models official --sizes 128 256 --rounds 3 --json
     python -m accel.bench --impls accel --xla-flags "--xla_cpu_use_onednn=true"   # try an XLA option
+    RCAN_CONV=winograd python -m accel.bench --impls accel torch-nchw      # accel on a fixed convolution path
 
 Each case runs in a fresh process (so peak memory is its own): build the model from the same random
 weights, warm up (compile), then time `--repeats` runs and report the median; `--rounds` repeats all
@@ -20,7 +21,8 @@ and bfloat16 against torch CUDA in float32 (eager NCHW and channels_last), TF32 
 is a 1920×1080 input upscaled in tiles (TILE_1080P, overlap 16, 4 per call, ramp-blended, the same
 code for both). There "peak MB" is the device memory allocated above the weights and input (jax
 memory_stats / torch.cuda.max_memory_allocated) and "% peak" the share of the datasheet's dense peak
-for that precision.
+for that precision; accel's rows also carry XLA's own account of the compiled forward ("xla_memory_mb":
+temporaries, cuDNN's workspaces included, arguments, outputs).
 """
 from __future__ import annotations
 
