@@ -68,6 +68,11 @@ BUSY_LIMIT = 0.10     # share of our cores' CPU time others took while timing, a
 ATTEMPTS = 3          # measurements of a shape before an unsteady decision is kept for this process only
 
 
+def env_setting() -> str:
+    """The CLIs' default convolution setting: $RCAN_CONV, else auto."""
+    return os.environ.get("RCAN_CONV", "auto")
+
+
 def check_setting(value: str) -> str:
     if value not in SETTINGS:
         raise ValueError(f"conv must be one of {', '.join(SETTINGS)}; got {value!r}")

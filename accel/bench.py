@@ -86,6 +86,7 @@ class Case:
     device_name: str | None = None
     gpu_memory: object = None   # () -> (bytes allocated on the accelerator, their peak), where there is one
     xla_memory: object = None   # () -> XLA's own account of the compiled forward (temp, argument, output MB)
+    conv: str | None = None     # accel's convolution setting
 
 
 # Each case imports only its own implementation (inside the function): a case runs in a fresh process,
@@ -108,9 +109,9 @@ def _accel_case(impl, config, weights, lr, tiled, loops) -> Case:
         case.device_name = jax.devices()[0].device_kind
         case.gpu_memory = functools.partial(_jax_memory, jax.devices()[0])
     # The convolution path as the CLIs take it: $RCAN_CONV, else auto (on a GPU: XLA's convolution).
+    case.conv = accel.autotune.env_setting()
     m = accel.model_from_weights(weights, config, loops or accel.api.DEFAULT_LOOPS,
-                                 dtype=jnp.bfloat16 if impl == "accel-bf16" else jnp.float32,
-                                 conv=os.environ.get("RCAN_CONV", "auto"))
+                                 dtype=jnp.bfloat16 if impl == "accel-bf16" else jnp.float32, conv=case.conv)
     if case.device != "cpu":
         case.xla_memory = functools.partial(accel.api.compiled_memory, m, (1, *lr.shape))
     if tiled:
@@ -204,8 +205,8 @@ def run_case(impl: str, model: str, size: str, repeats: int, seed: int = 0, loop
            "median_s": statistics.median(times) if times else first,
            "first_call_s": first, "times": times, "peak_extra_mb": peak / 1e6,
            "first_call_peak_extra_mb": first_peak / 1e6}
-    if impl.startswith("accel"):
-        row["conv"] = os.environ.get("RCAN_CONV", "auto")
+    if case.conv:
+        row["conv"] = case.conv
     if case.xla_memory:   # after the timed runs: asking XLA compiles (from the cache) again
         row["xla_memory_mb"] = case.xla_memory()
     return row

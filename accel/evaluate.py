@@ -11,7 +11,6 @@ Images pair by the part of the file name before the first '_' (baby_HR_x2.png ~ 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -135,7 +134,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ensemble", action="store_true", help="RCAN+: mean over the 8 flips/transposes")
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
                     help="compute precision; bfloat16 costs 0.006-0.008 dB on Set5 (compact model, CPU and H200)")
-    ap.add_argument("--conv", choices=autotune.SETTINGS, default=os.environ.get("RCAN_CONV", "auto"),
+    ap.add_argument("--conv", choices=autotune.SETTINGS, default=autotune.env_setting(),
                     help="convolution path (default: $RCAN_CONV or auto: on a CPU timed once per shape, on a "
                          "GPU XLA's; winograd there: less memory at small inputs, accel/PERFORMANCE.md)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")

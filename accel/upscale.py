@@ -321,7 +321,7 @@ def parser():
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
                     help="compute precision; bfloat16 costs 0.006-0.008 dB PSNR on Set5 (compact model; "
                          "measured on CPU and on an H200) and is faster only on accelerators")
-    ap.add_argument("--conv", choices=autotune.SETTINGS, default=os.environ.get("RCAN_CONV", "auto"),
+    ap.add_argument("--conv", choices=autotune.SETTINGS, default=autotune.env_setting(),
                     help="convolution path (default: $RCAN_CONV or auto: on a CPU timed once per shape, on a "
                          "GPU XLA's; winograd there: less memory at small inputs, accel/PERFORMANCE.md)")
     ap.add_argument("--force", action="store_true", help="overwrite existing outputs and reports")

@@ -141,8 +141,8 @@ def conv3x3(x, kernel, bias=None, max_tiles: int | None = None, scheme: str | No
     least, the GEMMs sum in float32, and the output has x's dtype.
     """
     scheme = scheme or _ACTIVE.get() or "f4"
-    if max_tiles is None:
-        max_tiles = MAX_TILES if jax.default_backend() == "cpu" else 2 ** 62
+    if max_tiles is None and jax.default_backend() == "cpu":
+        max_tiles = MAX_TILES
     bt, g, at = SCHEMES[scheme]
     m, a = at.shape
     work = jnp.promote_types(x.dtype, jnp.float32)
@@ -158,7 +158,7 @@ def conv3x3(x, kernel, bias=None, max_tiles: int | None = None, scheme: str | No
         # output pixel. An elementwise add right after the GEMMs is what YNNPACK's dot fusion takes in;
         # with it that fusion runs 1.8× faster at 128×128 (accel/PERFORMANCE.md).
         bias = jnp.zeros((a * a, 1, bias.shape[0]), work).at[a + 1, 0].set(bias.astype(work))
-    rows = max(1, max_tiles // (n * tw), -(-th // MAX_STRIPS))   # tile rows per strip
+    rows = th if max_tiles is None else max(1, max_tiles // (n * tw), -(-th // MAX_STRIPS))   # per strip
     strips = []
     for r0 in range(0, th, rows):
         r = min(rows, th - r0)

@@ -464,6 +464,24 @@ def test_winograd_conv_matches_reference(n, h, w, cin, cout, seed, max_tiles):
         assert_close(ours[i], ref, 2e-6 * scale, 0, f"winograd conv {n}x{h}x{w}x{cin}->{cout}")
 
 
+def test_winograd_runs_in_strips_on_a_cpu_only(monkeypatch):
+    """By default a CPU cuts a large conv into strips of MAX_TILES tiles (cache-sized GEMMs); other
+    backends run one strip. Both compute the same convolution."""
+    from accel import winograd
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(1, 144, 144, 4)), jnp.float32)          # 36 × 36 = 1296 tiles
+    k = jnp.asarray(rng.normal(size=(3, 3, 4, 4)), jnp.float32)
+
+    def run():
+        f = lambda x, k: winograd.conv3x3(x, k)
+        return "concatenate" in str(jax.make_jaxpr(f)(x, k)), np.asarray(jax.jit(f)(x, k))
+    strips, on_cpu = run()
+    monkeypatch.setattr(winograd.jax, "default_backend", lambda: "gpu")
+    one, elsewhere = run()
+    assert strips and not one
+    assert_close(elsewhere, on_cpu, 1e-5 * np.abs(on_cpu).max(), 0, "one strip vs strips")
+
+
 @settings(max_examples=25, deadline=None)
 @given(n=st.integers(1, 2), h=st.integers(1, 9), w=st.integers(1, 9), cin=st.integers(1, 6),
        cout=st.integers(1, 6), seed=st.integers(0, 2**16), max_tiles=st.integers(1, 1024))

@@ -1,14 +1,13 @@
 """GPU check before the GPU benchmark: accel (full float32, TF32, bfloat16) and torch CUDA against the
 NumPy reference on the full official ×2 architecture (random weights, 48×40 input) and on a padded batch.
 Prints the largest absolute difference of each (outputs are in [0, 255])."""
-import os
-
 import jax
 import numpy as np
 import torch
 
 import accel
 import reference
+from accel import autotune
 from reference import RCANConfig, init_weights
 from tools import torch_rcan
 
@@ -21,7 +20,7 @@ ref = reference.forward(weights, config, lr)
 for precision in ("highest", "tensorfloat32", "bfloat16"):
     with jax.default_matmul_precision("highest" if precision == "bfloat16" else precision):
         m = accel.model_from_weights(weights, config, dtype=jax.numpy.bfloat16 if precision == "bfloat16"
-                                     else jax.numpy.float32, conv=os.environ.get("RCAN_CONV", "auto"))
+                                     else jax.numpy.float32, conv=autotune.env_setting())
         out = np.asarray(accel.forward(m, lr[None]))[0]
         # A padded batch: the image in the corner of a larger canvas, with its mask, next to another.
         canvas = np.zeros((2, 64, 64, 3), np.float32)
