@@ -1,8 +1,10 @@
 """Loading weights into the nnx RCAN, and the one jitted entry point."""
 from __future__ import annotations
 
+import functools
 import json
 import os
+import time
 from pathlib import Path
 
 import jax
@@ -128,11 +130,27 @@ def first_run(model: RCAN, shape, masked: bool = True) -> bool:
     return True
 
 
+def _times_in_model(run, names, rounds: int = 2) -> dict[str, list[float]]:
+    """Each path's forward of this very batch, timed after a run that compiles it, the paths taking turns
+    (the autotune's check of its chain's two closest paths)."""
+    for name in names:
+        run(name).block_until_ready()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(rounds):
+        for name in names:
+            t = time.perf_counter()
+            run(name).block_until_ready()
+            times[name].append(time.perf_counter() - t)
+    return times
+
+
 def _forward(model: RCAN, lr, mask, per_device: int):
     runtime.before_forward()
-    path = autotune.choose(per_device, lr.shape[1], lr.shape[2], model.config.n_feats, model.dtype, model.conv_path)
     graphdef, state = nnx.split(model)
-    out = _JITTED[path](graphdef, state, lr, mask)
+    run = lambda path: _JITTED[path](graphdef, state, lr, mask)
+    path = autotune.choose(per_device, lr.shape[1], lr.shape[2], model.config.n_feats, model.dtype, model.conv_path,
+                           recheck=functools.partial(_times_in_model, run))
+    out = run(path)
     _RUN.add(_run_key(model, lr.shape, mask is not None))
     # With runtime.configure(malloc=True): full model at 64×64, steady peak 67 → 50 MB above the start.
     runtime.after_forward()

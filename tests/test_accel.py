@@ -278,7 +278,7 @@ def test_autotune_measures_once_and_remembers(monkeypatch, tmp_path):
     monkeypatch.setattr(runtime, "_settings", runtime._Settings(cache=str(tmp_path)))
     monkeypatch.setattr(autotune, "_decided", {})
     measured = []
-    steady = {"xla": [2.0, 2.1], "ynn": [1.0, 1.05], "winograd": [1.5, 1.5], "winograd-ynn": [1.2, 1.3],
+    steady = {"xla": [2.0, 2.1], "ynn": [1.0, 1.05], "winograd": [1.5, 1.5], "winograd-ynn": [1.3, 1.3],
               "winograd2": [1.1, 1.1]}
 
     def fake_time(names, *shape):
@@ -304,8 +304,10 @@ def test_autotune_measures_once_and_remembers(monkeypatch, tmp_path):
     # So is one that recorded no reading of the others' load (older files).
     older = {key: {"choice": "ynn", "spread": 0.01, "busy": 0.0, "seconds": {"xla": 2.0, "ynn": 1.0, "winograd": 1.5}}}
     unread = {key: {k: v for k, v in record.items() if k != "busy"}}
+    # So is a close call (runner-up within RECHECK_MARGIN) that the model's own times did not settle.
+    close = {key: {**record, "seconds": {**record["seconds"], "winograd-ynn": 1.05}}}
     for damaged in ("{not json", json.dumps({key: "ynn"}), json.dumps({key: {"choice": "ynn", "spread": 0.4}}),
-                    json.dumps(older), json.dumps(unread)):
+                    json.dumps(older), json.dumps(unread), json.dumps(close)):
         (tmp_path / "conv_choices.json").write_text(damaged)
         monkeypatch.setattr(autotune, "_decided", {})
         monkeypatch.setattr(autotune, "time_paths", fake_time)
@@ -353,6 +355,45 @@ def test_autotune_measures_once_and_remembers(monkeypatch, tmp_path):
     measured.clear()
     assert autotune.choose(1, 40, 48, 16, jnp.bfloat16) == "ynn"
     assert sorted(measured) == ["winograd", "winograd-ynn", "winograd2", "xla", "ynn"]
+
+
+def test_autotune_rechecks_close_paths_in_the_model(monkeypatch, tmp_path):
+    """When the chain's two fastest paths are within RECHECK_MARGIN, the model itself, run both ways,
+    decides (the chain can misrank them: runs/measurements/autotune_vs_model.txt); clear leads do not."""
+    from accel import autotune, runtime
+    monkeypatch.setattr(runtime, "_settings", runtime._Settings(cache=str(tmp_path)))
+    chain = {"xla": [2.0, 2.0], "ynn": [1.9, 1.9], "winograd": [1.0, 1.01], "winograd-ynn": [1.1, 1.1]}
+    monkeypatch.setattr(autotune, "time_paths", lambda names, *shape: {n: chain[n] for n in names})
+    asked = []
+
+    def recheck(names):
+        asked.append(names)
+        return {"winograd": [0.5, 0.51], "winograd-ynn": [0.4, 0.41]}
+    monkeypatch.setattr(autotune, "_decided", {})
+    assert autotune.choose(1, 40, 48, 16, jnp.float32, recheck=recheck) == "winograd-ynn"
+    assert asked == [["winograd", "winograd-ynn"]]                      # the chain's top two, fastest first
+    (record,) = json.loads((tmp_path / "conv_choices.json").read_text()).values()
+    assert record["choice"] == "winograd-ynn" and record["model_seconds"] == {"winograd": 0.5, "winograd-ynn": 0.4}
+    assert record["seconds"]["winograd"] == 1.0                         # the chain's times, as before
+    chain["winograd-ynn"] = [1.3, 1.3]                                  # a 30 % lead: the chain decides
+    monkeypatch.setattr(autotune, "_decided", {})
+    (tmp_path / "conv_choices.json").unlink()
+    assert autotune.choose(1, 40, 48, 16, jnp.float32, recheck=recheck) == "winograd" and len(asked) == 1
+
+    # Through accel.forward: the check runs the real model both ways, and its output is the model's.
+    # (Kept whatever the tiny model's spread or the machine's load: persistence is tested above.)
+    monkeypatch.setattr(autotune, "_decided", {})
+    monkeypatch.setattr(autotune, "SPREAD_LIMIT", float("inf"))
+    monkeypatch.setattr(autotune, "BUSY_LIMIT", float("inf"))
+    chain.update({"xla": [1.0, 1.0], "ynn": [3.0, 3.0], "winograd": [1.05, 1.05], "winograd-ynn": [3.0, 3.0]})
+    weights, _ = small()
+    lr = np.random.default_rng(5).uniform(0, 255, (1, 12, 16, 3)).astype(np.float32)
+    out = np.asarray(accel.forward(accel.model_from_weights(weights, SMALL), lr))[0]
+    assert_close(out, reference.forward(weights, SMALL, lr[0]), 1e-3, 0, "rechecked forward vs reference")
+    stored = json.loads((tmp_path / "conv_choices.json").read_text())
+    (record,) = [r for k, r in stored.items() if "12x16x" in k]
+    assert set(record["model_seconds"]) == {"xla", "winograd"} and all(t > 0 for t in record["model_seconds"].values())
+    assert record["choice"] == min(record["model_seconds"], key=record["model_seconds"].get)
 
 
 def test_autotune_keeps_no_decision_timed_beside_a_busy_neighbour(monkeypatch, tmp_path):
