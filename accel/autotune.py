@@ -10,7 +10,8 @@ runs/experiments/bf16_conv_paths.py). None wins everywhere on the project's 2-co
 (accel/PERFORMANCE.md): at 64 channels "winograd-ynn" is fastest from 32×32 to 256×256 (1.8× XLA's at
 128×128), but at 32 channels YNNPACK's direct convolution wins on 64×64 and 512×512 inputs. So the
 first forward of a shape times a short chain of the model's own convolutions every way, interleaved,
-and keeps the fastest. Decisions are kept per process and, once runtime.configure() names a cache
+and keeps the fastest; where the chain's two fastest are within RECHECK_MARGIN, the caller's model runs
+both ways and decides (the chain's margins are smaller than the model's, and noise can flip them). Decisions are kept per process and, once runtime.configure() names a cache
 folder, on disk beside the compilation cache, keyed by the machine (CPU model, cores, the flags that
 matter: AVX-512, bfloat16 dot units, AMX) and the jax version. A decision is written to disk only when
 its timing was steady (the spread of the winner's runs under SPREAD_LIMIT) and the machine was quiet
