@@ -11,14 +11,15 @@ runs/experiments/bf16_conv_paths.py). None wins everywhere on the project's 2-co
 128×128), but at 32 channels YNNPACK's direct convolution wins on 64×64 and 512×512 inputs. So the
 first forward of a shape times a short chain of the model's own convolutions every way, interleaved,
 and keeps the fastest; where the chain's two fastest are within RECHECK_MARGIN, the caller's model runs
-both ways and decides (the chain's margins are smaller than the model's, and noise can flip them). Decisions are kept per process and, once runtime.configure() names a cache
-folder, on disk beside the compilation cache, keyed by the machine (CPU model, cores, the flags that
-matter: AVX-512, bfloat16 dot units, AMX) and the jax version. A decision is written to disk only when
-its timing was steady (the spread of the winner's runs under SPREAD_LIMIT) and the machine was quiet
-(other processes, and the host as steal time, took under BUSY_LIMIT of the CPU time of the cores this
-process runs on while the paths were timed: a neighbour busy all along slows every run alike, so the
-spread alone misses it, and the decision it skews would be kept for good). One made otherwise holds for this process only, and a stored
-one without both readings in bounds is measured again.
+both ways and decides (the chain's margins are smaller than the model's, and noise can flip them).
+Decisions are kept per process and, once runtime.configure() names a cache folder, on disk beside the
+compilation cache, keyed by the machine (CPU model, cores, the flags that matter: AVX-512, bfloat16 dot
+units, AMX) and the jax version. A decision is written to disk only when its timing was steady (the
+spread of the winner's runs under SPREAD_LIMIT) and the machine was quiet (other processes, and the host
+as steal time, took under BUSY_LIMIT of the CPU time of the cores this process runs on while the paths
+were timed: a neighbour busy all along slows every run alike, so the spread alone misses it, and the
+decision it skews would be kept for good). One made otherwise holds for this process only, and a stored
+one without both readings in bounds (or a close call without the model's times) is measured again.
 
 The paths sum in different orders (outputs differ by ~1e-6 relative; Winograd ~4e-6). The decision is
 keyed by the per-sample shape (H, W, channels, dtype), not the batch, so a batch split over several
