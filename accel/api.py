@@ -39,7 +39,7 @@ def model_from_weights(weights: dict, config: RCANConfig, loops=DEFAULT_LOOPS, d
     """Build an nnx RCAN holding these official weights: eval_shape -> split -> fill -> merge.
     conv: the CPU convolution path (accel/autotune.py: auto, xla, ynn, winograd, winograd-ynn)."""
     loops = _loops(loops)
-    conv = autotune.check_setting(conv)
+    conv = autotune.check_setting(conv, dtype)
     abstract = nnx.eval_shape(lambda: RCAN(config, loops, dtype, rngs=nnx.Rngs(0), conv_path=conv))
     graphdef, state = nnx.split(abstract)
     nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, params.to_pure_dict(weights, config, loops)))

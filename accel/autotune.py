@@ -79,9 +79,19 @@ def env_setting() -> str:
     return os.environ.get("RCAN_CONV", "auto")
 
 
-def check_setting(value: str) -> str:
+def check_setting(value: str, dtype=None) -> str:
+    """value, if it names a setting; with dtype, also one this dtype and the default backend can run
+    (a usage error the CLIs report in one line before anything runs)."""
     if value not in SETTINGS:
         raise ValueError(f"conv must be one of {', '.join(SETTINGS)}; got {value!r}")
+    if dtype is None or value == "auto":
+        return value
+    if value not in paths(dtype):
+        raise ValueError(f"conv {value} is not offered for {jnp.dtype(dtype).name}: "
+                         f"use one of {', '.join(paths(dtype))}")
+    backend = jax.default_backend()
+    if OPTIONS[value] and backend != "cpu":
+        raise ValueError(f"conv {value} sets XLA:CPU options: on a {backend} use auto, xla or winograd")
     return value
 
 
@@ -223,11 +233,7 @@ def choose(batch: int, height: int, width: int, channels: int, dtype, setting: s
 
     recheck (optional): names -> {name: [seconds of the caller's model forward]}; when the chain's top two
     are within RECHECK_MARGIN, they are timed that way and the model's times decide."""
-    check_setting(setting)
-    if setting != "auto":
-        if setting not in paths(dtype):
-            raise ValueError(f"conv {setting} is not offered for {jnp.dtype(dtype).name}: "
-                             f"use one of {', '.join(paths(dtype))}")
+    if check_setting(setting, dtype) != "auto":
         return setting
     if jax.default_backend() != "cpu":
         return "xla"   # the options are XLA:CPU's; GPUs and TPUs have one path here

@@ -145,15 +145,19 @@ def main(argv=None) -> int:
     if args.sr and (args.weights or args.model or args.lr or args.chop or args.ensemble):
         ap.error("--sr scores existing images: --weights/--model/--lr/--chop/--ensemble do not apply")
     runtime.configure_from_env()
+    dtype = jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32
+    try:   # a path this dtype or device cannot run is a usage error, whatever the weights
+        autotune.check_setting(args.conv, dtype)
+    except ValueError as e:
+        ap.error(str(e))
     try:   # what cannot start is a usage error (2): folders that do not pair, weights that do not fit
         other = args.sr or args.lr
         pairs = pair(args.hr, other) if other else None
         index(args.hr)   # the ground truth is there and holds images
         if pairs:
             print("paired: " + ", ".join(f"{h.name}~{o.name}" for _, h, o in pairs), file=sys.stderr)
-        model = None if args.sr else load_model(
-            args.weights, scale=args.scale, dtype=jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32,
-            conv=args.conv, model=args.model)
+        model = None if args.sr else load_model(args.weights, scale=args.scale, dtype=dtype, conv=args.conv,
+                                                model=args.model)
     except (EvalError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return cli.USAGE

@@ -375,9 +375,13 @@ def main(argv=None) -> int:
     if args.device:
         jax.config.update("jax_platforms", DEVICES[args.device])
     runtime.configure_from_env()
+    dtype = jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32
+    try:   # a path this dtype or device cannot run is a usage error, whatever the weights
+        autotune.check_setting(args.conv, dtype)
+    except ValueError as e:
+        ap.error(str(e))
     try:
-        model = load_model(args.weights, scale=args.scale, conv=args.conv, model=args.model,
-                           dtype=jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32)
+        model = load_model(args.weights, scale=args.scale, conv=args.conv, model=args.model, dtype=dtype)
     except (WeightsError, ValueError, OSError) as e:
         msg = str(e)
         if args.weights and not msg.startswith(str(args.weights)):

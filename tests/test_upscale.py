@@ -175,6 +175,24 @@ def test_weights_errors(tmp_path, tiny_weights):
     assert not (tmp_path / "a_x2.png").exists() and not (tmp_path / "a_x3.png").exists()
 
 
+def test_conv_path_the_dtype_or_device_cannot_run(tmp_path, monkeypatch):
+    """A --conv the dtype does not offer, or an XLA:CPU path on another backend, is a usage error before
+    anything loads or runs, and nothing is written."""
+    import jax
+
+    from accel import autotune
+    photo().save(tmp_path / "a.png")
+    code, err = cli(tmp_path / "a.png", "--conv", "winograd2")
+    assert code == 2 and "error: conv winograd2 is not offered for float32: use one of" in err
+    assert "Traceback" not in err and not (tmp_path / "a_x2.png").exists()
+    assert autotune.check_setting("winograd2", jax.numpy.bfloat16) == "winograd2"
+    monkeypatch.setattr(autotune.jax, "default_backend", lambda: "gpu")
+    with pytest.raises(ValueError, match="conv winograd-ynn sets XLA:CPU options: on a gpu use auto, xla or winograd"):
+        autotune.check_setting("winograd-ynn", jax.numpy.float32)
+    assert [autotune.check_setting(c, jax.numpy.float32) for c in ("auto", "xla", "winograd")] == \
+        ["auto", "xla", "winograd"]
+
+
 def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
     from accel import images
     out = tmp_path / "o.png"
