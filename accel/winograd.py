@@ -10,8 +10,8 @@ transforms are written as sums of strided slices with the matrices' small intege
 (XLA fuses them into a few passes over memory), never as dense matrix products (which cost more
 than the 2.25× fewer multiplications save).
 
-The Winograd-domain intermediates are 2.25× the activations (input side and output side); large
-images are cut into strips of tile rows (MAX_TILES) so they stay in cache. Float32 error: ≈ 4e-6
+The Winograd-domain intermediates are 2.25× the activations (input side and output side); on a CPU
+large images are cut into strips of tile rows (MAX_TILES) so they stay in cache. Float32 error: ≈ 4e-6
 relative per convolution (tests/test_accel.py measures it). F(2×2, 3×3) (16 multiplications per 2×2
 tile) is the scheme whose GEMMs may take bfloat16 operands.
 """
