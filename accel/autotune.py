@@ -49,7 +49,7 @@ from jax import lax
 
 from reference.files import atomic_write
 
-from . import hardware, runtime, winograd
+from . import cpu_kernel, hardware, runtime, winograd
 
 # path -> XLA compiler options for its compilation; "winograd…" paths also trace under winograd.enabled().
 OPTIONS = {
@@ -58,9 +58,13 @@ OPTIONS = {
     "winograd": {},
     "winograd-ynn": {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"},
     "winograd2": {},
+    "kernel": {},
 }
-# The Winograd scheme each path traces with (accel/winograd.py); F(2×2) is the bfloat16 one.
-SCHEME = {"winograd": "f4", "winograd-ynn": "f4", "winograd2": "f2"}
+# The scheme each path traces with (accel/winograd.py); F(2×2) is the bfloat16 one, "kernel" the bfloat16
+# direct convolution of accel/cpu_kernel.py.
+SCHEME = {"winograd": "f4", "winograd-ynn": "f4", "winograd2": "f2", "kernel": winograd.KERNEL}
+# Paths that exist on a CPU only: XLA:CPU's options, or a CPU custom call.
+CPU_ONLY = {"ynn", "winograd-ynn", "kernel"}
 _decided: dict[str, str] = {}
 
 
@@ -86,12 +90,15 @@ def check_setting(value: str, dtype=None) -> str:
         raise ValueError(f"conv must be one of {', '.join(SETTINGS)}; got {value!r}")
     if dtype is None or value == "auto":
         return value
+    backend = jax.default_backend()
+    if value in CPU_ONLY and backend != "cpu":
+        raise ValueError(f"conv {value} runs on a CPU only: on a {backend} use auto, xla or winograd")
+    if value == "kernel" and jnp.dtype(dtype) == jnp.bfloat16 and not cpu_kernel.available():
+        raise ValueError("conv kernel needs a CPU with AVX512-BF16 (avx512_bf16 in /proc/cpuinfo) and a C++ "
+                         "compiler: use auto")
     if value not in paths(dtype):
         raise ValueError(f"conv {value} is not offered for {jnp.dtype(dtype).name}: "
                          f"use one of {', '.join(paths(dtype))}")
-    backend = jax.default_backend()
-    if OPTIONS[value] and backend != "cpu":
-        raise ValueError(f"conv {value} sets XLA:CPU options: on a {backend} use auto, xla or winograd")
     return value
 
 
@@ -139,7 +146,7 @@ def _chain(x, w, b, rounds: int = 3):
     would wrongly count against Winograd's larger intermediates on small images)."""
     def conv(x):
         if winograd.applies(w.shape):
-            return winograd.conv3x3(x, w, b)
+            return winograd.square_conv(x, w, b)
         return lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) + b
 
     def rcab(x, _):
@@ -158,8 +165,11 @@ def jit(fun, path: str, **kwargs):
 
 
 def paths(dtype) -> list[str]:
-    """The paths worth timing for this dtype: F(2×2) (bfloat16 GEMMs) for bfloat16 only."""
-    return [p for p in OPTIONS if SCHEME.get(p) != "f2" or jnp.dtype(dtype) != jnp.float32]
+    """The paths worth timing for this dtype: F(2×2) (bfloat16 GEMMs) for bfloat16 only; the bfloat16
+    kernel for bfloat16 on a CPU that has the bfloat16 dot instructions (and a compiler to build it)."""
+    bf16 = jnp.dtype(dtype) == jnp.bfloat16
+    return [p for p in OPTIONS if (SCHEME.get(p) != "f2" or jnp.dtype(dtype) != jnp.float32)
+            and (p != "kernel" or (bf16 and jax.default_backend() == "cpu" and cpu_kernel.available()))]
 
 
 def time_paths(names, batch: int, height: int, width: int, channels: int, dtype) -> dict[str, list[float]]:

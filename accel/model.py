@@ -41,7 +41,7 @@ class Conv(nnx.Conv):
         if plain and self.feature_group_count == 1 and winograd.applies(self.kernel.shape):
             bias = self.bias[...] if self.bias is not None else None
             x, kernel, bias = self.promote_dtype((inputs, self.kernel[...], bias), dtype=self.dtype)
-            return winograd.conv3x3(x, kernel, bias)
+            return winograd.square_conv(x, kernel, bias)
         return super().__call__(inputs)
 
 

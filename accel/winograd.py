@@ -64,10 +64,14 @@ MAX_STRIPS = 16
 _ACTIVE = contextvars.ContextVar("rcan_winograd", default=None)
 
 
+# Not a Winograd scheme: the square convolutions run as accel/cpu_kernel.py's direct bfloat16 kernel.
+KERNEL = "kernel"
+
+
 @contextlib.contextmanager
 def enabled(scheme: str | None = "f4"):
-    """Within this block, models traced run their square 3×3 convolutions through conv3x3 with this
-    scheme ("f4" or "f2"; None: not at all)."""
+    """Within this block, models traced run their square 3×3 convolutions through square_conv with this
+    scheme ("f4", "f2" or KERNEL; None: not at all)."""
     token = _ACTIVE.set(scheme)
     try:
         yield
@@ -83,6 +87,14 @@ def applies(kernel_shape) -> bool:
     quadruple the Winograd-domain memory for ~1 % of the work.
     """
     return _ACTIVE.get() is not None and tuple(kernel_shape[:2]) == (3, 3) and kernel_shape[2] == kernel_shape[3]
+
+
+def square_conv(x, kernel, bias=None):
+    """A convolution that applies(): Winograd with the enabled scheme, or the bfloat16 kernel."""
+    if _ACTIVE.get() == KERNEL:
+        from . import cpu_kernel   # imported on use: it builds C++ code, which only this path needs
+        return cpu_kernel.conv3x3(x, kernel, bias)
+    return conv3x3(x, kernel, bias)
 
 
 def _combine(coefficients, parts):

@@ -187,7 +187,7 @@ def test_conv_path_the_dtype_or_device_cannot_run(tmp_path, monkeypatch):
     assert "Traceback" not in err and not (tmp_path / "a_x2.png").exists()
     assert autotune.check_setting("winograd2", jax.numpy.bfloat16) == "winograd2"
     monkeypatch.setattr(autotune.jax, "default_backend", lambda: "gpu")
-    with pytest.raises(ValueError, match="conv winograd-ynn sets XLA:CPU options: on a gpu use auto, xla or winograd"):
+    with pytest.raises(ValueError, match="conv winograd-ynn runs on a CPU only: on a gpu use auto, xla or winograd"):
         autotune.check_setting("winograd-ynn", jax.numpy.float32)
     assert [autotune.check_setting(c, jax.numpy.float32) for c in ("auto", "xla", "winograd")] == \
         ["auto", "xla", "winograd"]
