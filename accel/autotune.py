@@ -58,13 +58,14 @@ OPTIONS = {
     "winograd": {},
     "winograd-ynn": {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"},
     "winograd2": {},
-    "kernel": {},
+    "kernel-direct": {},
+    "kernel-winograd2": {},
 }
-# The scheme each path traces with (accel/winograd.py); F(2×2) is the bfloat16 one, "kernel" the bfloat16
-# direct convolution of accel/cpu_kernel.py.
-SCHEME = {"winograd": "f4", "winograd-ynn": "f4", "winograd2": "f2", "kernel": winograd.KERNEL}
+# The scheme each path traces with (accel/winograd.py); F(2×2) is the bfloat16 one, "kernel-…" the bfloat16
+# custom calls of accel/cpu_kernel.py.
+SCHEME = {"winograd": "f4", "winograd-ynn": "f4", "winograd2": "f2", **{k: k for k in winograd.KERNELS}}
 # Paths that exist on a CPU only: XLA:CPU's options, or a CPU custom call.
-CPU_ONLY = {"ynn", "winograd-ynn", "kernel"}
+CPU_ONLY = {"ynn", "winograd-ynn", *winograd.KERNELS}
 _decided: dict[str, str] = {}
 
 
@@ -93,8 +94,8 @@ def check_setting(value: str, dtype=None) -> str:
     backend = jax.default_backend()
     if value in CPU_ONLY and backend != "cpu":
         raise ValueError(f"conv {value} runs on a CPU only: on a {backend} use auto, xla or winograd")
-    if value == "kernel" and jnp.dtype(dtype) == jnp.bfloat16 and not cpu_kernel.available():
-        raise ValueError("conv kernel needs a CPU with AVX512-BF16 (avx512_bf16 in /proc/cpuinfo) and a C++ "
+    if value in winograd.KERNELS and jnp.dtype(dtype) == jnp.bfloat16 and not cpu_kernel.available():
+        raise ValueError(f"conv {value} needs a CPU with AVX512-BF16 (avx512_bf16 in /proc/cpuinfo) and a C++ "
                          "compiler: use auto")
     if value not in paths(dtype):
         raise ValueError(f"conv {value} is not offered for {jnp.dtype(dtype).name}: "
@@ -169,7 +170,7 @@ def paths(dtype) -> list[str]:
     kernel for bfloat16 on a CPU that has the bfloat16 dot instructions (and a compiler to build it)."""
     bf16 = jnp.dtype(dtype) == jnp.bfloat16
     return [p for p in OPTIONS if (SCHEME.get(p) != "f2" or jnp.dtype(dtype) != jnp.float32)
-            and (p != "kernel" or (bf16 and jax.default_backend() == "cpu" and cpu_kernel.available()))]
+            and (p not in winograd.KERNELS or (bf16 and jax.default_backend() == "cpu" and cpu_kernel.available()))]
 
 
 def time_paths(names, batch: int, height: int, width: int, channels: int, dtype) -> dict[str, list[float]]:

@@ -64,14 +64,14 @@ MAX_STRIPS = 16
 _ACTIVE = contextvars.ContextVar("rcan_winograd", default=None)
 
 
-# Not a Winograd scheme: the square convolutions run as accel/cpu_kernel.py's direct bfloat16 kernel.
-KERNEL = "kernel"
+# Schemes of accel/cpu_kernel.py's bfloat16 kernel (its custom calls, not this module's XLA code).
+KERNELS = {"kernel-direct": "direct", "kernel-winograd2": "winograd2"}
 
 
 @contextlib.contextmanager
 def enabled(scheme: str | None = "f4"):
     """Within this block, models traced run their square 3×3 convolutions through square_conv with this
-    scheme ("f4", "f2" or KERNEL; None: not at all)."""
+    scheme ("f4", "f2" or one of KERNELS; None: not at all)."""
     token = _ACTIVE.set(scheme)
     try:
         yield
@@ -91,9 +91,9 @@ def applies(kernel_shape) -> bool:
 
 def square_conv(x, kernel, bias=None):
     """A convolution that applies(): Winograd with the enabled scheme, or the bfloat16 kernel."""
-    if _ACTIVE.get() == KERNEL:
-        from . import cpu_kernel   # imported on use: it builds C++ code, which only this path needs
-        return cpu_kernel.conv3x3(x, kernel, bias)
+    if _ACTIVE.get() in KERNELS:
+        from . import cpu_kernel   # imported on use (it imports this module)
+        return cpu_kernel.conv3x3(x, kernel, bias, KERNELS[_ACTIVE.get()])
     return conv3x3(x, kernel, bias)
 
 

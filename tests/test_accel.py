@@ -261,7 +261,7 @@ def test_all_conv_paths_run_and_agree(monkeypatch):
     b = jnp.asarray(rng.normal(size=(64,)), jnp.float32)
     # (The bfloat16 kernel takes bfloat16 only: tests/test_cpu_kernel.py.)
     outs = {name: np.asarray(autotune.jit(autotune._chain, name)(x, w, b)) for name in autotune.OPTIONS
-            if name != "kernel"}
+            if not name.startswith("kernel")}
     for name in ("ynn", "winograd", "winograd-ynn"):
         assert not np.array_equal(outs["xla"], outs[name]), name
         # Two convs with a ReLU: ~1e-6 (YNNPACK's order of sums), ~4e-6 (Winograd) relative to the largest output.
@@ -281,7 +281,8 @@ def test_autotune_measures_once_and_remembers(monkeypatch, tmp_path):
     monkeypatch.setattr(autotune, "_decided", {})
     measured = []
     steady = {"xla": [2.0, 2.1], "ynn": [1.0, 1.05], "winograd": [1.5, 1.5], "winograd-ynn": [1.3, 1.3],
-              "winograd2": [1.1, 1.1], "kernel": [1.2, 1.2]}
+              "winograd2": [1.1, 1.1], "kernel-direct": [1.2, 1.2],
+              "kernel-winograd2": [1.15, 1.15]}
 
     def fake_time(names, *shape):
         measured.extend(names)
@@ -357,8 +358,8 @@ def test_autotune_measures_once_and_remembers(monkeypatch, tmp_path):
     # has the instructions; float32 all but those two.
     measured.clear()
     assert autotune.choose(1, 40, 48, 16, jnp.bfloat16) == "ynn"
-    assert sorted(measured) == ["kernel"] * cpu_kernel.available() + ["winograd", "winograd-ynn", "winograd2",
-                                                                      "xla", "ynn"]
+    assert sorted(measured) == ["kernel-direct", "kernel-winograd2"] * cpu_kernel.available() + [
+        "winograd", "winograd-ynn", "winograd2", "xla", "ynn"]
 
 
 def test_autotune_rechecks_close_paths_in_the_model(monkeypatch, tmp_path):
@@ -447,7 +448,8 @@ def test_autotune_real_measurement_and_fixed_setting(monkeypatch):
     times = autotune.time_paths(["ynn", "winograd"], 1, 16, 16, 8, jnp.float32)
     assert sorted(times) == ["winograd", "ynn"] and all(0 < min(t) < 1 and len(t) >= 2 for t in times.values())
     assert autotune.choose(1, 16, 16, 8, jnp.float32, "xla") == "xla"
-    with pytest.raises(ValueError, match="conv must be one of auto, xla, ynn, winograd, winograd-ynn, winograd2, kernel; "
+    with pytest.raises(ValueError, match="conv must be one of auto, xla, ynn, winograd, winograd-ynn, winograd2, "
+                                         "kernel-direct, kernel-winograd2; "
                                          "got 'cudnn'"):
         autotune.choose(1, 16, 16, 8, jnp.float32, "cudnn")
     with pytest.raises(ValueError, match="conv winograd2 is not offered for float32: use one of xla, ynn, winograd, "

@@ -1,8 +1,9 @@
-"""accel/cpu_kernel.py: the bfloat16 3×3 convolution kernel (an XLA FFI custom call built from C++).
+"""accel/cpu_kernel.py: the bfloat16 3×3 convolution kernels (XLA FFI custom calls built from C++).
 
 The portable build (plain C++, float32 arithmetic) runs on any machine and checks the packing, the tiles,
 the edges and the threads; the AVX512-BF16 build is what the model runs where the CPU has it, and both are
-held to the same bound: one rounding to bfloat16 of float32 sums over bfloat16 inputs."""
+held to the same bounds: for the direct scheme one rounding to bfloat16 of float32 sums over the bfloat16
+inputs; for Winograd F(2×2) also its bfloat16 GEMM operands (accel/winograd.py's "winograd2" bound)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,6 +16,7 @@ from reference.weights import init_weights
 
 SMALL = RCANConfig(scale=2, n_resgroups=2, n_resblocks=3, n_feats=16, reduction=4)
 BUILDS = [False] + ([True] if cpu_kernel.cpu_has_bf16_dot() else [])
+BUILD_ID = lambda native: "avx512-bf16" if native else "portable"   # noqa: E731
 
 
 def exact_conv(x, k, b):
@@ -29,51 +31,68 @@ def exact_conv(x, k, b):
     return y
 
 
-@pytest.mark.parametrize("native", BUILDS, ids=lambda n: "avx512-bf16" if n else "portable")
-@pytest.mark.parametrize("shape", [(1, 7, 13, 32, 48), (2, 9, 25, 64, 64), (1, 1, 1, 2, 16), (1, 30, 6, 16, 80)])
-def test_kernel_matches_exact_convolution(native, shape):
-    """Widths that leave partial tiles (13, 25 = 4·6 + 1, 6 over 24-pixel tiles), one pixel, a batch of
-    two, and every output-channel split (48 = 32 + 16; 80 = 64 + 16): within one bfloat16 rounding of the
-    exact result (2^-8 relative) plus float32 summation noise."""
+# Widths that leave partial register tiles and blocks (13, 25, 6; 27 = 2·12 + 3 tiles of Winograd's 2×2,
+# odd heights), one pixel, a batch of two, and every output-channel split (48 = 32 + 16; 80 = 64 + 16).
+SHAPES = [(1, 7, 13, 32, 48), (2, 9, 25, 64, 64), (1, 1, 1, 16, 16), (1, 30, 6, 16, 80), (1, 5, 54, 32, 64)]
+
+
+@pytest.mark.parametrize("native", BUILDS, ids=BUILD_ID)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("scheme", ["direct", "winograd2"])
+def test_kernel_matches_exact_convolution(native, shape, scheme):
+    """direct: within one bfloat16 rounding of the exact result (2^-8 relative) plus float32 summation
+    noise. winograd2: its GEMM operands are rounded too, so the bound is on the whole output, relative to
+    its largest value: RMS within 2.5× that of the direct scheme, as for XLA's F(2×2) path."""
     n, h, w, c, cout = shape
     rng = np.random.default_rng(sum(shape))
     x = jnp.asarray(rng.standard_normal((n, h, w, c)), jnp.bfloat16)
     k = jnp.asarray(rng.standard_normal((3, 3, c, cout)) * 0.1, jnp.bfloat16)
     b = jnp.asarray(rng.standard_normal(cout), jnp.float32)
-    y = jax.jit(lambda x, k, b: cpu_kernel.conv3x3(x, k, b, native=native))(x, k, b)
+    run = jax.jit(lambda x, k, b, s: cpu_kernel.conv3x3(x, k, b, s, native=native), static_argnums=3)
+    y = run(x, k, b, scheme)
     assert y.dtype == jnp.bfloat16 and y.shape == (n, h, w, cout)
     exact = exact_conv(x.astype(jnp.float32), k.astype(jnp.float32), b)
     err = np.abs(np.asarray(y, np.float64) - exact)
-    assert np.all(err <= 2.0 ** -8 * np.abs(exact) + 1e-4 * np.abs(exact).max()), err.max()
+    if scheme == "direct":
+        assert np.all(err <= 2.0 ** -8 * np.abs(exact) + 1e-4 * np.abs(exact).max()), err.max()
+    else:
+        direct = np.abs(np.asarray(run(x, k, b, "direct"), np.float64) - exact)
+        rms = lambda e: float(np.sqrt(np.mean(e ** 2)))   # noqa: E731
+        assert rms(err) < 2.5 * rms(direct) + 1e-6 and err.max() < 0.05 * np.abs(exact).max(), (rms(err), rms(direct))
 
 
 def test_kernel_rejects_shapes_it_cannot_tile():
-    x = jnp.zeros((1, 4, 4, 3), jnp.bfloat16)
-    with pytest.raises(ValueError, match="even C and 16·k outputs"):
-        cpu_kernel.conv3x3(x, jnp.zeros((3, 3, 3, 16)), native=False)
-    with pytest.raises(ValueError, match="even C and 16·k outputs"):
+    with pytest.raises(ValueError, match=r"takes a 3×3 kernel over C = 2·k \(16·k for winograd2\) and 16·k outputs"):
+        cpu_kernel.conv3x3(jnp.zeros((1, 4, 4, 3), jnp.bfloat16), jnp.zeros((3, 3, 3, 16)), native=False)
+    with pytest.raises(ValueError, match="and 16·k outputs; got"):
         cpu_kernel.conv3x3(jnp.zeros((1, 4, 4, 8), jnp.bfloat16), jnp.zeros((3, 3, 8, 24)), native=False)
+    with pytest.raises(ValueError, match="winograd2"):
+        cpu_kernel.conv3x3(jnp.zeros((1, 4, 4, 8), jnp.bfloat16), jnp.zeros((3, 3, 8, 16)), None, "winograd2", native=False)
 
 
-def test_kernel_path_in_the_model(monkeypatch):
-    """conv="kernel" runs the body's square convolutions through the kernel (the build this CPU runs;
+@pytest.mark.parametrize("path", ["kernel-direct", "kernel-winograd2"])
+def test_kernel_paths_in_the_model(monkeypatch, path):
+    """conv="kernel-…" runs the body's square convolutions through the kernel (the build this CPU runs;
     the portable one elsewhere) and keeps the bfloat16 model as close to float32 as XLA's paths are
     (test_accel.py's bound for them)."""
     native = cpu_kernel.cpu_has_bf16_dot()
+    real = cpu_kernel.conv3x3
+    calls = []
+
+    def counted(x, k, b=None, scheme="direct", native=native):
+        calls.append((k.shape, scheme))
+        return real(x, k, b, scheme, native=native)
     if not native:   # a CPU without the instructions: the same path through the portable build
         monkeypatch.setattr(cpu_kernel, "available", lambda: True)
-        real = cpu_kernel.conv3x3
-        monkeypatch.setattr(cpu_kernel, "conv3x3", lambda x, k, b=None: real(x, k, b, native=False))
-    assert "kernel" in autotune.paths(jnp.bfloat16) and "kernel" not in autotune.paths(jnp.float32)
+    monkeypatch.setattr(cpu_kernel, "conv3x3", counted)
+    assert path in autotune.paths(jnp.bfloat16) and path not in autotune.paths(jnp.float32)
     weights = init_weights(SMALL, 6)
     lr = np.random.default_rng(6).uniform(0, 255, (1, 12, 12, 3)).astype(np.float32)
     f32 = np.asarray(accel.forward(accel.model_from_weights(weights, SMALL), lr))
-    model = accel.model_from_weights(weights, SMALL, dtype=jnp.bfloat16, conv="kernel")
-    calls = []
-    monkeypatch.setattr(cpu_kernel, "pack", lambda k, real=cpu_kernel.pack: calls.append(k.shape) or real(k))
-    ours = np.asarray(accel.forward(model, lr))
-    assert calls and all(s == (3, 3, 16, 16) for s in calls), calls
+    ours = np.asarray(accel.forward(accel.model_from_weights(weights, SMALL, dtype=jnp.bfloat16, conv=path), lr))
+    scheme = path.split("-")[1]
+    assert calls and all(c == ((3, 3, 16, 16), scheme) for c in calls), calls
     err = np.abs(ours - f32)
     assert err.max() < 8 and err.mean() < 1.5, (err.max(), err.mean())
     with pytest.raises(ValueError, match="not offered for float32"):
-        autotune.check_setting("kernel", jnp.float32)
+        autotune.check_setting(path, jnp.float32)

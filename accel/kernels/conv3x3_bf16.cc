@@ -116,10 +116,175 @@ inline void tile(const Conv& s, const uint16_t* const rows[3], int64_t co0, int6
 }
 #endif
 
+// 16 float32 lanes: a zmm register in the AVX512-BF16 build, an array in the portable one. The Winograd
+// transforms below are written once over it.
+#if defined(__AVX512BF16__)
+struct Vec {
+  __m512 v;
+};
+inline Vec load_bf16(const uint16_t* p) {   // 16 bfloat16 -> float32: the bits move to the upper half
+  return {_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p)), 16))};
+}
+inline void store_bf16(uint16_t* p, Vec a) {
+  const __m256bh r = _mm512_cvtneps_pbh(a.v);
+  std::memcpy(p, &r, sizeof r);
+}
+inline Vec load_f32(const float* p) { return {_mm512_loadu_ps(p)}; }
+inline void store_f32(float* p, Vec a) { _mm512_storeu_ps(p, a.v); }
+inline Vec operator+(Vec a, Vec b) { return {_mm512_add_ps(a.v, b.v)}; }
+inline Vec operator-(Vec a, Vec b) { return {_mm512_sub_ps(a.v, b.v)}; }
+#else
+struct Vec {
+  float v[16];
+};
+inline Vec load_bf16(const uint16_t* p) {
+  Vec r;
+  for (int i = 0; i < 16; ++i) r.v[i] = to_float(p[i]);
+  return r;
+}
+inline void store_bf16(uint16_t* p, Vec a) {
+  for (int i = 0; i < 16; ++i) p[i] = to_bf16(a.v[i]);
+}
+inline Vec load_f32(const float* p) {
+  Vec r;
+  std::memcpy(r.v, p, sizeof r.v);
+  return r;
+}
+inline void store_f32(float* p, Vec a) { std::memcpy(p, a.v, sizeof a.v); }
+inline Vec operator+(Vec a, Vec b) {
+  for (int i = 0; i < 16; ++i) a.v[i] += b.v[i];
+  return a;
+}
+inline Vec operator-(Vec a, Vec b) {
+  for (int i = 0; i < 16; ++i) a.v[i] -= b.v[i];
+  return a;
+}
+#endif
+
 template <int NV>
 void row_span(const Conv& s, const uint16_t* const rows[3], int64_t co0, uint16_t* out) {
   constexpr int PB = kPixels(NV);
   for (int64_t w0 = 0; w0 < s.w; w0 += PB) tile<NV>(s, rows, co0, w0, std::min<int64_t>(PB, s.w - w0), out + w0 * s.co);
+}
+
+// Winograd F(2×2, 3×3) (Lavin & Gray; the points 0, ±1, ∞): 16 products per 2×2 output tile instead of 36,
+// so 2.25× fewer multiplications than the direct loops above. Its transforms' coefficients are 0 and ±1,
+// so bfloat16 GEMM operands err about as much as bfloat16's own direct convolution (accel/winograd.py's
+// "winograd2", whose GEMMs XLA runs no faster in bfloat16 than in float32). Here the three steps run on
+// one block of tiles at a time, in cache: input transform (V = Bᵀ d B, rounded to bfloat16), 16 GEMMs on
+// vdpbf16ps with float32 sums, output transform (Y = Aᵀ M A) + bias, rounded once to bfloat16.
+// Tiles per block: V (16 × kBlock × C bfloat16, 24 KB at C = 64) stays in a 32 KB L1 for the GEMMs' broadcasts.
+constexpr int kBlock = 12;
+// Register tiles of the Winograd GEMMs: a multiple of kBlock's divisors (6 tiles × 64 channels, 12 × 32, 12 × 16).
+constexpr int kTiles(int nv) { return nv == 4 ? 6 : 12; }
+
+// M[p][·] = Σ_c V[p][c]·U[c][·] for PB tiles and NV·16 output channels (V [PB][C] bf16, U [C/2][Cout][2]).
+template <int NV>
+inline void gemm(const uint16_t* V, const uint16_t* U, int64_t c, int64_t co, float* M) {
+  constexpr int PB = kTiles(NV);
+#if defined(__AVX512BF16__)
+  __m512 acc[PB][NV];
+  for (int p = 0; p < PB; ++p)
+    for (int j = 0; j < NV; ++j) acc[p][j] = _mm512_setzero_ps();
+  for (int64_t c2 = 0; c2 < c / 2; ++c2) {
+    __m512bh wv[NV];
+    for (int j = 0; j < NV; ++j) wv[j] = (__m512bh)_mm512_loadu_si512(U + c2 * co * 2 + 32 * j);
+    for (int p = 0; p < PB; ++p) {
+      int32_t pair;
+      std::memcpy(&pair, V + p * c + 2 * c2, sizeof pair);
+      const __m512bh xb = (__m512bh)_mm512_set1_epi32(pair);
+      for (int j = 0; j < NV; ++j) acc[p][j] = _mm512_dpbf16_ps(acc[p][j], xb, wv[j]);
+    }
+  }
+  for (int p = 0; p < PB; ++p)
+    for (int j = 0; j < NV; ++j) _mm512_storeu_ps(M + p * 16 * NV + 16 * j, acc[p][j]);
+#else
+  for (int p = 0; p < PB; ++p)
+    for (int k = 0; k < 16 * NV; ++k) {
+      float sum = 0;
+      for (int64_t ci = 0; ci < c; ++ci) sum += to_float(V[p * c + ci]) * to_float(U[(ci / 2) * co * 2 + 2 * k + ci % 2]);
+      M[p * 16 * NV + k] = sum;
+    }
+#endif
+}
+
+// Output channels [co0, co0 + 16·NV) of the block's nt tiles from t0, in tile row r.
+template <int NV>
+void wino_channels(const Conv& s, const uint16_t* V, int64_t n, int64_t r, int64_t t0, int64_t nt, int64_t co0,
+                   float* M) {
+  constexpr int PB = kTiles(NV);
+  for (int pb = 0; pb < nt; pb += PB) {   // the block's last tiles may lie past the image
+    for (int pos = 0; pos < 16; ++pos)
+      gemm<NV>(V + (pos * kBlock + pb) * s.c, s.wp + pos * (s.c / 2) * s.co * 2 + co0 * 2, s.c, s.co,
+               M + pos * PB * 16 * NV);
+    for (int p = 0; p < PB; ++p) {
+      const int64_t x0 = 2 * (t0 + pb + p);   // the tile's first output column
+      if (x0 >= s.w) break;
+      for (int j = 0; j < NV; ++j) {
+        Vec m[4][4], z[2][4];
+        for (int a = 0; a < 4; ++a)
+          for (int b = 0; b < 4; ++b) m[a][b] = load_f32(M + ((a * 4 + b) * PB + p) * 16 * NV + 16 * j);
+        for (int b = 0; b < 4; ++b) {   // Aᵀ = [[1, 1, 1, 0], [0, 1, -1, -1]] on rows, then on columns
+          z[0][b] = m[0][b] + m[1][b] + m[2][b];
+          z[1][b] = m[1][b] - m[2][b] - m[3][b];
+        }
+        const Vec bias = load_f32(s.b + co0 + 16 * j);
+        for (int i = 0; i < 2; ++i) {
+          const int64_t y = 2 * r + i;
+          if (y >= s.h) break;
+          uint16_t* out = s.y + ((n * s.h + y) * s.w + x0) * s.co + co0 + 16 * j;
+          store_bf16(out, z[i][0] + z[i][1] + z[i][2] + bias);
+          if (x0 + 1 < s.w) store_bf16(out + s.co, z[i][1] - z[i][2] - z[i][3] + bias);
+        }
+      }
+    }
+  }
+}
+
+// Tile rows [r0, r1) of the flattened N·ceil(H/2): each reads input rows 2r-1 .. 2r+2, copied into `pad`
+// with zeros around (as SAME padding sees past the edges) and up to whole blocks of tiles.
+void wino_rows(const Conv& s, int64_t r0, int64_t r1, std::vector<uint16_t>& pad, std::vector<uint16_t>& V,
+               std::vector<float>& T, std::vector<float>& M) {
+  const int64_t th = (s.h + 1) / 2, tw = (s.w + 1) / 2;
+  const int64_t blocks = (tw + kBlock - 1) / kBlock, width = 2 * blocks * kBlock + 2;
+  pad.assign(4 * width * s.c, 0);
+  // A register tile's tiles past the image read finite leftovers (zeros at first); their sums are never stored.
+  V.assign(16 * kBlock * s.c, 0);
+  T.resize(4 * (2 * kBlock + 2) * 16);
+  M.resize(16 * kBlock * 32);   // 16 positions × one register tile (6 × 64 = 12 × 32 floats)
+  for (int64_t rr = r0; rr < r1; ++rr) {
+    const int64_t n = rr / th, r = rr % th;
+    for (int k = 0; k < 4; ++k) {
+      uint16_t* dst = pad.data() + k * width * s.c + s.c;
+      const int64_t y = 2 * r - 1 + k;
+      if (y < 0 || y >= s.h) std::fill(dst, dst + s.w * s.c, 0);
+      else std::memcpy(dst, s.x + ((n * s.h + y) * s.w) * s.c, s.w * s.c * sizeof(uint16_t));
+    }
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t t0 = b * kBlock, nt = std::min<int64_t>(kBlock, tw - t0);
+      for (int64_t cv = 0; cv < s.c / 16; ++cv) {
+        // Bᵀ = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]] down the four rows, once per column…
+        for (int64_t col = 0; col < 2 * nt + 2; ++col) {
+          Vec d[4];
+          for (int k = 0; k < 4; ++k) d[k] = load_bf16(pad.data() + (k * width + 2 * t0 + col) * s.c + 16 * cv);
+          const Vec t[4] = {d[0] - d[2], d[1] + d[2], d[2] - d[1], d[1] - d[3]};
+          for (int i = 0; i < 4; ++i) store_f32(T.data() + (i * (2 * kBlock + 2) + col) * 16, t[i]);
+        }
+        // …then across each tile's four columns.
+        for (int t = 0; t < nt; ++t)
+          for (int i = 0; i < 4; ++i) {
+            const float* row = T.data() + (i * (2 * kBlock + 2) + 2 * t) * 16;
+            const Vec e0 = load_f32(row), e1 = load_f32(row + 16), e2 = load_f32(row + 32), e3 = load_f32(row + 48);
+            const Vec v[4] = {e0 - e2, e1 + e2, e2 - e1, e1 - e3};
+            for (int j = 0; j < 4; ++j) store_bf16(V.data() + ((i * 4 + j) * kBlock + t) * s.c + 16 * cv, v[j]);
+          }
+      }
+      int64_t co0 = 0;
+      for (; co0 + 64 <= s.co; co0 += 64) wino_channels<4>(s, V.data(), n, r, t0, nt, co0, M.data());
+      for (; co0 + 32 <= s.co; co0 += 32) wino_channels<2>(s, V.data(), n, r, t0, nt, co0, M.data());
+      for (; co0 + 16 <= s.co; co0 += 16) wino_channels<1>(s, V.data(), n, r, t0, nt, co0, M.data());
+    }
+  }
 }
 
 // Output rows [r0, r1) of the flattened N·H. Each output row reads three input rows, copied first into
@@ -153,30 +318,39 @@ void rows(const Conv& s, int64_t r0, int64_t r1, std::vector<uint16_t>& pad) {
 // chunks already taken, so a pool busy with other work delays nothing and can never deadlock the call.
 struct Job {
   Conv s;
-  int64_t chunk, chunks;
+  bool winograd;
+  int64_t total, chunk, chunks;
   std::atomic<int64_t> next{0}, done{0};
   void work() {
-    std::vector<uint16_t> pad;
+    std::vector<uint16_t> pad, V;
+    std::vector<float> T, M;
     for (int64_t i; (i = next.fetch_add(1)) < chunks;) {
-      rows(s, i * chunk, std::min((i + 1) * chunk, s.n * s.h), pad);
+      const int64_t r0 = i * chunk, r1 = std::min((i + 1) * chunk, total);
+      if (winograd) wino_rows(s, r0, r1, pad, V, T, M);
+      else rows(s, r0, r1, pad);
       done.fetch_add(1, std::memory_order_release);
     }
   }
 };
 
-ffi::Error conv3x3(ffi::ThreadPool pool, ffi::Buffer<ffi::BF16> x, ffi::Buffer<ffi::BF16> wp,
-                   ffi::Buffer<ffi::F32> b, ffi::ResultBuffer<ffi::BF16> y) {
+// wp: [3, 3, C/2, Cout, 2] (direct) or, with winograd, U = G g Gᵀ as [16, C/2, Cout, 2].
+ffi::Error run(ffi::ThreadPool& pool, bool winograd, ffi::Buffer<ffi::BF16>& x, ffi::Buffer<ffi::BF16>& wp,
+               ffi::Buffer<ffi::F32>& b, ffi::ResultBuffer<ffi::BF16>& y) {
   const auto xd = x.dimensions(), wd = wp.dimensions(), bd = b.dimensions();
-  if (xd.size() != 4 || wd.size() != 5 || bd.size() != 1)
-    return ffi::Error::InvalidArgument("conv3x3_bf16: x must be [N,H,W,C], wp [3,3,C/2,Cout,2], b [Cout]");
-  const int64_t c = xd[3], co = wd[3];
-  if (wd[0] != 3 || wd[1] != 3 || wd[2] * 2 != c || wd[4] != 2 || bd[0] != co || co % 16 != 0)
-    return ffi::Error::InvalidArgument("conv3x3_bf16: shapes do not match (C even, Cout a multiple of 16)");
+  const size_t rank = winograd ? 4 : 5;
+  if (xd.size() != 4 || wd.size() != rank || bd.size() != 1)
+    return ffi::Error::InvalidArgument("conv3x3_bf16: x must be [N,H,W,C], wp [3,3,C/2,Cout,2] or [16,C/2,Cout,2], "
+                                       "b [Cout]");
+  const int64_t c = xd[3], co = wd[rank - 2];
+  const bool taps = winograd ? wd[0] == 16 : wd[0] == 3 && wd[1] == 3;
+  if (!taps || wd[rank - 3] * 2 != c || wd[rank - 1] != 2 || bd[0] != co || co % 16 != 0 || (winograd && c % 16 != 0))
+    return ffi::Error::InvalidArgument("conv3x3_bf16: shapes do not match (C even, 16·k for Winograd; Cout 16·k)");
   auto job = std::make_shared<Job>();
   job->s = Conv{xd[0], xd[1], xd[2], c, co, reinterpret_cast<const uint16_t*>(x.typed_data()),
                 reinterpret_cast<const uint16_t*>(wp.typed_data()), b.typed_data(),
                 reinterpret_cast<uint16_t*>(y->typed_data())};
-  const int64_t total = job->s.n * job->s.h;
+  job->winograd = winograd;
+  const int64_t total = job->total = job->s.n * (winograd ? (job->s.h + 1) / 2 : job->s.h);
   const int64_t threads = std::max<int64_t>(1, pool.num_threads());
   job->chunk = std::max<int64_t>(1, total / (8 * threads));   // a few chunks per thread evens out the ends
   job->chunks = (total + job->chunk - 1) / job->chunk;
@@ -186,9 +360,27 @@ ffi::Error conv3x3(ffi::ThreadPool pool, ffi::Buffer<ffi::BF16> x, ffi::Buffer<f
   return ffi::Error::Success();
 }
 
+ffi::Error conv3x3(ffi::ThreadPool pool, ffi::Buffer<ffi::BF16> x, ffi::Buffer<ffi::BF16> wp,
+                   ffi::Buffer<ffi::F32> b, ffi::ResultBuffer<ffi::BF16> y) {
+  return run(pool, false, x, wp, b, y);
+}
+
+ffi::Error winograd2(ffi::ThreadPool pool, ffi::Buffer<ffi::BF16> x, ffi::Buffer<ffi::BF16> up,
+                     ffi::Buffer<ffi::F32> b, ffi::ResultBuffer<ffi::BF16> y) {
+  return run(pool, true, x, up, b, y);
+}
+
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RcanConv3x3Bf16, conv3x3,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::BF16>>()
+                                  .Arg<ffi::Buffer<ffi::BF16>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::BF16>>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RcanWinograd2Bf16, winograd2,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
                                   .Arg<ffi::Buffer<ffi::BF16>>()
