@@ -37,7 +37,7 @@ def _loops(loops) -> Loops:
 def model_from_weights(weights: dict, config: RCANConfig, loops=DEFAULT_LOOPS, dtype=jnp.float32,
                        conv: str = "auto") -> RCAN:
     """Build an nnx RCAN holding these official weights: eval_shape -> split -> fill -> merge.
-    conv: the CPU convolution path (accel/autotune.py: auto, xla, ynn, winograd, winograd-ynn)."""
+    conv: the CPU convolution path (one of accel/autotune.py's SETTINGS: auto, xla, winograd, …)."""
     loops = _loops(loops)
     conv = autotune.check_setting(conv, dtype)
     abstract = nnx.eval_shape(lambda: RCAN(config, loops, dtype, rngs=nnx.Rngs(0), conv_path=conv))

@@ -5,8 +5,10 @@ the same through YNNPACK (its dot fusions switched on for that compilation, "ynn
 F(4×4, 3×3) (accel/winograd.py: 2.25× fewer multiplications, ≈ 4e-6 relative error per convolution)
 with XLA's default fusions ("winograd") or with YNNPACK's dot fusions, which take in the bias add
 after the 36 GEMMs ("winograd-ynn"); in bfloat16, as Winograd F(2×2, 3×3) with bfloat16 GEMMs summed in
-float32 ("winograd2": the one way found to reach the CPU's bfloat16 dot units from XLA,
-runs/experiments/bf16_conv_paths.py). None wins everywhere on the project's 2-core CPU
+float32 ("winograd2", runs/experiments/bf16_conv_paths.py), and, on a CPU with AVX512-BF16, as the
+project's own C++ kernels on the bfloat16 dot instructions ("kernel-direct", "kernel-winograd2":
+accel/cpu_kernel.py; XLA's bfloat16 GEMMs at 64 channels run no faster than its float32 ones, those kernels
+near the instructions' peak). None wins everywhere on the project's 2-core CPU
 (accel/PERFORMANCE.md): at 64 channels "winograd-ynn" is fastest from 32×32 to 256×256 (1.8× XLA's at
 128×128), but at 32 channels YNNPACK's direct convolution wins on 64×64 and 512×512 inputs. So the
 first forward of a shape times a short chain of the model's own convolutions every way, interleaved,
@@ -31,7 +33,8 @@ to bfloat16) with 2.25× fewer multiplications, and where the bfloat16 dot units
 F(2×2)'s 1.8× the multiplications and Winograd-domain data of F(4×4), it wins (accel/PERFORMANCE.md).
 
 The model's `conv` setting (load_model(conv=...), the CLIs' --conv, default RCAN_CONV or auto) is
-auto | xla | ynn | winograd | winograd-ynn | winograd2; anything but auto fixes the path.
+auto | xla | ynn | winograd | winograd-ynn | winograd2 | kernel-direct | kernel-winograd2; anything but auto
+fixes the path.
 """
 from __future__ import annotations
 

@@ -32,7 +32,9 @@ import jax.numpy as jnp
 from . import hardware, runtime, winograd
 
 SOURCE = os.path.join(os.path.dirname(__file__), "kernels", "conv3x3_bf16.cc")
-TARGETS = {"direct": ("rcan_conv3x3_bf16", "RcanConv3x3Bf16"), "winograd2": ("rcan_winograd2_bf16", "RcanWinograd2Bf16")}
+# scheme -> (custom-call target, the library's handler symbol)
+TARGETS = {"direct": ("rcan_conv3x3_bf16", "RcanConv3x3Bf16"),
+           "winograd2": ("rcan_winograd2_bf16", "RcanWinograd2Bf16")}
 # The instructions the fast build needs, as /proc/cpuinfo names them.
 NEEDS = ("avx512f", "avx512bw", "avx512vl", "avx512_bf16")
 NATIVE_FLAGS = ("-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-mfma")

@@ -133,7 +133,7 @@ def main(argv=None) -> int:
     ap.add_argument("--chop", action="store_true", help="official forward_chop (4 overlapping quadrants)")
     ap.add_argument("--ensemble", action="store_true", help="RCAN+: mean over the 8 flips/transposes")
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
-                    help="compute precision; bfloat16 costs 0.006-0.008 dB on Set5 (compact model, CPU and H200)")
+                    help="compute precision; bfloat16 costs under 0.01 dB on Set5 (accel/PERFORMANCE.md)")
     ap.add_argument("--conv", choices=autotune.SETTINGS, default=autotune.env_setting(),
                     help="convolution path (default: $RCAN_CONV or auto: on a CPU timed once per shape, on a "
                          "GPU XLA's; winograd there: less memory at small inputs, accel/PERFORMANCE.md)")

@@ -224,8 +224,14 @@ SHARD_PROBE = r"""
 import sys, jax, numpy as np, accel
 from reference import RCANConfig, init_weights
 assert jax.device_count() == 4, jax.devices()
+from accel import cpu_kernel
+if sys.argv[1].startswith("kernel") and not cpu_kernel.cpu_has_bf16_dot():   # the portable build there
+    real = cpu_kernel.conv3x3
+    cpu_kernel.available = lambda: True
+    cpu_kernel.conv3x3 = lambda x, k, b=None, scheme="direct": real(x, k, b, scheme, native=False)
 c = RCANConfig(scale=2, n_resgroups=2, n_resblocks=2, n_feats=16, reduction=4)
-m = accel.model_from_weights(init_weights(c, 0), c, conv=sys.argv[1])
+dtype = jax.numpy.bfloat16 if sys.argv[1].startswith("kernel") else jax.numpy.float32
+m = accel.model_from_weights(init_weights(c, 0), c, dtype=dtype, conv=sys.argv[1])
 x = np.random.default_rng(0).uniform(0, 255, (6, 12, 12, 3)).astype(np.float32)   # 6: not a multiple of 4
 sharded = accel.forward(m, x)
 assert len(sharded.sharding.device_set) == 4 if hasattr(sharded, "sharding") else True
@@ -240,10 +246,12 @@ print("ok")
 """
 
 
-@pytest.mark.parametrize("path", ["auto", "xla", "ynn", "winograd", "winograd-ynn"])
+@pytest.mark.parametrize("path", ["auto", "xla", "ynn", "winograd", "winograd-ynn", "kernel-direct",
+                                  "kernel-winograd2"])
 def test_sharded_across_4_cpu_devices_equals_one_device(path):
     """Every convolution path: a per-device batch of 2 gives the bits of a batch of 6 on one device (the
-    Winograd GEMMs see a different number of tiles, the direct convs a different batch)."""
+    Winograd GEMMs see a different number of tiles, the direct convs a different batch; the bfloat16
+    kernels, custom calls, run on each device's shard)."""
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
     r = subprocess.run([sys.executable, "-c", SHARD_PROBE, path], env=env, capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-2000:]

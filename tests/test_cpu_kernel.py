@@ -62,12 +62,13 @@ def test_kernel_matches_exact_convolution(native, shape, scheme):
 
 
 def test_kernel_rejects_shapes_it_cannot_tile():
-    with pytest.raises(ValueError, match=r"takes a 3×3 kernel over C = 2·k \(16·k for winograd2\) and 16·k outputs"):
+    with pytest.raises(ValueError, match=r"takes a 3×3 kernel over C = 2·k \(16·k for winograd2\) and 16·k "):
         cpu_kernel.conv3x3(jnp.zeros((1, 4, 4, 3), jnp.bfloat16), jnp.zeros((3, 3, 3, 16)), native=False)
     with pytest.raises(ValueError, match="and 16·k outputs; got"):
         cpu_kernel.conv3x3(jnp.zeros((1, 4, 4, 8), jnp.bfloat16), jnp.zeros((3, 3, 8, 24)), native=False)
     with pytest.raises(ValueError, match="winograd2"):
-        cpu_kernel.conv3x3(jnp.zeros((1, 4, 4, 8), jnp.bfloat16), jnp.zeros((3, 3, 8, 16)), None, "winograd2", native=False)
+        cpu_kernel.conv3x3(jnp.zeros((1, 4, 4, 8), jnp.bfloat16), jnp.zeros((3, 3, 8, 16)), None, "winograd2",
+                           native=False)
 
 
 @pytest.mark.parametrize("path", ["kernel-direct", "kernel-winograd2"])

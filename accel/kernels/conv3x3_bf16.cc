@@ -202,7 +202,8 @@ inline void gemm(const uint16_t* V, const uint16_t* U, int64_t c, int64_t co, fl
   for (int p = 0; p < PB; ++p)
     for (int k = 0; k < 16 * NV; ++k) {
       float sum = 0;
-      for (int64_t ci = 0; ci < c; ++ci) sum += to_float(V[p * c + ci]) * to_float(U[(ci / 2) * co * 2 + 2 * k + ci % 2]);
+      for (int64_t ci = 0; ci < c; ++ci)
+        sum += to_float(V[p * c + ci]) * to_float(U[(ci / 2) * co * 2 + 2 * k + ci % 2]);
       M[p * 16 * NV + k] = sum;
     }
 #endif
@@ -370,20 +371,17 @@ ffi::Error winograd2(ffi::ThreadPool pool, ffi::Buffer<ffi::BF16> x, ffi::Buffer
   return run(pool, true, x, up, b, y);
 }
 
+// Both handlers take (x, weights, bias) and return y, on XLA's CPU thread pool.
+auto binding() {
+  return ffi::Ffi::Bind()
+      .Ctx<ffi::ThreadPool>()
+      .Arg<ffi::Buffer<ffi::BF16>>()
+      .Arg<ffi::Buffer<ffi::BF16>>()
+      .Arg<ffi::Buffer<ffi::F32>>()
+      .Ret<ffi::Buffer<ffi::BF16>>();
+}
+
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(RcanConv3x3Bf16, conv3x3,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::BF16>>()
-                                  .Arg<ffi::Buffer<ffi::BF16>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::BF16>>());
-
-XLA_FFI_DEFINE_HANDLER_SYMBOL(RcanWinograd2Bf16, winograd2,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::BF16>>()
-                                  .Arg<ffi::Buffer<ffi::BF16>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::BF16>>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RcanConv3x3Bf16, conv3x3, binding());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RcanWinograd2Bf16, winograd2, binding());

@@ -1,0 +1,83 @@
+"""Experiment for accel/PERFORMANCE.md: the bfloat16 convolution kernels of accel/cpu_kernel.py against the
+XLA paths and torch (oneDNN) in the model's setting: a scanned chain of 10 convs 64→64 (each followed by a
+ReLU), bfloat16 in and out, ms per conv (min / median of 5 interleaved rounds) and GFLOP/s counted as the
+direct convolution's FLOPs (so Winograd's fewer multiplications show as more); "rms" is the error of one
+conv relative to the exact convolution of the same bfloat16 input.
+
+Run: PYTHONPATH=runs/experiments python runs/experiments/bf16_kernels.py [SIZE ...]   (default 64 128 256)
+"""
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+from jax import lax
+
+from accel import autotune, winograd
+from interleaved import compare
+
+C, N = 64, 10
+PATHS = ["kernel-direct", "kernel-winograd2", "winograd-ynn", "winograd2", "xla"]
+
+
+def conv(x, w, b):
+    if winograd.applies(w.shape):
+        return winograd.square_conv(x, w, b)
+    y = lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return (y + b).astype(x.dtype)
+
+
+def chain(x, ws, b):
+    return lax.scan(lambda h, w: (jax.nn.relu(conv(h, w, b)), None), x, ws)[0]
+
+
+def torch_ms(x, ws, b, rounds=5):
+    xt = torch.from_numpy(np.asarray(x, np.float32)).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+    xt = xt.to(torch.bfloat16)
+    wt = [torch.from_numpy(np.asarray(w, np.float32)).permute(3, 2, 0, 1).to(torch.bfloat16) for w in ws]
+    bt = torch.from_numpy(np.asarray(b, np.float32)).to(torch.bfloat16)
+
+    def run():
+        h = xt
+        for w in wt:
+            h = torch.relu(torch.nn.functional.conv2d(h, w, bt, padding=1))
+        return h
+    times = []
+    with torch.no_grad():
+        run()
+        for _ in range(rounds):
+            t = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - t)
+    return "%.2f/%.2f" % (min(times) / N * 1e3, statistics.median(times) / N * 1e3)
+
+
+def main(sizes):
+    torch.set_num_threads(2)
+    rng = np.random.default_rng(0)
+    ws = jnp.asarray(rng.standard_normal((N, 3, 3, C, C)) * 0.05, jnp.bfloat16)
+    b = jnp.asarray(rng.standard_normal(C) * 0.1, jnp.bfloat16)
+    for S in sizes:
+        x = jnp.asarray(rng.standard_normal((1, S, S, C)), jnp.bfloat16)
+        exact = lax.conv_general_dilated(x.astype(jnp.float32), ws[0].astype(jnp.float32), (1, 1), "SAME",
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"), precision="highest")
+        exact = exact + b.astype(jnp.float32)
+        fs = {p: autotune.jit(chain, p) for p in PATHS}
+        times = compare(fs, (x, ws, b), 5, N)
+        times["torch (oneDNN)"] = torch_ms(x, ws, b)
+        flop = 2 * S * S * 9 * C * C
+        for name, t in times.items():
+            if name in fs:
+                one = autotune.jit(lambda x, w, b: conv(x, w, b), name)(x, ws[0], b).astype(jnp.float32)
+                rms = float(jnp.sqrt(jnp.mean((one - exact) ** 2) / jnp.mean(exact ** 2)))
+            else:
+                rms = float("nan")
+            err = "  —" if rms != rms else f"{rms:.1e}"
+            print(f"{S}×{S}  {name:18s} {t:>13s} ms  {flop / float(t.split('/')[0]) / 1e6:5.0f} GFLOP/s  rms {err}")
+
+
+if __name__ == "__main__":
+    main([int(s) for s in sys.argv[1:]] or [64, 128, 256])
