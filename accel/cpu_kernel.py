@@ -18,6 +18,7 @@ autotune never offers that build, the tests run it to check the layout and the e
 """
 from __future__ import annotations
 
+import atexit
 import ctypes
 import functools
 import hashlib
@@ -55,7 +56,10 @@ def _compiler() -> str | None:
 
 @functools.cache
 def _temporary_folder() -> str:
-    return tempfile.mkdtemp(prefix="rcan-kernel-")
+    folder = tempfile.mkdtemp(prefix="rcan-kernel-")
+    # Removed at exit (a loaded library stays mapped): without a cache folder nothing is left behind.
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
 
 
 def build(native: bool = True) -> str:

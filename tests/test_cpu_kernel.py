@@ -4,6 +4,10 @@ The portable build (plain C++, float32 arithmetic) runs on any machine and check
 the edges and the threads; the AVX512-BF16 build is what the model runs where the CPU has it, and both are
 held to the same bounds: for the direct scheme one rounding to bfloat16 of float32 sums over the bfloat16
 inputs; for Winograd F(2×2) also its bfloat16 GEMM operands (accel/winograd.py's "winograd2" bound)."""
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -97,3 +101,13 @@ def test_kernel_paths_in_the_model(monkeypatch, path):
     assert err.max() < 8 and err.mean() < 1.5, (err.max(), err.mean())
     with pytest.raises(ValueError, match="not offered for float32"):
         autotune.check_setting(path, jnp.float32)
+
+
+def test_build_without_cache_folder_leaves_nothing_behind(tmp_path):
+    """Without runtime.configure() the library is built in a temporary folder, removed when the process ends."""
+    probe = "from accel import cpu_kernel; print(cpu_kernel.build(native=False))"
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                       env=dict(os.environ, TMPDIR=str(tmp_path)))
+    built = r.stdout.strip()
+    assert r.returncode == 0 and built.startswith(str(tmp_path)) and built.endswith(".so"), r.stderr[-2000:]
+    assert not os.path.exists(os.path.dirname(built)) and os.listdir(tmp_path) == []
