@@ -11,8 +11,8 @@ transforms are written as sums of strided slices with the matrices' small intege
 than the 2.25× fewer multiplications save).
 
 The Winograd-domain intermediates are 2.25× the activations (input side and output side); on a CPU
-large images are cut into strips of tile rows (MAX_TILES) so they stay in cache. Float32 error: ≈ 4e-6
-relative per convolution (tests/test_accel.py measures it). F(2×2, 3×3) (16 multiplications per 2×2
+large images are cut into strips of tile rows (MAX_TILES), run one after another, so they stay in cache.
+Float32 error: ≈ 4e-6 relative per convolution (tests/test_accel.py measures it). F(2×2, 3×3) (16 multiplications per 2×2
 tile) is the scheme whose GEMMs may take bfloat16 operands.
 """
 from __future__ import annotations
@@ -56,11 +56,10 @@ G2 = np.array([[1, 0, 0],
 AT2 = np.array([[1, 1, 1, 0],
                 [0, 1, -1, -1]], np.float64)
 SCHEMES = {"f4": (BT, G, AT), "f2": (BT2, G2, AT2)}
-# Strips of at most MAX_TILES tiles: the GEMMs' operands then stay in cache (YNNPACK's fused GEMMs at
-# 256×256: 33–37 ms per conv whole, 19–20 ms in strips of 1024 tiles); at most MAX_STRIPS strips, since
-# every strip is more compiled code, and code is resident memory.
+# On a CPU an image of more than MAX_TILES tiles runs in strips of MAX_TILES / 2 tiles, so that the GEMMs'
+# operands stay in cache (YNNPACK's fused GEMMs at 256×256: 33–37 ms per conv whole, 19–20 ms in strips
+# of 512 or 1024 tiles); up to MAX_TILES whole (at 128×128, 1024 tiles: 3.0 ms per conv, 3.3 in strips).
 MAX_TILES = 1024
-MAX_STRIPS = 16
 _ACTIVE = contextvars.ContextVar("rcan_winograd", default=None)
 
 
@@ -146,9 +145,10 @@ def conv3x3(x, kernel, bias=None, max_tiles: int | None = None, scheme: str | No
     """SAME 3×3 convolution, stride 1: x [N, H, W, Cin], kernel HWIO [3, 3, Cin, Cout] -> [N, H, W, Cout].
 
     Any H and W: the input is zero-padded up to whole tiles (what SAME padding sees past the edge)
-    and the output cropped back. max_tiles: tiles per strip (the GEMMs' operands stay in cache; default
-    MAX_TILES on a CPU, one strip elsewhere: a GPU spreads each op over the whole tensor, and strips
-    would only add kernel launches).
+    and the output cropped back. max_tiles: the most tiles run whole; a larger input runs in strips of
+    max_tiles / 2 tiles, one after another (the GEMMs' operands stay in cache; default MAX_TILES on a CPU,
+    one strip elsewhere: a GPU spreads each op over the whole tensor, and strips would only add kernel
+    launches).
     scheme: "f4" or "f2" (default: the one enabled(), else "f4"). The transforms run in float32 at
     least, the GEMMs sum in float32, and the output has x's dtype.
     """
@@ -170,21 +170,26 @@ def conv3x3(x, kernel, bias=None, max_tiles: int | None = None, scheme: str | No
         # output pixel. An elementwise add right after the GEMMs is what YNNPACK's dot fusion takes in;
         # with it that fusion runs 1.8× faster at 128×128 (accel/PERFORMANCE.md).
         bias = jnp.zeros((a * a, 1, bias.shape[0]), work).at[a + 1, 0].set(bias.astype(work))
-    rows = th if max_tiles is None else max(1, max_tiles // (n * tw), -(-th // MAX_STRIPS))   # per strip
-    strips = []
-    for r0 in range(0, th, rows):
-        r = min(rows, th - r0)
-        # The strip's own rows of x, padded alone: each strip is then independent of the others from x to
-        # its output, and XLA runs the strips side by side on the cores (one padded copy of the whole
-        # input, shared by all strips, ran on one core before any of them could start).
-        top, end = m * r0 - 1, m * (r0 + r) + 1
-        lo, hi = max(top, 0), min(end, H)
-        xs = jnp.pad(x[:, lo:hi].astype(work), ((0, 0), (lo - top, end - hi), (1, 1 + m * tw - W), (0, 0)))
-        V = _input_transform(xs, r, tw, bt).astype(operand)
+    def strip(xs, rows):
+        """Padded input rows [N, m·rows + 2, m·tw + 2, C] -> their output tiles [N, m·rows, m·tw, Cout]."""
+        V = _input_transform(xs, rows, tw, bt).astype(operand)
         M = lax.dot_general(V, U, (((2,), (1,)), ((0,), (0,))),     # α² GEMMs [tiles, Cin]·[Cin, Cout]
                             preferred_element_type=work)
-        strips.append(_output_transform(M if bias is None else M + bias, n, r, tw, at))
-    y = strips[0] if len(strips) == 1 else jnp.concatenate(strips, axis=1)
+        return _output_transform(M if bias is None else M + bias, n, rows, tw, at)
+
+    if max_tiles is None or n * th * tw <= max_tiles:
+        y = strip(jnp.pad(x.astype(work), ((0, 0), (1, 1 + m * th - H), (1, 1 + m * tw - W), (0, 0))), th)
+    else:
+        # Strips of max_tiles / 2 tiles, one after another under lax.scan: each strip's transform, GEMMs and
+        # output transform run while its data is in cache. Side by side (a Python loop) XLA ran every
+        # strip's input transform before any GEMM, and the model was 11–24 % slower at 192² to 512²
+        # (accel/PERFORMANCE.md); the scan is also one strip's compiled code, whatever the image size.
+        rows = max(1, max_tiles // 2 // (n * tw))
+        count = -(-th // rows)   # the last strip's extra rows read zeros and are cropped
+        xp = jnp.pad(x.astype(work), ((0, 0), (1, 1 + m * rows * count - H), (1, 1 + m * tw - W), (0, 0)))
+        step = lambda _, i: (None, strip(lax.dynamic_slice_in_dim(xp, i * m * rows, m * rows + 2, axis=1), rows))
+        ys = lax.scan(step, None, jnp.arange(count))[1]                     # [count, N, m·rows, m·tw, D]
+        y = ys.transpose(1, 0, 2, 3, 4).reshape(n, count * m * rows, m * tw, -1)
     # The barrier hands the next op the finished output: without it XLA pushed the channel attention's
     # mean back through the strips' concatenate and transposes (a transposed copy and a reduce-window
     # per strip; the official model at 128×128: 1.66 s instead of 1.46 s, accel/PERFORMANCE.md).
