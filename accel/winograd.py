@@ -12,8 +12,8 @@ than the 2.25× fewer multiplications save).
 
 The Winograd-domain intermediates are 2.25× the activations (input side and output side); on a CPU
 large images are cut into strips of tile rows (MAX_TILES), run one after another, so they stay in cache.
-Float32 error: ≈ 4e-6 relative per convolution (tests/test_accel.py measures it). F(2×2, 3×3) (16 multiplications per 2×2
-tile) is the scheme whose GEMMs may take bfloat16 operands.
+Float32 error: ≈ 4e-6 relative per convolution (tests/test_accel.py measures it). F(2×2, 3×3)
+(16 multiplications per 2×2 tile) is the scheme whose GEMMs may take bfloat16 operands.
 """
 from __future__ import annotations
 

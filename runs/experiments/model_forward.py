@@ -26,7 +26,8 @@ def main(size: int, preset: str, conv: str = "winograd-ynn", width: int | None =
         t = time.perf_counter()
         accel.forward(model, x).block_until_ready()
         times.append(time.perf_counter() - t)
-    print(f"{size}×{width or size} {preset} {conv} ({accel.__file__}): best {min(times):.3f} s {[round(t, 3) for t in times]}")
+    runs = [round(t, 3) for t in times]
+    print(f"{size}×{width or size} {preset} {conv} ({accel.__file__}): best {min(times):.3f} s {runs}")
 
 
 if __name__ == "__main__":
