@@ -170,6 +170,7 @@ def conv3x3(x, kernel, bias=None, max_tiles: int | None = None, scheme: str | No
         # output pixel. An elementwise add right after the GEMMs is what YNNPACK's dot fusion takes in;
         # with it that fusion runs 1.8× faster at 128×128 (accel/PERFORMANCE.md).
         bias = jnp.zeros((a * a, 1, bias.shape[0]), work).at[a + 1, 0].set(bias.astype(work))
+
     def strip(xs, rows):
         """Padded input rows [N, m·rows + 2, m·tw + 2, C] -> their output tiles [N, m·rows, m·tw, Cout]."""
         V = _input_transform(xs, rows, tw, bt).astype(operand)
@@ -177,20 +178,21 @@ def conv3x3(x, kernel, bias=None, max_tiles: int | None = None, scheme: str | No
                             preferred_element_type=work)
         return _output_transform(M if bias is None else M + bias, n, rows, tw, at)
 
-    if max_tiles is None or n * th * tw <= max_tiles:
-        y = strip(jnp.pad(x.astype(work), ((0, 0), (1, 1 + m * th - H), (1, 1 + m * tw - W), (0, 0))), th)
+    # Up to max_tiles tiles: one strip. Beyond: strips of max_tiles / 2 tiles, one after another under
+    # lax.scan, so each strip's transform, GEMMs and output transform run while its data is in cache. Side
+    # by side (a Python loop) XLA ran every strip's input transform before any GEMM, and the model was
+    # 11–24 % slower at 192² to 512² (accel/PERFORMANCE.md); the scan is also one strip's compiled code.
+    whole = max_tiles is None or n * th * tw <= max_tiles
+    rows = th if whole else max(1, max_tiles // 2 // (n * tw))
+    count = -(-th // rows)   # the last strip's extra rows read zeros and are cropped
+    xp = jnp.pad(x.astype(work), ((0, 0), (1, 1 + m * rows * count - H), (1, 1 + m * tw - W), (0, 0)))
+    if count == 1:
+        y = strip(xp, rows)
     else:
-        # Strips of max_tiles / 2 tiles, one after another under lax.scan: each strip's transform, GEMMs and
-        # output transform run while its data is in cache. Side by side (a Python loop) XLA ran every
-        # strip's input transform before any GEMM, and the model was 11–24 % slower at 192² to 512²
-        # (accel/PERFORMANCE.md); the scan is also one strip's compiled code, whatever the image size.
-        rows = max(1, max_tiles // 2 // (n * tw))
-        count = -(-th // rows)   # the last strip's extra rows read zeros and are cropped
-        xp = jnp.pad(x.astype(work), ((0, 0), (1, 1 + m * rows * count - H), (1, 1 + m * tw - W), (0, 0)))
         step = lambda _, i: (None, strip(lax.dynamic_slice_in_dim(xp, i * m * rows, m * rows + 2, axis=1), rows))
         ys = lax.scan(step, None, jnp.arange(count))[1]                     # [count, N, m·rows, m·tw, D]
         y = ys.transpose(1, 0, 2, 3, 4).reshape(n, count * m * rows, m * tw, -1)
     # The barrier hands the next op the finished output: without it XLA pushed the channel attention's
-    # mean back through the strips' concatenate and transposes (a transposed copy and a reduce-window
-    # per strip; the official model at 128×128: 1.66 s instead of 1.46 s, accel/PERFORMANCE.md).
+    # mean back through the output transform's transposes (a transposed copy and a reduce-window per
+    # strip; the official model at 128×128: 1.66 s instead of 1.46 s, accel/PERFORMANCE.md).
     return lax.optimization_barrier(y[:, :H, :W].astype(x.dtype))
