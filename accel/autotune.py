@@ -8,7 +8,8 @@ after the 36 GEMMs ("winograd-ynn"); in bfloat16, as Winograd F(2×2, 3×3) with
 float32 ("winograd2", runs/experiments/bf16_conv_paths.py), and, on a CPU with AVX512-BF16, as the
 project's own C++ kernels on the bfloat16 dot instructions ("kernel-direct", "kernel-winograd2":
 accel/cpu_kernel.py; XLA's bfloat16 GEMMs at 64 channels run no faster than its float32 ones, those kernels
-near the instructions' peak). None wins everywhere on the project's 2-core CPU
+near the instructions' peak); in float32, on a CPU with AVX-512, also as the project's F(4×4) kernel with
+its transforms and GEMMs fused in cache ("kernel-winograd4"). None wins everywhere on the project's 2-core CPU
 (accel/PERFORMANCE.md): at 64 channels "winograd-ynn" is fastest from 32×32 to 256×256 (1.8× XLA's at
 128×128), but at 32 channels YNNPACK's direct convolution wins on 64×64 and 512×512 inputs. So the
 first forward of a shape times a short chain of the model's own convolutions every way, interleaved,
@@ -33,8 +34,8 @@ to bfloat16) with 2.25× fewer multiplications, and where the bfloat16 dot units
 F(2×2)'s 1.8× the multiplications and Winograd-domain data of F(4×4), it wins (accel/PERFORMANCE.md).
 
 The model's `conv` setting (load_model(conv=...), the CLIs' --conv, default RCAN_CONV or auto) is
-auto | xla | ynn | winograd | winograd-ynn | winograd2 | kernel-direct | kernel-winograd2; anything but auto
-fixes the path.
+auto | xla | ynn | winograd | winograd-ynn | winograd2 | kernel-direct | kernel-winograd2 | kernel-winograd4;
+anything but auto fixes the path.
 """
 from __future__ import annotations
 
@@ -63,9 +64,10 @@ OPTIONS = {
     "winograd2": {},
     "kernel-direct": {},
     "kernel-winograd2": {},
+    "kernel-winograd4": {},
 }
-# The scheme each path traces with (accel/winograd.py); F(2×2) is the bfloat16 one, "kernel-…" the bfloat16
-# custom calls of accel/cpu_kernel.py.
+# The scheme each path traces with (accel/winograd.py); F(2×2) is the bfloat16 one, "kernel-…" the custom
+# calls of accel/cpu_kernel.py.
 SCHEME = {"winograd": "f4", "winograd-ynn": "f4", "winograd2": "f2", **{k: k for k in winograd.KERNELS}}
 # Paths that exist on a CPU only: XLA:CPU's options, or a CPU custom call.
 CPU_ONLY = {"ynn", "winograd-ynn", *winograd.KERNELS}
@@ -97,9 +99,10 @@ def check_setting(value: str, dtype=None) -> str:
     backend = jax.default_backend()
     if value in CPU_ONLY and backend != "cpu":
         raise ValueError(f"conv {value} runs on a CPU only: on a {backend} use auto, xla or winograd")
-    if value in winograd.KERNELS and jnp.dtype(dtype) == jnp.bfloat16 and not cpu_kernel.available():
-        raise ValueError(f"conv {value} needs a CPU with AVX512-BF16 (avx512_bf16 in /proc/cpuinfo) and a C++ "
-                         "compiler: use auto")
+    if value in winograd.KERNELS and jnp.dtype(dtype) == cpu_kernel.dtype(winograd.KERNELS[value]) \
+            and not cpu_kernel.available(winograd.KERNELS[value]):
+        needs = " ".join(cpu_kernel.LIBRARIES[cpu_kernel.LIBRARY[winograd.KERNELS[value]]].needs)
+        raise ValueError(f"conv {value} needs a CPU with {needs} (in /proc/cpuinfo) and a C++ compiler: use auto")
     if value not in paths(dtype):
         raise ValueError(f"conv {value} is not offered for {jnp.dtype(dtype).name}: "
                          f"use one of {', '.join(paths(dtype))}")
@@ -168,12 +171,15 @@ def jit(fun, path: str, **kwargs):
     return jax.jit(traced, compiler_options=OPTIONS[path] or None, **kwargs)
 
 
-def paths(dtype) -> list[str]:
-    """The paths worth timing for this dtype: F(2×2) (bfloat16 GEMMs) for bfloat16 only; the bfloat16
-    kernel for bfloat16 on a CPU that has the bfloat16 dot instructions (and a compiler to build it)."""
-    bf16 = jnp.dtype(dtype) == jnp.bfloat16
+def paths(dtype, channels: int | None = None) -> list[str]:
+    """The paths worth timing for this dtype: F(2×2) (bfloat16 GEMMs) for bfloat16 only; a C++ kernel for
+    its own dtype on a CPU that has its instructions (and a compiler to build it), and, given the channels,
+    only where its register tiles fit them."""
+    def kernel_runs(scheme):
+        return jnp.dtype(dtype) == cpu_kernel.dtype(scheme) and jax.default_backend() == "cpu" \
+            and (channels is None or cpu_kernel.fits(scheme, channels, channels)) and cpu_kernel.available(scheme)
     return [p for p in OPTIONS if (SCHEME.get(p) != "f2" or jnp.dtype(dtype) != jnp.float32)
-            and (p not in winograd.KERNELS or (bf16 and jax.default_backend() == "cpu" and cpu_kernel.available()))]
+            and (p not in winograd.KERNELS or kernel_runs(winograd.KERNELS[p]))]
 
 
 def time_paths(names, batch: int, height: int, width: int, channels: int, dtype) -> dict[str, list[float]]:
@@ -220,25 +226,26 @@ def _close(seconds: dict) -> list[str]:
     return top if len(top) == 2 and seconds[top[1]] <= seconds[top[0]] * (1 + RECHECK_MARGIN) else []
 
 
-def _trusted(record, dtype) -> bool:
+def _trusted(record, dtype, channels: int) -> bool:
     """A stored decision among exactly the paths offered now (one made before a path was added never
     saw it), made with a steady timing on a quiet machine (older entries recorded neither), and by the
     model's own times where the chain's two fastest were close (older entries went by the chain)."""
-    return (isinstance(record, dict) and record.get("choice") in paths(dtype)
-            and isinstance(record.get("seconds"), dict) and set(record["seconds"]) == set(paths(dtype))
+    offered = paths(dtype, channels)
+    return (isinstance(record, dict) and record.get("choice") in offered
+            and isinstance(record.get("seconds"), dict) and set(record["seconds"]) == set(offered)
             and _within(record, "spread", SPREAD_LIMIT) and _within(record, "busy", BUSY_LIMIT)
             and (not _close(record["seconds"]) or isinstance(record.get("model_seconds"), dict)))
 
 
 def _key(height: int, width: int, channels: int, dtype) -> str:
     # The candidates are part of the key: a decision made before a path existed is measured again.
-    return f"{_machine()}|{height}x{width}x{channels}|{jnp.dtype(dtype).name}|{','.join(paths(dtype))}"
+    return f"{_machine()}|{height}x{width}x{channels}|{jnp.dtype(dtype).name}|{','.join(paths(dtype, channels))}"
 
 
 def decided(height: int, width: int, channels: int, dtype) -> bool:
     """Whether this shape's path is already known (this process, or a steady decision on disk)."""
     key = _key(height, width, channels, dtype)
-    return key in _decided or _trusted(_load().get(key), dtype)
+    return key in _decided or _trusted(_load().get(key), dtype, channels)
 
 
 def choose(batch: int, height: int, width: int, channels: int, dtype, setting: str = "auto",
@@ -254,13 +261,13 @@ def choose(batch: int, height: int, width: int, channels: int, dtype, setting: s
     key = _key(height, width, channels, dtype)
     if key not in _decided:
         record = _load().get(key)
-        if _trusted(record, dtype):
+        if _trusted(record, dtype, channels):
             choice = record["choice"]
         else:
             # Until the winner's runs agree and nobody else was busy (a busy moment passes), a few times at most.
             for _ in range(ATTEMPTS):
                 with hardware.OtherLoad() as load:
-                    times = time_paths(paths(dtype), batch, height, width, channels, dtype)
+                    times = time_paths(paths(dtype, channels), batch, height, width, channels, dtype)
                     best = {name: min(t) for name, t in times.items()}
                     close = _close(best)
                     model = recheck(close) if close and recheck is not None else None

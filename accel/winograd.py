@@ -63,8 +63,9 @@ MAX_TILES = 1024
 _ACTIVE = contextvars.ContextVar("rcan_winograd", default=None)
 
 
-# Schemes of accel/cpu_kernel.py's bfloat16 kernel (its custom calls, not this module's XLA code).
-KERNELS = {"kernel-direct": "direct", "kernel-winograd2": "winograd2"}
+# Schemes of accel/cpu_kernel.py's C++ kernels (its custom calls, not this module's XLA code): the bfloat16
+# direct and F(2×2) convolutions, and F(4×4) in float32 with its three steps fused.
+KERNELS = {"kernel-direct": "direct", "kernel-winograd2": "winograd2", "kernel-winograd4": "winograd4"}
 
 
 @contextlib.contextmanager
@@ -89,7 +90,7 @@ def applies(kernel_shape) -> bool:
 
 
 def square_conv(x, kernel, bias=None):
-    """A convolution that applies(): Winograd with the enabled scheme, or the bfloat16 kernel."""
+    """A convolution that applies(): Winograd with the enabled scheme, or one of the C++ kernels."""
     if _ACTIVE.get() in KERNELS:
         from . import cpu_kernel   # imported on use (it imports this module)
         return cpu_kernel.conv3x3(x, kernel, bias, KERNELS[_ACTIVE.get()])

@@ -224,13 +224,14 @@ SHARD_PROBE = r"""
 import sys, jax, numpy as np, accel
 from reference import RCANConfig, init_weights
 assert jax.device_count() == 4, jax.devices()
-from accel import cpu_kernel
-if sys.argv[1].startswith("kernel") and not cpu_kernel.cpu_has_bf16_dot():   # the portable build there
+from accel import cpu_kernel, winograd
+scheme = winograd.KERNELS.get(sys.argv[1])
+if scheme and not cpu_kernel.cpu_has(cpu_kernel.LIBRARY[scheme]):   # the portable build there
     real = cpu_kernel.conv3x3
-    cpu_kernel.available = lambda: True
+    cpu_kernel.available = lambda scheme="direct": True
     cpu_kernel.conv3x3 = lambda x, k, b=None, scheme="direct": real(x, k, b, scheme, native=False)
 c = RCANConfig(scale=2, n_resgroups=2, n_resblocks=2, n_feats=16, reduction=4)
-dtype = jax.numpy.bfloat16 if sys.argv[1].startswith("kernel") else jax.numpy.float32
+dtype = cpu_kernel.dtype(scheme) if scheme else jax.numpy.float32
 m = accel.model_from_weights(init_weights(c, 0), c, dtype=dtype, conv=sys.argv[1])
 x = np.random.default_rng(0).uniform(0, 255, (6, 12, 12, 3)).astype(np.float32)   # 6: not a multiple of 4
 sharded = accel.forward(m, x)
@@ -247,7 +248,7 @@ print("ok")
 
 
 @pytest.mark.parametrize("path", ["auto", "xla", "ynn", "winograd", "winograd-ynn", "kernel-direct",
-                                  "kernel-winograd2"])
+                                  "kernel-winograd2", "kernel-winograd4"])
 def test_sharded_across_4_cpu_devices_equals_one_device(path):
     """Every convolution path: a per-device batch of 2 gives the bits of a batch of 6 on one device (the
     Winograd GEMMs see a different number of tiles, the direct convs a different batch; the bfloat16
@@ -267,7 +268,7 @@ def test_all_conv_paths_run_and_agree(monkeypatch):
     x = jnp.asarray(rng.normal(size=(1, 24, 24, 64)), jnp.float32)
     w = jnp.asarray(rng.normal(size=(3, 3, 64, 64)) * 0.05, jnp.float32)
     b = jnp.asarray(rng.normal(size=(64,)), jnp.float32)
-    # (The bfloat16 kernel takes bfloat16 only: tests/test_cpu_kernel.py.)
+    # (The C++ kernels: tests/test_cpu_kernel.py; the float32 one is among the paths checked below where it runs.)
     outs = {name: np.asarray(autotune.jit(autotune._chain, name)(x, w, b)) for name in autotune.OPTIONS
             if not name.startswith("kernel")}
     for name in ("ynn", "winograd", "winograd-ynn"):
@@ -290,16 +291,19 @@ def test_autotune_measures_once_and_remembers(monkeypatch, tmp_path):
     measured = []
     steady = {"xla": [2.0, 2.1], "ynn": [1.0, 1.05], "winograd": [1.5, 1.5], "winograd-ynn": [1.3, 1.3],
               "winograd2": [1.1, 1.1], "kernel-direct": [1.2, 1.2],
-              "kernel-winograd2": [1.15, 1.15]}
+              "kernel-winograd2": [1.15, 1.15], "kernel-winograd4": [1.6, 1.6]}
 
     def fake_time(names, *shape):
         measured.extend(names)
         return {name: steady[name] for name in names}
     monkeypatch.setattr(autotune, "time_paths", fake_time)
+    # float32: XLA's four paths, and the float32 kernel where this CPU has AVX-512.
+    f32 = ["kernel-winograd4"] * cpu_kernel.available("winograd4") + ["winograd", "winograd-ynn", "xla", "ynn"]
+    n = len(f32)
     assert autotune.choose(1, 40, 48, 16, jnp.float32) == "ynn"
-    assert sorted(measured) == ["winograd", "winograd-ynn", "xla", "ynn"]
+    assert sorted(measured) == f32
     assert autotune.choose(4, 40, 48, 16, jnp.float32) == "ynn"      # keyed by the per-sample shape
-    assert len(measured) == 4
+    assert len(measured) == n
     stored = json.loads((tmp_path / "conv_choices.json").read_text())
     (key, record), = stored.items()
     assert record["choice"] == "ynn" and record["spread"] == 0.025 and "40x48x16|float32" in key
@@ -323,7 +327,7 @@ def test_autotune_measures_once_and_remembers(monkeypatch, tmp_path):
         monkeypatch.setattr(autotune, "_decided", {})
         monkeypatch.setattr(autotune, "time_paths", fake_time)
         before = len(measured)
-        assert autotune.choose(1, 40, 48, 16, jnp.float32) == "ynn" and len(measured) == before + 4
+        assert autotune.choose(1, 40, 48, 16, jnp.float32) == "ynn" and len(measured) == before + n
     # A decision timed while the machine was busy (the winner's runs spread by 50 %) holds for this
     # process only: nothing is written, and the next process measures again.
     (tmp_path / "conv_choices.json").unlink()
@@ -332,7 +336,7 @@ def test_autotune_measures_once_and_remembers(monkeypatch, tmp_path):
     before = len(measured)
     assert autotune.choose(1, 40, 48, 16, jnp.float32) == "ynn"
     assert not (tmp_path / "conv_choices.json").exists()
-    assert len(measured) - before == 4 * autotune.ATTEMPTS                # measured again, a few times at most
+    assert len(measured) - before == n * autotune.ATTEMPTS                # measured again, a few times at most
     # A busy moment that passes: the second measurement is steady, and that one is kept.
     attempts = iter([{**steady, "ynn": [1.0, 1.5, 1.6]}, {**steady, "ynn": [1.0, 1.02]}])
     monkeypatch.setattr(autotune, "time_paths", lambda names, *shape: {n: t[n] for t in [next(attempts)] for n in names})
@@ -355,7 +359,7 @@ def test_autotune_measures_once_and_remembers(monkeypatch, tmp_path):
     monkeypatch.setattr(autotune, "_decided", {})
     before = len(measured)
     assert autotune.choose(1, 40, 48, 16, jnp.float32) == "ynn"
-    assert not (tmp_path / "conv_choices.json").exists() and len(measured) - before == 4 * autotune.ATTEMPTS
+    assert not (tmp_path / "conv_choices.json").exists() and len(measured) - before == n * autotune.ATTEMPTS
     monkeypatch.undo()
     monkeypatch.setattr(autotune, "time_paths", fake_time)
     monkeypatch.setattr(autotune, "_decided", {})
@@ -366,7 +370,7 @@ def test_autotune_measures_once_and_remembers(monkeypatch, tmp_path):
     # has the instructions; float32 all but those two.
     measured.clear()
     assert autotune.choose(1, 40, 48, 16, jnp.bfloat16) == "ynn"
-    assert sorted(measured) == ["kernel-direct", "kernel-winograd2"] * cpu_kernel.available() + [
+    assert sorted(measured) == ["kernel-direct", "kernel-winograd2"] * cpu_kernel.available("direct") + [
         "winograd", "winograd-ynn", "winograd2", "xla", "ynn"]
 
 
@@ -375,7 +379,8 @@ def test_autotune_rechecks_close_paths_in_the_model(monkeypatch, tmp_path):
     decides (the chain can misrank them: runs/measurements/autotune_vs_model.txt); clear leads do not."""
     from accel import autotune, runtime
     monkeypatch.setattr(runtime, "_settings", runtime._Settings(cache=str(tmp_path)))
-    chain = {"xla": [2.0, 2.0], "ynn": [1.9, 1.9], "winograd": [1.0, 1.01], "winograd-ynn": [1.1, 1.1]}
+    chain = {"xla": [2.0, 2.0], "ynn": [1.9, 1.9], "winograd": [1.0, 1.01], "winograd-ynn": [1.1, 1.1],
+             "kernel-winograd4": [3.0, 3.0]}   # (offered where the CPU has AVX-512)
     monkeypatch.setattr(autotune, "time_paths", lambda names, *shape: {n: chain[n] for n in names})
     asked = []
 
@@ -457,7 +462,7 @@ def test_autotune_real_measurement_and_fixed_setting(monkeypatch):
     assert sorted(times) == ["winograd", "ynn"] and all(0 < min(t) < 1 and len(t) >= 2 for t in times.values())
     assert autotune.choose(1, 16, 16, 8, jnp.float32, "xla") == "xla"
     with pytest.raises(ValueError, match="conv must be one of auto, xla, ynn, winograd, winograd-ynn, winograd2, "
-                                         "kernel-direct, kernel-winograd2; "
+                                         "kernel-direct, kernel-winograd2, kernel-winograd4; "
                                          "got 'cudnn'"):
         autotune.choose(1, 16, 16, 8, jnp.float32, "cudnn")
     with pytest.raises(ValueError, match="conv winograd2 is not offered for float32: use one of xla, ynn, winograd, "

@@ -1,8 +1,10 @@
-"""Experiment for accel/PERFORMANCE.md: the official ×2 model (random weights) in bfloat16 with each named
-convolution path fixed, one process, the paths taking turns: best of 3 forwards after a warm-up; at 64×64
-also the largest and mean absolute difference from the float32 model's output (0..255 scale).
+"""Experiment for accel/PERFORMANCE.md: the official ×2 model (random weights) in bfloat16 (or float32) with
+each named convolution path fixed, one process, the paths taking turns: best of 3 forwards after a warm-up;
+at 64×64 also the largest and mean absolute difference from the float32 model's output through XLA's own
+convolution (0..255 scale).
 
-Run: python runs/experiments/model_by_path.py SIZE PATH [PATH ...]   e.g. 128 kernel-winograd2 winograd-ynn
+Run: python runs/experiments/model_by_path.py [--float32] SIZE PATH [PATH ...]
+e.g. 128 kernel-winograd2 winograd-ynn, or --float32 128 kernel-winograd4 winograd-ynn
 """
 import sys
 import time
@@ -14,16 +16,16 @@ import accel
 from reference import RCANConfig, init_weights
 
 
-def main(size: int, paths: list[str]):
+def main(size: int, paths: list[str], dtype=jnp.bfloat16):
     config = RCANConfig.official(2)
     weights = init_weights(config, 0)
     x = np.random.default_rng(0).uniform(0, 255, (1, size, size, 3)).astype(np.float32)
-    models = {p: accel.model_from_weights(weights, config, "scan", jnp.bfloat16, conv=p) for p in paths}
+    models = {p: accel.model_from_weights(weights, config, "scan", dtype, conv=p) for p in paths}
     outs = {p: np.asarray(accel.forward(m, x)) for p, m in models.items()}
     ref = None
     if size <= 64:
         ref = np.asarray(accel.forward(accel.model_from_weights(weights, config, "scan", jnp.float32,
-                                                                conv="winograd-ynn"), x))
+                                                                conv="xla"), x))
     times = {p: [] for p in models}
     for _ in range(3):
         for p, m in models.items():
@@ -37,4 +39,5 @@ def main(size: int, paths: list[str]):
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), sys.argv[2:])
+    args = [a for a in sys.argv[1:] if a != "--float32"]
+    main(int(args[0]), args[1:], jnp.float32 if "--float32" in sys.argv else jnp.bfloat16)

@@ -1,10 +1,11 @@
-"""Experiment for accel/PERFORMANCE.md: the bfloat16 convolution kernels of accel/cpu_kernel.py against the
-XLA paths and torch (oneDNN) in the model's setting: a scanned chain of 10 convs 64→64 (each followed by a
-ReLU), bfloat16 in and out, ms per conv (min / median of 5 interleaved rounds) and GFLOP/s counted as the
-direct convolution's FLOPs (so Winograd's fewer multiplications show as more); "rms" is the error of one
-conv relative to the exact convolution of the same bfloat16 input.
+"""Experiment for accel/PERFORMANCE.md: the convolution kernels of accel/cpu_kernel.py against the XLA paths
+and torch (oneDNN) in the model's setting: a scanned chain of 10 convs 64→64 (each followed by a ReLU),
+in one dtype (bfloat16 or float32) in and out, ms per conv (min / median of 5 interleaved rounds) and
+GFLOP/s counted as the direct convolution's FLOPs (so Winograd's fewer multiplications show as more);
+"rms" is the error of one conv relative to the exact convolution of the same input.
 
-Run: PYTHONPATH=runs/experiments python runs/experiments/bf16_kernels.py [SIZE ...]   (default 64 128 256)
+Run: PYTHONPATH=runs/experiments python runs/experiments/conv_kernels.py [--float32] [SIZE ...]
+(default bfloat16; sizes 64 128 256)
 """
 import statistics
 import sys
@@ -20,7 +21,8 @@ from accel import autotune, winograd
 from interleaved import compare
 
 C, N = 64, 10
-PATHS = ["kernel-direct", "kernel-winograd2", "winograd-ynn", "winograd2", "xla"]
+PATHS = {jnp.bfloat16: ["kernel-direct", "kernel-winograd2", "winograd-ynn", "winograd2", "xla"],
+         jnp.float32: ["kernel-winograd4", "winograd-ynn", "winograd", "ynn", "xla"]}
 
 
 def conv(x, w, b):
@@ -34,11 +36,11 @@ def chain(x, ws, b):
     return lax.scan(lambda h, w: (jax.nn.relu(conv(h, w, b)), None), x, ws)[0]
 
 
-def torch_ms(x, ws, b, rounds=5):
+def torch_ms(x, ws, b, dtype, rounds=5):
     xt = torch.from_numpy(np.asarray(x, np.float32)).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
-    xt = xt.to(torch.bfloat16)
-    wt = [torch.from_numpy(np.asarray(w, np.float32)).permute(3, 2, 0, 1).to(torch.bfloat16) for w in ws]
-    bt = torch.from_numpy(np.asarray(b, np.float32)).to(torch.bfloat16)
+    xt = xt.to(dtype)
+    wt = [torch.from_numpy(np.asarray(w, np.float32)).permute(3, 2, 0, 1).to(dtype) for w in ws]
+    bt = torch.from_numpy(np.asarray(b, np.float32)).to(dtype)
 
     def run():
         h = xt
@@ -55,19 +57,19 @@ def torch_ms(x, ws, b, rounds=5):
     return "%.2f/%.2f" % (min(times) / N * 1e3, statistics.median(times) / N * 1e3)
 
 
-def main(sizes):
+def main(sizes, dtype):
     torch.set_num_threads(2)
     rng = np.random.default_rng(0)
-    ws = jnp.asarray(rng.standard_normal((N, 3, 3, C, C)) * 0.05, jnp.bfloat16)
-    b = jnp.asarray(rng.standard_normal(C) * 0.1, jnp.bfloat16)
+    ws = jnp.asarray(rng.standard_normal((N, 3, 3, C, C)) * 0.05, dtype)
+    b = jnp.asarray(rng.standard_normal(C) * 0.1, dtype)
     for S in sizes:
-        x = jnp.asarray(rng.standard_normal((1, S, S, C)), jnp.bfloat16)
+        x = jnp.asarray(rng.standard_normal((1, S, S, C)), dtype)
         exact = lax.conv_general_dilated(x.astype(jnp.float32), ws[0].astype(jnp.float32), (1, 1), "SAME",
                                          dimension_numbers=("NHWC", "HWIO", "NHWC"), precision="highest")
         exact = exact + b.astype(jnp.float32)
-        fs = {p: autotune.jit(chain, p) for p in PATHS}
+        fs = {p: autotune.jit(chain, p) for p in PATHS[dtype]}
         times = compare(fs, (x, ws, b), 5, N)
-        times["torch (oneDNN)"] = torch_ms(x, ws, b)
+        times["torch (oneDNN)"] = torch_ms(x, ws, b, torch.bfloat16 if dtype == jnp.bfloat16 else torch.float32)
         flop = 2 * S * S * 9 * C * C
         for name, t in times.items():
             if name in fs:
@@ -80,4 +82,6 @@ def main(sizes):
 
 
 if __name__ == "__main__":
-    main([int(s) for s in sys.argv[1:]] or [64, 128, 256])
+    args = sys.argv[1:]
+    main([int(s) for s in args if s != "--float32"] or [64, 128, 256],
+         jnp.float32 if "--float32" in args else jnp.bfloat16)

@@ -1,0 +1,241 @@
+// SAME 3×3 convolution, stride 1, of float32 NHWC activations as Winograd F(4×4, 3×3) (Lavin & Gray; the
+// matrices of accel/winograd.py), with its three steps fused per block of tiles so that the Winograd-domain
+// data never leaves the core's caches: input transform V = Bᵀ d B, 36 GEMMs [tiles × C]·[C × Cout] on
+// AVX-512 FMAs, output transform Y = Aᵀ M A + bias. XLA runs the same algorithm as separate passes over
+// memory (accel/winograd.py), 36/16 = 2.25× the activations written and read again per step; this is the
+// XLA FFI custom call that accel/cpu_kernel.py builds, registers and calls.
+//
+//   x  f32 [N, H, W, C]       activations (C a multiple of 16)
+//   u  f32 [36, C, Cout]      the Winograd-domain filter U = G g Gᵀ (accel/winograd.py's filter_transform)
+//   b  f32 [Cout]             bias (Cout a multiple of 16)
+//   y  f32 [N, H, W, Cout]
+//
+// Built without AVX-512 (a CPU without it), the same loops run as plain C++: slower, but the tests check
+// the layout, the edges and the threads with it on any machine.
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+// 16 float32 lanes (a zmm register with AVX-512; the compiler splits it for narrower builds). The
+// transforms are written once over it.
+typedef float Vec __attribute__((vector_size(64)));
+
+inline Vec load(const float* p) {
+  Vec v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
+
+struct Conv {
+  int64_t n, h, w, c, co;
+  const float* x;
+  const float* u;
+  const float* b;
+  float* y;
+};
+
+// Tiles per block: the block's V and M ([36][kBlock][C] each, 221 KB at C = 64) stay in a 1 MB L2 cache
+// between the steps, and one position's slice of V (6 KB) with its 16 KB of U in L1 during its GEMM.
+constexpr int kBlock = 24;
+// Register tiles of the GEMMs: PB tiles × NV vectors of 16 output channels, 16 accumulators at 64 channels
+// (of AVX-512's 32 registers; enough independent sums to keep both FMA pipes busy). 4 tiles rather than 6
+// (24 accumulators, as fast in the GEMM) waste no work on the images' rows of 16, 32 or 64 tiles: 10 % less
+// time at 64×64 and 128×128. kBlock is a multiple of every PB.
+constexpr int kTiles(int nv) { return nv == 4 ? 4 : 8; }
+
+// M[p][·] = Σ_c V[p][c]·U[c][·] for PB tiles and 16·NV output channels (V [PB][C], U [C][Cout], M [PB][Cout]).
+template <int NV>
+inline void gemm(const float* V, const float* U, int64_t c, int64_t co, float* M) {
+  constexpr int PB = kTiles(NV);
+#if defined(__AVX512F__)
+  __m512 acc[PB][NV];
+  for (int p = 0; p < PB; ++p)
+    for (int j = 0; j < NV; ++j) acc[p][j] = _mm512_setzero_ps();
+  for (int64_t ci = 0; ci < c; ++ci) {
+    __m512 wv[NV];
+    for (int j = 0; j < NV; ++j) wv[j] = _mm512_loadu_ps(U + ci * co + 16 * j);
+    for (int p = 0; p < PB; ++p) {
+      const __m512 xb = _mm512_set1_ps(V[p * c + ci]);
+      for (int j = 0; j < NV; ++j) acc[p][j] = _mm512_fmadd_ps(xb, wv[j], acc[p][j]);
+    }
+  }
+  for (int p = 0; p < PB; ++p)
+    for (int j = 0; j < NV; ++j) _mm512_storeu_ps(M + p * co + 16 * j, acc[p][j]);
+#else
+  for (int p = 0; p < PB; ++p)
+    for (int k = 0; k < 16 * NV; ++k) {
+      float sum = 0;
+      for (int64_t ci = 0; ci < c; ++ci) sum += V[p * c + ci] * U[ci * co + k];
+      M[p * co + k] = sum;
+    }
+#endif
+}
+
+// Bᵀ (rows 4 0 -5 0 1 0 | 0 -4 -4 1 1 0 | 0 4 -4 -1 1 0 | 0 -2 -1 2 1 0 | 0 2 -1 -2 1 0 | 0 4 0 -5 0 1)
+// applied to six vectors, with the shared partial sums.
+inline void input_rows(const Vec d[6], Vec t[6]) {
+  const Vec a = d[4] - 4.0f * d[2], b = d[3] - 4.0f * d[1];
+  const Vec e = d[4] - d[2], f = 2.0f * (d[3] - d[1]);
+  t[0] = 4.0f * d[0] - 5.0f * d[2] + d[4];
+  t[1] = a + b;
+  t[2] = a - b;
+  t[3] = e + f;
+  t[4] = e - f;
+  t[5] = 4.0f * d[1] - 5.0f * d[3] + d[5];
+}
+
+// Aᵀ (rows 1 1 1 1 1 0 | 0 1 -1 2 -2 0 | 0 1 1 4 4 0 | 0 1 -1 8 -8 1) applied to six vectors.
+inline void output_rows(const Vec m[6], Vec z[4]) {
+  const Vec s12 = m[1] + m[2], d12 = m[1] - m[2], s34 = m[3] + m[4], d34 = m[3] - m[4];
+  z[0] = m[0] + s12 + s34;
+  z[1] = d12 + 2.0f * d34;
+  z[2] = s12 + 4.0f * s34;
+  z[3] = d12 + 8.0f * d34 + m[5];
+}
+
+struct Scratch {
+  std::vector<float> T, V, M;
+};
+
+// The block of nt tiles from tile t0 in tile row r of image n: input transform into V, then for each
+// position the GEMMs of all the block's tiles (that position's U stays in L1), then the output transform.
+template <int NV>
+void gemms(const Conv& s, const float* V, int64_t nt, int64_t co0, float* M) {
+  constexpr int PB = kTiles(NV);
+  for (int pos = 0; pos < 36; ++pos)
+    for (int64_t p = 0; p < nt; p += PB)   // the last register tile may run past nt: its rows are never read
+      gemm<NV>(V + (pos * kBlock + p) * s.c, s.u + pos * s.c * s.co + co0, s.c, s.co, M + (pos * kBlock + p) * s.co + co0);
+}
+
+void block(const Conv& s, int64_t n, int64_t r, int64_t t0, int64_t nt, Scratch& sc) {
+  const int64_t cols = 4 * nt + 2, stride = 4 * kBlock + 2;
+  const Vec zero = {};
+  // Input transform, 16 channels at a time: Bᵀ down the six input rows of each column (zeros past the
+  // image, as SAME padding sees)…
+  for (int64_t cv = 0; cv < s.c / 16; ++cv) {
+    const float* rows[6];
+    for (int k = 0; k < 6; ++k) {
+      const int64_t yy = 4 * r - 1 + k;
+      rows[k] = yy >= 0 && yy < s.h ? s.x + ((n * s.h + yy) * s.w) * s.c + 16 * cv : nullptr;
+    }
+    for (int64_t col = 0; col < cols; ++col) {
+      const int64_t xx = 4 * t0 - 1 + col;
+      const bool inside = xx >= 0 && xx < s.w;
+      Vec d[6], t[6];
+      for (int k = 0; k < 6; ++k) d[k] = inside && rows[k] ? load(rows[k] + xx * s.c) : zero;
+      input_rows(d, t);
+      for (int i = 0; i < 6; ++i) store(sc.T.data() + (i * stride + col) * 16, t[i]);
+    }
+    // …then across each tile's six columns.
+    for (int64_t t = 0; t < nt; ++t)
+      for (int i = 0; i < 6; ++i) {
+        Vec e[6], v[6];
+        for (int k = 0; k < 6; ++k) e[k] = load(sc.T.data() + (i * stride + 4 * t + k) * 16);
+        input_rows(e, v);
+        for (int j = 0; j < 6; ++j) store(sc.V.data() + ((i * 6 + j) * kBlock + t) * s.c + 16 * cv, v[j]);
+      }
+  }
+  int64_t co0 = 0;
+  for (; co0 + 64 <= s.co; co0 += 64) gemms<4>(s, sc.V.data(), nt, co0, sc.M.data());
+  for (; co0 + 32 <= s.co; co0 += 32) gemms<2>(s, sc.V.data(), nt, co0, sc.M.data());
+  for (; co0 + 16 <= s.co; co0 += 16) gemms<1>(s, sc.V.data(), nt, co0, sc.M.data());
+  // Output transform: Aᵀ down each column of the 6×6 M, then across the four rows; + bias; the tiles'
+  // pixels past the image are not stored.
+  for (int64_t t = 0; t < nt; ++t) {
+    const int64_t x0 = 4 * (t0 + t);
+    for (int64_t v = 0; v < s.co / 16; ++v) {
+      Vec z[4][6];
+      for (int b = 0; b < 6; ++b) {
+        Vec m[6], o[4];
+        for (int a = 0; a < 6; ++a) m[a] = load(sc.M.data() + ((a * 6 + b) * kBlock + t) * s.co + 16 * v);
+        output_rows(m, o);
+        for (int i = 0; i < 4; ++i) z[i][b] = o[i];
+      }
+      const Vec bias = load(s.b + 16 * v);
+      for (int i = 0; i < 4; ++i) {
+        const int64_t yy = 4 * r + i;
+        if (yy >= s.h) break;
+        Vec o[4];
+        output_rows(z[i], o);
+        float* out = s.y + ((n * s.h + yy) * s.w + x0) * s.co + 16 * v;
+        for (int j = 0; j < 4 && x0 + j < s.w; ++j) store(out + j * s.co, o[j] + bias);
+      }
+    }
+  }
+}
+
+// Work items are (image, tile row, block of tiles), handed out in chunks by an atomic counter: the calling
+// thread works too and then waits only for chunks already taken, so a pool busy with other work delays
+// nothing and can never deadlock the call.
+struct Job {
+  Conv s;
+  int64_t th, blocks, total, chunk, chunks;
+  std::atomic<int64_t> next{0}, done{0};
+  void work() {
+    Scratch sc;
+    const int64_t tw = (s.w + 3) / 4;
+    for (int64_t i; (i = next.fetch_add(1)) < chunks;) {
+      if (sc.V.empty()) {   // a helper that finds no work left allocates nothing
+        sc.T.resize(6 * (4 * kBlock + 2) * 16);
+        // V's register tiles past the block's last tile read finite leftovers (zeros at first); their sums
+        // are never stored.
+        sc.V.assign(36 * kBlock * s.c, 0.0f);
+        sc.M.resize(36 * kBlock * s.co);
+      }
+      for (int64_t item = i * chunk; item < std::min((i + 1) * chunk, total); ++item) {
+        const int64_t b = item % blocks, row = item / blocks;
+        const int64_t t0 = b * kBlock;
+        block(s, row / th, row % th, t0, std::min<int64_t>(kBlock, tw - t0), sc);
+      }
+      done.fetch_add(1, std::memory_order_release);
+    }
+  }
+};
+
+ffi::Error winograd4(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> u,
+                     ffi::Buffer<ffi::F32> b, ffi::ResultBuffer<ffi::F32> y) {
+  const auto xd = x.dimensions(), ud = u.dimensions(), bd = b.dimensions();
+  if (xd.size() != 4 || ud.size() != 3 || bd.size() != 1)
+    return ffi::Error::InvalidArgument("winograd4_f32: x must be [N,H,W,C], u [36,C,Cout], b [Cout]");
+  const int64_t c = xd[3], co = ud[2];
+  if (ud[0] != 36 || ud[1] != c || bd[0] != co || c % 16 != 0 || co % 16 != 0)
+    return ffi::Error::InvalidArgument("winograd4_f32: shapes do not match (C and Cout multiples of 16)");
+  auto job = std::make_shared<Job>();
+  job->s = Conv{xd[0], xd[1], xd[2], c, co, x.typed_data(), u.typed_data(), b.typed_data(), y->typed_data()};
+  job->th = (job->s.h + 3) / 4;
+  job->blocks = ((job->s.w + 3) / 4 + kBlock - 1) / kBlock;
+  const int64_t total = job->total = job->s.n * job->th * job->blocks;
+  if (total == 0) return ffi::Error::Success();
+  const int64_t threads = std::max<int64_t>(1, pool.num_threads());
+  job->chunk = std::max<int64_t>(1, total / (8 * threads));   // a few chunks per thread evens out the ends
+  job->chunks = (total + job->chunk - 1) / job->chunk;
+  for (int64_t t = 1; t < threads && t < job->chunks; ++t) pool.Schedule([job] { job->work(); });
+  job->work();
+  while (job->done.load(std::memory_order_acquire) < job->chunks) std::this_thread::yield();
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RcanWinograd4F32, winograd4,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
