@@ -42,20 +42,23 @@ from . import hardware, runtime, winograd
 
 @dataclasses.dataclass(frozen=True)
 class Library:
-    """One C++ source (accel/kernels/) built into one shared library with its custom calls."""
+    """One C++ source (accel/kernels/) built into a shared library with its custom calls, once per build:
+    the native builds for the instructions they need, fastest first, and "portable" (plain C++) for any CPU."""
     source: str
-    needs: tuple[str, ...]       # the instructions its fast build needs, as /proc/cpuinfo names them
-    flags: tuple[str, ...]       # the compiler flags of that build
+    builds: dict                 # build -> (instructions it needs, as /proc/cpuinfo names them; compiler flags)
     targets: dict                # scheme -> (custom-call target, the library's handler symbol)
     dtype: object                # what the convolutions take and give
 
 
 LIBRARIES = {
-    "bf16": Library("conv3x3_bf16.cc", ("avx512f", "avx512bw", "avx512vl", "avx512_bf16"),
-                    ("-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-mfma"),
+    "bf16": Library("conv3x3_bf16.cc",
+                    {"avx512bf16": (("avx512f", "avx512bw", "avx512vl", "avx512_bf16"),
+                                    ("-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-mfma"))},
                     {"direct": ("rcan_conv3x3_bf16", "RcanConv3x3Bf16"),
                      "winograd2": ("rcan_winograd2_bf16", "RcanWinograd2Bf16")}, jnp.bfloat16),
-    "f32": Library("winograd4_f32.cc", ("avx512f", "fma"), ("-mavx512f", "-mfma"),
+    "f32": Library("winograd4_f32.cc",
+                   {"avx512": (("avx512f", "fma"), ("-mavx512f", "-mfma")),
+                    "avx2": (("avx2", "fma"), ("-mavx2", "-mfma"))},
                    {"winograd4": ("rcan_winograd4_f32", "RcanWinograd4F32")}, jnp.float32),
 }
 # scheme -> the library that has it
@@ -67,13 +70,33 @@ class Unavailable(RuntimeError):
     """No C++ compiler, or the build failed: the path is not offered."""
 
 
+def native_builds(library: str) -> list[str]:
+    """The library's native builds this CPU can run, fastest first."""
+    return [name for name, (needs, _) in LIBRARIES[library].builds.items()
+            if all(flag in hardware.cpu_flags() for flag in needs)]
+
+
 def cpu_has(library: str = "bf16") -> bool:
-    """Whether this CPU has the instructions of the library's fast build."""
-    return all(flag in hardware.cpu_flags() for flag in LIBRARIES[library].needs)
+    """Whether this CPU can run one of the library's native builds."""
+    return bool(native_builds(library))
 
 
 def cpu_has_bf16_dot() -> bool:
     return cpu_has("bf16")
+
+
+def _variant(native, library: str) -> str:
+    """native: True (the fastest build this CPU runs), False ("portable") or a build's name."""
+    if native is False:
+        return "portable"
+    if native is True:
+        builds = native_builds(library)
+        if not builds:
+            raise Unavailable(f"this CPU has none of the instructions of {LIBRARIES[library].source}'s builds")
+        return builds[0]
+    if native not in LIBRARIES[library].builds:
+        raise ValueError(f"{LIBRARIES[library].source} has no build {native!r}")
+    return native
 
 
 def _compiler() -> str | None:
@@ -88,20 +111,21 @@ def _temporary_folder() -> str:
     return folder
 
 
-def build(native: bool = True, library: str = "bf16") -> str:
-    """Path of the compiled library (built now if not cached). native: with the instructions of its fast
-    build (only a CPU that has them can run it); else the portable plain-C++ build."""
+def build(native: bool | str = True, library: str = "bf16") -> str:
+    """Path of the compiled library (built now if not cached). native: True for the fastest build this CPU
+    runs, a build's name (only a CPU with its instructions can run it), or False for plain C++."""
     lib = LIBRARIES[library]
+    variant = _variant(native, library)
     compiler = _compiler()
     if compiler is None:
         raise Unavailable(f"no C++ compiler (c++, g++ or clang++; or $CXX) to build {lib.source}")
-    flags = BASE_FLAGS + (lib.flags if native else ())
+    flags = BASE_FLAGS + (lib.builds[variant][1] if variant != "portable" else ())
     source = os.path.join(os.path.dirname(__file__), "kernels", lib.source)
     with open(source, "rb") as f:
         digest = hashlib.sha256(f.read() + " ".join(flags).encode() + jax.__version__.encode()).hexdigest()[:16]
     folder = os.path.join(runtime.cache_dir(), "kernels") if runtime.cache_dir() else _temporary_folder()
     stem = os.path.splitext(lib.source)[0]
-    path = os.path.join(folder, f"{stem}-{'native' if native else 'portable'}-{digest}.so")
+    path = os.path.join(folder, f"{stem}-{variant}-{digest}.so")
     if os.path.exists(path):
         return path
     os.makedirs(folder, exist_ok=True)
@@ -121,11 +145,15 @@ def build(native: bool = True, library: str = "bf16") -> str:
     return path
 
 
-@functools.cache
-def _register(library: str, native: bool) -> str:
+def _register(library: str, native) -> str:
     """Registers the build's handlers with JAX once per process; returns the target names' suffix."""
-    handle = ctypes.cdll.LoadLibrary(build(native, library))
-    suffix = "" if native else "_portable"
+    return _register_variant(library, _variant(native, library))
+
+
+@functools.cache
+def _register_variant(library: str, variant: str) -> str:
+    handle = ctypes.cdll.LoadLibrary(build(variant if variant != "portable" else False, library))
+    suffix = "_" + variant
     for name, symbol in LIBRARIES[library].targets.values():
         jax.ffi.register_ffi_target(name + suffix, jax.ffi.pycapsule(getattr(handle, symbol)), platform="cpu")
     return suffix
@@ -169,10 +197,11 @@ def pack(kernel, scheme: str = "direct"):
     return kernel.reshape(3, 3, c // 2, 2, cout).transpose(0, 1, 2, 4, 3).astype(jnp.bfloat16)
 
 
-def conv3x3(x, kernel, bias=None, scheme: str = "direct", native: bool = True):
+def conv3x3(x, kernel, bias=None, scheme: str = "direct", native: bool | str = True):
     """SAME 3×3 convolution, stride 1: x [N, H, W, C], HWIO kernel [3, 3, C, Cout] -> [N, H, W, Cout] in the
     scheme's dtype (bfloat16 for direct and winograd2: float32 sums, bias included, rounded once; float32
-    for winograd4). C even for direct, a multiple of 16 for the Winograd schemes; Cout a multiple of 16."""
+    for winograd4). C even for direct, a multiple of 16 for the Winograd schemes; Cout a multiple of 16.
+    native: which build (see build())."""
     n, h, w, c = x.shape
     cout = kernel.shape[3]
     multiple = 2 if scheme == "direct" else 16

@@ -1,7 +1,7 @@
 // SAME 3×3 convolution, stride 1, of float32 NHWC activations as Winograd F(4×4, 3×3) (Lavin & Gray; the
 // matrices of accel/winograd.py), with its three steps fused per block of tiles so that the Winograd-domain
 // data never leaves the core's caches: input transform V = Bᵀ d B, 36 GEMMs [tiles × C]·[C × Cout] on
-// AVX-512 FMAs, output transform Y = Aᵀ M A + bias. XLA runs the same algorithm as separate passes over
+// AVX-512 (or AVX2) FMAs, output transform Y = Aᵀ M A + bias. XLA runs the same algorithm as separate passes over
 // memory (accel/winograd.py), 36/16 = 2.25× the activations written and read again per step; this is the
 // XLA FFI custom call that accel/cpu_kernel.py builds, registers and calls.
 //
@@ -10,8 +10,9 @@
 //   b  f32 [Cout]             bias (Cout a multiple of 16)
 //   y  f32 [N, H, W, Cout]
 //
-// Built without AVX-512 (a CPU without it), the same loops run as plain C++: slower, but the tests check
-// the layout, the edges and the threads with it on any machine.
+// Built for AVX2 + FMA (a CPU without AVX-512), the GEMMs take 8-float vectors and smaller register tiles;
+// built without either, the same loops run as plain C++: slow, but the tests check the layout, the edges
+// and the threads with it on any machine.
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -20,7 +21,7 @@
 #include <thread>
 #include <vector>
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #include <immintrin.h>
 #endif
 
@@ -52,11 +53,24 @@ struct Conv {
 // Tiles per block: the block's V and M ([36][kBlock][C] each, 221 KB at C = 64) stay in a 1 MB L2 cache
 // between the steps, and one position's slice of V (6 KB) with its 16 KB of U in L1 during its GEMM.
 constexpr int kBlock = 24;
-// Register tiles of the GEMMs: PB tiles × NV vectors of 16 output channels, 16 accumulators at 64 channels
-// (of AVX-512's 32 registers; enough independent sums to keep both FMA pipes busy). 4 tiles rather than 6
-// (24 accumulators, as fast in the GEMM) waste no work on the images' rows of 16, 32 or 64 tiles: 10 % less
-// time at 64×64 and 128×128. kBlock is a multiple of every PB.
+// Register tiles of the GEMMs: PB tiles × NV vectors of 16 output channels, NV at most kWidest. AVX-512 (and
+// the portable build, so that the tests run its tiling): 16 accumulators at 64 channels (of 32 registers;
+// enough independent sums to keep both FMA pipes busy); 4 tiles rather than 6 (24 accumulators, as fast in
+// the GEMM) waste no work on the images' rows of 16, 32 or 64 tiles: 10 % less time at 64×64 and 128×128.
+// AVX2 has 16 registers of 8 floats: 6 tiles × 16 channels (12 accumulators, 2 filter vectors, 1 broadcast).
+// kBlock is a multiple of every PB.
+#if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
+#define RCAN_AVX2 1
+constexpr int kWidest = 1;
+constexpr int kTiles(int) { return 6; }
+#else
+constexpr int kWidest = 4;
 constexpr int kTiles(int nv) { return nv == 4 ? 4 : 8; }
+#endif
+// V and M hold one position's kBlock tiles after another, with 16 floats (a cache line) between positions:
+// unpadded, the 36 positions lie 6 KB apart (at 64 channels) and share two of L1's 64 sets, so the
+// transforms, which touch all 36 for each tile, evicted their own lines.
+inline int64_t stride(int64_t channels) { return kBlock * channels + 16; }
 
 // M[p][·] = Σ_c V[p][c]·U[c][·] for PB tiles and 16·NV output channels (V [PB][C], U [C][Cout], M [PB][Cout]).
 template <int NV>
@@ -76,6 +90,20 @@ inline void gemm(const float* V, const float* U, int64_t c, int64_t co, float* M
   }
   for (int p = 0; p < PB; ++p)
     for (int j = 0; j < NV; ++j) _mm512_storeu_ps(M + p * co + 16 * j, acc[p][j]);
+#elif defined(RCAN_AVX2)
+  __m256 acc[PB][2 * NV];
+  for (int p = 0; p < PB; ++p)
+    for (int j = 0; j < 2 * NV; ++j) acc[p][j] = _mm256_setzero_ps();
+  for (int64_t ci = 0; ci < c; ++ci) {
+    __m256 wv[2 * NV];
+    for (int j = 0; j < 2 * NV; ++j) wv[j] = _mm256_loadu_ps(U + ci * co + 8 * j);
+    for (int p = 0; p < PB; ++p) {
+      const __m256 xb = _mm256_broadcast_ss(V + p * c + ci);
+      for (int j = 0; j < 2 * NV; ++j) acc[p][j] = _mm256_fmadd_ps(xb, wv[j], acc[p][j]);
+    }
+  }
+  for (int p = 0; p < PB; ++p)
+    for (int j = 0; j < 2 * NV; ++j) _mm256_storeu_ps(M + p * co + 8 * j, acc[p][j]);
 #else
   for (int p = 0; p < PB; ++p)
     for (int k = 0; k < 16 * NV; ++k) {
@@ -117,13 +145,14 @@ struct Scratch {
 template <int NV>
 void gemms(const Conv& s, const float* V, int64_t nt, int64_t co0, float* M) {
   constexpr int PB = kTiles(NV);
+  const int64_t ldv = stride(s.c), ldm = stride(s.co);
   for (int pos = 0; pos < 36; ++pos)
     for (int64_t p = 0; p < nt; p += PB)   // the last register tile may run past nt: its rows are never read
-      gemm<NV>(V + (pos * kBlock + p) * s.c, s.u + pos * s.c * s.co + co0, s.c, s.co, M + (pos * kBlock + p) * s.co + co0);
+      gemm<NV>(V + pos * ldv + p * s.c, s.u + pos * s.c * s.co + co0, s.c, s.co, M + pos * ldm + p * s.co + co0);
 }
 
 void block(const Conv& s, int64_t n, int64_t r, int64_t t0, int64_t nt, Scratch& sc) {
-  const int64_t cols = 4 * nt + 2, stride = 4 * kBlock + 2;
+  const int64_t cols = 4 * nt + 2, width = 4 * kBlock + 2, ldv = stride(s.c), ldm = stride(s.co);
   const Vec zero = {};
   // Input transform, 16 channels at a time: Bᵀ down the six input rows of each column (zeros past the
   // image, as SAME padding sees)…
@@ -139,20 +168,20 @@ void block(const Conv& s, int64_t n, int64_t r, int64_t t0, int64_t nt, Scratch&
       Vec d[6], t[6];
       for (int k = 0; k < 6; ++k) d[k] = inside && rows[k] ? load(rows[k] + xx * s.c) : zero;
       input_rows(d, t);
-      for (int i = 0; i < 6; ++i) store(sc.T.data() + (i * stride + col) * 16, t[i]);
+      for (int i = 0; i < 6; ++i) store(sc.T.data() + (i * width + col) * 16, t[i]);
     }
     // …then across each tile's six columns.
     for (int64_t t = 0; t < nt; ++t)
       for (int i = 0; i < 6; ++i) {
         Vec e[6], v[6];
-        for (int k = 0; k < 6; ++k) e[k] = load(sc.T.data() + (i * stride + 4 * t + k) * 16);
+        for (int k = 0; k < 6; ++k) e[k] = load(sc.T.data() + (i * width + 4 * t + k) * 16);
         input_rows(e, v);
-        for (int j = 0; j < 6; ++j) store(sc.V.data() + ((i * 6 + j) * kBlock + t) * s.c + 16 * cv, v[j]);
+        for (int j = 0; j < 6; ++j) store(sc.V.data() + (i * 6 + j) * ldv + t * s.c + 16 * cv, v[j]);
       }
   }
   int64_t co0 = 0;
-  for (; co0 + 64 <= s.co; co0 += 64) gemms<4>(s, sc.V.data(), nt, co0, sc.M.data());
-  for (; co0 + 32 <= s.co; co0 += 32) gemms<2>(s, sc.V.data(), nt, co0, sc.M.data());
+  for (; kWidest >= 4 && co0 + 64 <= s.co; co0 += 64) gemms<4>(s, sc.V.data(), nt, co0, sc.M.data());
+  for (; kWidest >= 2 && co0 + 32 <= s.co; co0 += 32) gemms<2>(s, sc.V.data(), nt, co0, sc.M.data());
   for (; co0 + 16 <= s.co; co0 += 16) gemms<1>(s, sc.V.data(), nt, co0, sc.M.data());
   // Output transform: Aᵀ down each column of the 6×6 M, then across the four rows; + bias; the tiles'
   // pixels past the image are not stored.
@@ -162,7 +191,7 @@ void block(const Conv& s, int64_t n, int64_t r, int64_t t0, int64_t nt, Scratch&
       Vec z[4][6];
       for (int b = 0; b < 6; ++b) {
         Vec m[6], o[4];
-        for (int a = 0; a < 6; ++a) m[a] = load(sc.M.data() + ((a * 6 + b) * kBlock + t) * s.co + 16 * v);
+        for (int a = 0; a < 6; ++a) m[a] = load(sc.M.data() + (a * 6 + b) * ldm + t * s.co + 16 * v);
         output_rows(m, o);
         for (int i = 0; i < 4; ++i) z[i][b] = o[i];
       }
@@ -194,8 +223,8 @@ struct Job {
         sc.T.resize(6 * (4 * kBlock + 2) * 16);
         // V's register tiles past the block's last tile read finite leftovers (zeros at first); their sums
         // are never stored.
-        sc.V.assign(36 * kBlock * s.c, 0.0f);
-        sc.M.resize(36 * kBlock * s.co);
+        sc.V.assign(36 * stride(s.c), 0.0f);
+        sc.M.resize(36 * stride(s.co));
       }
       for (int64_t item = i * chunk; item < std::min((i + 1) * chunk, total); ++item) {
         const int64_t b = item % blocks, row = item / blocks;

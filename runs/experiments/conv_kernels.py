@@ -4,8 +4,9 @@ in one dtype (bfloat16 or float32) in and out, ms per conv (min / median of 5 in
 GFLOP/s counted as the direct convolution's FLOPs (so Winograd's fewer multiplications show as more);
 "rms" is the error of one conv relative to the exact convolution of the same input.
 
-Run: PYTHONPATH=runs/experiments python runs/experiments/conv_kernels.py [--float32] [SIZE ...]
-(default bfloat16; sizes 64 128 256)
+Run: PYTHONPATH=runs/experiments python runs/experiments/conv_kernels.py [--float32] [--build NAME] [SIZE ...]
+(default bfloat16; sizes 64 128 256; --build: the kernel's build, e.g. avx2 on a CPU with AVX-512, where
+XLA_FLAGS=--xla_cpu_max_isa=AVX2 holds XLA's own code to the same instructions)
 """
 import statistics
 import sys
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from jax import lax
 
-from accel import autotune, winograd
+from accel import autotune, cpu_kernel, winograd
 from interleaved import compare
 
 C, N = 64, 10
@@ -83,5 +84,9 @@ def main(sizes, dtype):
 
 if __name__ == "__main__":
     args = sys.argv[1:]
+    if "--build" in args:
+        build = args.pop(args.index("--build") + 1)
+        args.remove("--build")
+        cpu_kernel.native_builds = lambda library: [build]
     main([int(s) for s in args if s != "--float32"] or [64, 128, 256],
          jnp.float32 if "--float32" in args else jnp.bfloat16)
