@@ -319,8 +319,9 @@ def parser():
     ap.add_argument("--ensemble", action="store_true", help="RCAN+: mean over the 8 flips/transposes (8× slower)")
     ap.add_argument("--device", choices=sorted(DEVICES), help="where to run (default: the best JAX finds)")
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
-                    help="compute precision; bfloat16 costs under 0.01 dB PSNR on Set5 (accel/PERFORMANCE.md) and "
-                         "is faster on GPUs and on CPUs with AVX512-BF16 (AMD Zen 4, recent Intel Xeons)")
+                    help="compute precision; bfloat16 costs under 0.01 dB PSNR on Set5 (accel/PERFORMANCE.md), is "
+                         "2.5-5x faster on GPUs, and on CPUs with AVX512-BF16 (AMD Zen 4, recent Intel Xeons) "
+                         "within 20%% of float32's time")
     ap.add_argument("--conv", choices=autotune.SETTINGS, default=autotune.env_setting(),
                     help="convolution path (default: $RCAN_CONV or auto: on a CPU timed once per shape, on a "
                          "GPU XLA's; winograd there: less memory at small inputs, accel/PERFORMANCE.md)")
