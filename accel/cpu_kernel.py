@@ -120,9 +120,13 @@ def build(native: bool | str = True, library: str = "bf16") -> str:
     if compiler is None:
         raise Unavailable(f"no C++ compiler (c++, g++ or clang++; or $CXX) to build {lib.source}")
     flags = BASE_FLAGS + (lib.builds[variant][1] if variant != "portable" else ())
-    source = os.path.join(os.path.dirname(__file__), "kernels", lib.source)
-    with open(source, "rb") as f:
-        digest = hashlib.sha256(f.read() + " ".join(flags).encode() + jax.__version__.encode()).hexdigest()[:16]
+    sources = os.path.join(os.path.dirname(__file__), "kernels")
+    source = os.path.join(sources, lib.source)
+    digest = hashlib.sha256(" ".join(flags).encode() + jax.__version__.encode())
+    for name in [lib.source, *sorted(f for f in os.listdir(sources) if f.endswith(".h"))]:   # with the headers
+        with open(os.path.join(sources, name), "rb") as f:
+            digest.update(f.read())
+    digest = digest.hexdigest()[:16]
     folder = os.path.join(runtime.cache_dir(), "kernels") if runtime.cache_dir() else _temporary_folder()
     stem = os.path.splitext(lib.source)[0]
     path = os.path.join(folder, f"{stem}-{variant}-{digest}.so")

@@ -13,17 +13,15 @@
 // Built without AVX512-BF16 (a CPU without it), the same loops run in plain C++ with float32 arithmetic:
 // slow, but the tests check the layout and the edges with it on any machine.
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <cstring>
-#include <memory>
-#include <thread>
 #include <vector>
 
 #if defined(__AVX512BF16__)
 #include <immintrin.h>
 #endif
 
+#include "parallel.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -315,23 +313,10 @@ void rows(const Conv& s, int64_t r0, int64_t r1, std::vector<uint16_t>& pad) {
   }
 }
 
-// Rows handed out in chunks by an atomic counter: the calling thread works too and then waits only for
-// chunks already taken, so a pool busy with other work delays nothing and can never deadlock the call.
-struct Job {
-  Conv s;
-  bool winograd;
-  int64_t total, chunk, chunks;
-  std::atomic<int64_t> next{0}, done{0};
-  void work() {
-    std::vector<uint16_t> pad, V;
-    std::vector<float> T, M;
-    for (int64_t i; (i = next.fetch_add(1)) < chunks;) {
-      const int64_t r0 = i * chunk, r1 = std::min((i + 1) * chunk, total);
-      if (winograd) wino_rows(s, r0, r1, pad, V, T, M);
-      else rows(s, r0, r1, pad);
-      done.fetch_add(1, std::memory_order_release);
-    }
-  }
+// What each thread keeps between its chunks of rows.
+struct Scratch {
+  std::vector<uint16_t> pad, V;
+  std::vector<float> T, M;
 };
 
 // wp: [3, 3, C/2, Cout, 2] (direct) or, with winograd, U = G g Gᵀ as [16, C/2, Cout, 2].
@@ -346,18 +331,15 @@ ffi::Error run(ffi::ThreadPool& pool, bool winograd, ffi::Buffer<ffi::BF16>& x, 
   const bool taps = winograd ? wd[0] == 16 : wd[0] == 3 && wd[1] == 3;
   if (!taps || wd[rank - 3] * 2 != c || wd[rank - 1] != 2 || bd[0] != co || co % 16 != 0 || (winograd && c % 16 != 0))
     return ffi::Error::InvalidArgument("conv3x3_bf16: shapes do not match (C even, 16·k for Winograd; Cout 16·k)");
-  auto job = std::make_shared<Job>();
-  job->s = Conv{xd[0], xd[1], xd[2], c, co, reinterpret_cast<const uint16_t*>(x.typed_data()),
-                reinterpret_cast<const uint16_t*>(wp.typed_data()), b.typed_data(),
-                reinterpret_cast<uint16_t*>(y->typed_data())};
-  job->winograd = winograd;
-  const int64_t total = job->total = job->s.n * (winograd ? (job->s.h + 1) / 2 : job->s.h);
-  const int64_t threads = std::max<int64_t>(1, pool.num_threads());
-  job->chunk = std::max<int64_t>(1, total / (8 * threads));   // a few chunks per thread evens out the ends
-  job->chunks = (total + job->chunk - 1) / job->chunk;
-  for (int64_t t = 1; t < threads && t < job->chunks; ++t) pool.Schedule([job] { job->work(); });
-  job->work();
-  while (job->done.load(std::memory_order_acquire) < job->chunks) std::this_thread::yield();
+  const Conv s{xd[0], xd[1], xd[2], c, co, reinterpret_cast<const uint16_t*>(x.typed_data()),
+               reinterpret_cast<const uint16_t*>(wp.typed_data()), b.typed_data(),
+               reinterpret_cast<uint16_t*>(y->typed_data())};
+  // Output rows, or tile rows for Winograd, of the flattened batch.
+  rcan::parallel_for<Scratch>(pool, s.n * (winograd ? (s.h + 1) / 2 : s.h),
+                              [s, winograd](int64_t r0, int64_t r1, Scratch& sc) {
+                                if (winograd) wino_rows(s, r0, r1, sc.pad, sc.V, sc.T, sc.M);
+                                else rows(s, r0, r1, sc.pad);
+                              });
   return ffi::Error::Success();
 }
 

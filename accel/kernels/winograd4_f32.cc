@@ -14,17 +14,15 @@
 // built without either, the same loops run as plain C++: slow, but the tests check the layout, the edges
 // and the threads with it on any machine.
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <cstring>
-#include <memory>
-#include <thread>
 #include <vector>
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #include <immintrin.h>
 #endif
 
+#include "parallel.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -136,6 +134,7 @@ inline void output_rows(const Vec m[6], Vec z[4]) {
   z[3] = d12 + 8.0f * d34 + m[5];
 }
 
+// What each thread keeps between its blocks: the column pass, V and M of one block.
 struct Scratch {
   std::vector<float> T, V, M;
 };
@@ -208,34 +207,6 @@ void block(const Conv& s, int64_t n, int64_t r, int64_t t0, int64_t nt, Scratch&
   }
 }
 
-// Work items are (image, tile row, block of tiles), handed out in chunks by an atomic counter: the calling
-// thread works too and then waits only for chunks already taken, so a pool busy with other work delays
-// nothing and can never deadlock the call.
-struct Job {
-  Conv s;
-  int64_t th, blocks, total, chunk, chunks;
-  std::atomic<int64_t> next{0}, done{0};
-  void work() {
-    Scratch sc;
-    const int64_t tw = (s.w + 3) / 4;
-    for (int64_t i; (i = next.fetch_add(1)) < chunks;) {
-      if (sc.V.empty()) {   // a helper that finds no work left allocates nothing
-        sc.T.resize(6 * (4 * kBlock + 2) * 16);
-        // V's register tiles past the block's last tile read finite leftovers (zeros at first); their sums
-        // are never stored.
-        sc.V.assign(36 * stride(s.c), 0.0f);
-        sc.M.resize(36 * stride(s.co));
-      }
-      for (int64_t item = i * chunk; item < std::min((i + 1) * chunk, total); ++item) {
-        const int64_t b = item % blocks, row = item / blocks;
-        const int64_t t0 = b * kBlock;
-        block(s, row / th, row % th, t0, std::min<int64_t>(kBlock, tw - t0), sc);
-      }
-      done.fetch_add(1, std::memory_order_release);
-    }
-  }
-};
-
 ffi::Error winograd4(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> u,
                      ffi::Buffer<ffi::F32> b, ffi::ResultBuffer<ffi::F32> y) {
   const auto xd = x.dimensions(), ud = u.dimensions(), bd = b.dimensions();
@@ -244,18 +215,22 @@ ffi::Error winograd4(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<
   const int64_t c = xd[3], co = ud[2];
   if (ud[0] != 36 || ud[1] != c || bd[0] != co || c % 16 != 0 || co % 16 != 0)
     return ffi::Error::InvalidArgument("winograd4_f32: shapes do not match (C and Cout multiples of 16)");
-  auto job = std::make_shared<Job>();
-  job->s = Conv{xd[0], xd[1], xd[2], c, co, x.typed_data(), u.typed_data(), b.typed_data(), y->typed_data()};
-  job->th = (job->s.h + 3) / 4;
-  job->blocks = ((job->s.w + 3) / 4 + kBlock - 1) / kBlock;
-  const int64_t total = job->total = job->s.n * job->th * job->blocks;
-  if (total == 0) return ffi::Error::Success();
-  const int64_t threads = std::max<int64_t>(1, pool.num_threads());
-  job->chunk = std::max<int64_t>(1, total / (8 * threads));   // a few chunks per thread evens out the ends
-  job->chunks = (total + job->chunk - 1) / job->chunk;
-  for (int64_t t = 1; t < threads && t < job->chunks; ++t) pool.Schedule([job] { job->work(); });
-  job->work();
-  while (job->done.load(std::memory_order_acquire) < job->chunks) std::this_thread::yield();
+  const Conv s{xd[0], xd[1], xd[2], c, co, x.typed_data(), u.typed_data(), b.typed_data(), y->typed_data()};
+  const int64_t th = (s.h + 3) / 4, tw = (s.w + 3) / 4, blocks = (tw + kBlock - 1) / kBlock;
+  // Work items: (image, tile row, block of tiles).
+  rcan::parallel_for<Scratch>(pool, s.n * th * blocks, [s, th, tw, blocks](int64_t i0, int64_t i1, Scratch& sc) {
+    if (sc.V.empty()) {
+      sc.T.resize(6 * (4 * kBlock + 2) * 16);
+      // V's register tiles past the block's last tile read finite leftovers (zeros at first); their sums are
+      // never stored.
+      sc.V.assign(36 * stride(s.c), 0.0f);
+      sc.M.resize(36 * stride(s.co));
+    }
+    for (int64_t item = i0; item < i1; ++item) {
+      const int64_t row = item / blocks, t0 = item % blocks * kBlock;
+      block(s, row / th, row % th, t0, std::min<int64_t>(kBlock, tw - t0), sc);
+    }
+  });
   return ffi::Error::Success();
 }
 
