@@ -101,8 +101,8 @@ def check_setting(value: str, dtype=None) -> str:
         raise ValueError(f"conv {value} runs on a CPU only: on a {backend} use auto, xla or winograd")
     if value in winograd.KERNELS and jnp.dtype(dtype) == cpu_kernel.dtype(winograd.KERNELS[value]) \
             and not cpu_kernel.available(winograd.KERNELS[value]):
-        needs = " ".join(cpu_kernel.LIBRARIES[cpu_kernel.LIBRARY[winograd.KERNELS[value]]].needs)
-        raise ValueError(f"conv {value} needs a CPU with {needs} (in /proc/cpuinfo) and a C++ compiler: use auto")
+        raise ValueError(f"conv {value} needs a CPU with {cpu_kernel.needs(winograd.KERNELS[value])} (in "
+                         "/proc/cpuinfo) and a C++ compiler: use auto")
     if value not in paths(dtype):
         raise ValueError(f"conv {value} is not offered for {jnp.dtype(dtype).name}: "
                          f"use one of {', '.join(paths(dtype))}")

@@ -11,7 +11,7 @@ their peak. Two schemes, register-tiled for AVX-512, the rows shared out over XL
   multiplications, bfloat16 GEMM operands (coefficients 0 and ±1, so 4e-3 relative per conv, like XLA's
   "winograd2" path; F(4×4)'s transforms would magnify bfloat16's rounding tenfold).
 
-float32 on AVX-512 FMAs (winograd4_f32.cc): "winograd4", accel/winograd.py's F(4×4, 3×3) (4× fewer
+float32 on AVX-512 (or AVX2) FMAs (winograd4_f32.cc): "winograd4", accel/winograd.py's F(4×4, 3×3) (4× fewer
 multiplications than the direct convolution, the same ≈ 2e-6 relative error per conv) with the input
 transform, the 36 GEMMs and the output transform fused per block of 24 tiles, so the Winograd-domain data
 (2.25× the activations, each way) stays in the core's caches instead of going through memory between
@@ -79,6 +79,11 @@ def native_builds(library: str) -> list[str]:
 def cpu_has(library: str = "bf16") -> bool:
     """Whether this CPU can run one of the library's native builds."""
     return bool(native_builds(library))
+
+
+def needs(scheme: str) -> str:
+    """The instructions the scheme's native builds need, for a message: "avx512f fma, or avx2 fma"."""
+    return ", or ".join(" ".join(flags) for flags, _ in LIBRARIES[LIBRARY[scheme]].builds.values())
 
 
 def cpu_has_bf16_dot() -> bool:

@@ -76,7 +76,7 @@ def test_kernel_matches_exact_convolution(build, shape):
         assert rms(err) < 2.5 * rms(direct) + 1e-6 and err.max() < 0.05 * np.abs(exact).max(), (rms(err), rms(direct))
 
 
-def test_kernel_rejects_shapes_it_cannot_tile():
+def test_kernel_rejects_shapes_it_cannot_tile(monkeypatch):
     with pytest.raises(ValueError, match=r"the direct kernel takes a 3×3 kernel over C = 2·k inputs and 16·k "):
         cpu_kernel.conv3x3(jnp.zeros((1, 4, 4, 3), jnp.bfloat16), jnp.zeros((3, 3, 3, 16)), native=False)
     with pytest.raises(ValueError, match="and 16·k outputs; got"):
@@ -84,8 +84,16 @@ def test_kernel_rejects_shapes_it_cannot_tile():
     for scheme in ("winograd2", "winograd4"):
         with pytest.raises(ValueError, match=f"the {scheme} kernel takes a 3×3 kernel over C = 16·k inputs"):
             cpu_kernel.conv3x3(jnp.zeros((1, 4, 4, 8)), jnp.zeros((3, 3, 8, 16)), None, scheme, native=False)
-    # Channel counts a kernel cannot tile are not offered to the autotune.
+    # Channel counts a kernel cannot tile are not offered to the autotune (where the CPU runs the kernels).
     assert not any(p.startswith("kernel") for p in autotune.paths(jnp.float32, 8) + autotune.paths(jnp.bfloat16, 8))
+    assert ("kernel-winograd4" in autotune.paths(jnp.float32, 64)) == cpu_kernel.available("winograd4")
+    # A CPU (or a machine without a compiler) that cannot run a kernel: a one-line usage error naming the
+    # instructions.
+    monkeypatch.setattr(cpu_kernel, "available", lambda scheme="direct": False)
+    with pytest.raises(ValueError, match="conv kernel-winograd4 needs a CPU with avx512f fma, or avx2 fma "):
+        autotune.check_setting("kernel-winograd4", jnp.float32)
+    with pytest.raises(ValueError, match="conv kernel-direct needs a CPU with avx512f avx512bw avx512vl "):
+        autotune.check_setting("kernel-direct", jnp.bfloat16)
 
 
 @pytest.mark.parametrize("path", ["kernel-direct", "kernel-winograd2", "kernel-winograd4"])
