@@ -33,8 +33,9 @@ LOOPS = {"unrolled": Loops(False, False), "scan": Loops(True, True), "mixed": Lo
 
 
 class Conv(nnx.Conv):
-    """nnx.Conv ('SAME', stride 1) whose square 3×3 convolutions run as Winograd F(4×4, 3×3) when the
-    forward is traced under winograd.enabled() (accel/winograd.py, chosen by accel/autotune.py)."""
+    """nnx.Conv ('SAME', stride 1) whose 3×3 convolutions run as Winograd (or one of the C++ kernels) when the
+    forward is traced under winograd.enabled() and winograd.applies() to them (accel/winograd.py, the path
+    chosen by accel/autotune.py)."""
 
     def __call__(self, inputs):
         plain = self.padding == "SAME" and self.strides in (1, (1, 1)) and self.kernel_dilation in (1, (1, 1))
