@@ -9,9 +9,11 @@ float32 ("winograd2", runs/experiments/bf16_conv_paths.py), and, on a CPU with A
 project's own C++ kernels on the bfloat16 dot instructions ("kernel-direct", "kernel-winograd2":
 accel/cpu_kernel.py; XLA's bfloat16 GEMMs at 64 channels run no faster than its float32 ones, those kernels
 near the instructions' peak); in float32, on a CPU with AVX-512, also as the project's F(4×4) kernel with
-its transforms and GEMMs fused in cache ("kernel-winograd4"). None wins everywhere on the project's 2-core CPU
-(accel/PERFORMANCE.md): at 64 channels "winograd-ynn" is fastest from 32×32 to 256×256 (1.8× XLA's at
-128×128), but at 32 channels YNNPACK's direct convolution wins on 64×64 and 512×512 inputs. So the
+its transforms and GEMMs fused in cache ("kernel-winograd4"). Of XLA's paths none wins everywhere on the
+project's 2-core CPU (accel/PERFORMANCE.md): at 64 channels "winograd-ynn" is fastest from 32×32 to 256×256
+(1.8× XLA's at 128×128), but at 32 channels YNNPACK's direct convolution wins on 64×64 and 512×512 inputs;
+where the CPU runs the kernels, "kernel-winograd4" wins from 24×24 up (at 16×16 "winograd-ynn" still did),
+but not every CPU runs them. So the
 first forward of a shape times a short chain of the model's own convolutions every way, interleaved,
 and keeps the fastest; where the chain's two fastest are within RECHECK_MARGIN, the caller's model runs
 both ways and decides (the chain's margins are smaller than the model's, and noise can flip them).
