@@ -45,6 +45,8 @@ stage f32_winograd 100 env RCAN_CONV=winograd $B --models official --sizes 64 12
 stage smoke_winograd 75 env RCAN_CONV=winograd $PY runs/gpu/smoke.py
 # Where the device memory goes at 64×64 (the fixed ≈ 130 MB): per step, per setting, fresh processes.
 stage memory 150 $PY runs/gpu/memory.py 64
+# Where the float32 time goes at 256×256 (accel 1.08× torch NCHW there): device kernels of each, by name.
+stage profile 150 $PY runs/gpu/profile.py 256
 stage official_1080p 150 $PY -m accel.bench --json --repeats 3 --models official --sizes 1080p
 stage official_64 80 $B --models official --sizes 64
 stage compact 120 $PY -m accel.bench --json --repeats 5 --models compact --sizes 256 1080p
