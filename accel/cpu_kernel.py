@@ -91,8 +91,8 @@ def cpu_has_bf16_dot() -> bool:
 
 
 def _variant(native, library: str) -> str:
-    """native: True (the fastest build this CPU runs), False ("portable") or a build's name."""
-    if native is False:
+    """native: True (the fastest build this CPU runs), False or "portable" (plain C++), or a build's name."""
+    if native is False or native == "portable":
         return "portable"
     if native is True:
         builds = native_builds(library)
@@ -161,7 +161,7 @@ def _register(library: str, native) -> str:
 
 @functools.cache
 def _register_variant(library: str, variant: str) -> str:
-    handle = ctypes.cdll.LoadLibrary(build(variant if variant != "portable" else False, library))
+    handle = ctypes.cdll.LoadLibrary(build(variant, library))
     suffix = "_" + variant
     for name, symbol in LIBRARIES[library].targets.values():
         jax.ffi.register_ffi_target(name + suffix, jax.ffi.pycapsule(getattr(handle, symbol)), platform="cpu")

@@ -5,18 +5,13 @@ its runs, as ms per forward) and how long one, two or no XLA threads were busy.
 Run: python runs/experiments/profile_forward.py SIZE DTYPE CONV   e.g. 128 bfloat16 winograd2
 """
 import collections
-import glob
-import gzip
-import json
 import sys
-import tempfile
-import time
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 import accel
+import tracing   # beside this file
 from reference import RCANConfig, init_weights
 
 
@@ -26,16 +21,9 @@ def main(size: int, dtype, conv: str):
     x = np.random.default_rng(0).uniform(0, 255, (1, size, size, 3)).astype(np.float32)
     for _ in range(2):
         accel.forward(model, x).block_until_ready()
-    folder = tempfile.mkdtemp()
-    jax.profiler.start_trace(folder)
-    t = time.perf_counter()
-    accel.forward(model, x).block_until_ready()
-    wall = time.perf_counter() - t
-    jax.profiler.stop_trace()
-    trace = json.load(gzip.open(glob.glob(f"{folder}/**/*.trace.json.gz", recursive=True)[0]))
-    threads = {(e["pid"], e["tid"]): e["args"]["name"] for e in trace["traceEvents"]
-               if e.get("ph") == "M" and e.get("name") == "thread_name"}
-    ops = [e for e in trace["traceEvents"] if e.get("ph") == "X" and "XLAEigen" in threads.get((e["pid"], e["tid"]), "")
+    (wall,), events = tracing.trace(lambda: accel.forward(model, x).block_until_ready())
+    threads = tracing.names(events, "thread_name")
+    ops = [e for e in events if e.get("ph") == "X" and "XLAEigen" in threads.get((e["pid"], e["tid"]), "")
            and not e["name"].startswith("Thunk")]
     kinds = collections.Counter()
     for e in ops:

@@ -9,18 +9,13 @@ show it.
 Run: python runs/experiments/wakeup_gaps.py [CONV] [N]   (default winograd-ynn 6; repeat until a slow call)
 """
 import collections
-import glob
-import gzip
-import json
 import sys
-import tempfile
-import time
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 import accel
+import tracing   # beside this file
 from reference import RCANConfig, init_weights
 
 
@@ -29,19 +24,10 @@ def main(conv: str, n: int):
     x = np.random.default_rng(0).uniform(0, 255, (1, 64, 64, 3)).astype(np.float32)
     model = accel.model_from_weights(init_weights(config, 0), config, "scan", jnp.float32, conv=conv)
     accel.forward(model, x).block_until_ready()
-    folder = tempfile.mkdtemp()
-    jax.profiler.start_trace(folder)
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        accel.forward(model, x).block_until_ready()
-        times.append(time.perf_counter() - t)
-    jax.profiler.stop_trace()
+    times, events = tracing.trace(lambda: accel.forward(model, x).block_until_ready(), n)
     print("forwards, s:", [round(t, 2) for t in times])
-    trace = json.load(gzip.open(glob.glob(f"{folder}/**/*.trace.json.gz", recursive=True)[0]))
-    threads = {(e["pid"], e["tid"]): e["args"]["name"] for e in trace["traceEvents"]
-               if e.get("ph") == "M" and e.get("name") == "thread_name"}
-    ops = [e for e in trace["traceEvents"] if e.get("ph") == "X" and "XLAEigen" in threads.get((e["pid"], e["tid"]), "")
+    threads = tracing.names(events, "thread_name")
+    ops = [e for e in events if e.get("ph") == "X" and "XLAEigen" in threads.get((e["pid"], e["tid"]), "")
            and not e["name"].startswith(("Thunk", "end:", "Threadpool"))]
     kinds = collections.Counter()
     for e in ops:

@@ -6,14 +6,14 @@ benchmark mode), its CUDA kernels summed by name. Prints the top kernels of each
 Run on a GPU machine: python runs/gpu/profile.py [SIZE] [TOP]   (default 256 15)
 """
 import collections
-import glob
-import gzip
-import json
+import os
 import sys
-import tempfile
 import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "experiments"))
+import tracing  # noqa: E402  (runs/experiments/tracing.py)
 
 
 def accel_kernels(size: int) -> tuple[float, collections.Counter]:
@@ -28,17 +28,10 @@ def accel_kernels(size: int) -> tuple[float, collections.Counter]:
     x = jnp.asarray(np.random.default_rng(0).uniform(0, 255, (1, size, size, 3)).astype(np.float32))
     for _ in range(2):
         accel.forward(model, x).block_until_ready()
-    folder = tempfile.mkdtemp()
-    jax.profiler.start_trace(folder)
-    t = time.perf_counter()
-    accel.forward(model, x).block_until_ready()
-    wall = time.perf_counter() - t
-    jax.profiler.stop_trace()
-    trace = json.load(gzip.open(glob.glob(f"{folder}/**/*.trace.json.gz", recursive=True)[0]))
-    gpu = {e["pid"] for e in trace["traceEvents"]
-           if e.get("ph") == "M" and e.get("name") == "process_name" and "GPU" in str(e.get("args", {}).get("name"))}
+    (wall,), events = tracing.trace(lambda: accel.forward(model, x).block_until_ready())
+    gpu = {pid for pid, name in tracing.names(events, "process_name").items() if "GPU" in name}
     kinds = collections.Counter()
-    for e in trace["traceEvents"]:
+    for e in events:
         if e.get("ph") == "X" and e.get("pid") in gpu:
             kinds[e["name"]] += e.get("dur", 0) / 1e3
     return wall, kinds
