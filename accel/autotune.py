@@ -101,7 +101,7 @@ def check_setting(value: str, dtype=None) -> str:
     backend = jax.default_backend()
     if value in CPU_ONLY and backend != "cpu":
         raise ValueError(f"conv {value} runs on a CPU only: on a {backend} use auto, xla or winograd")
-    if value in winograd.KERNELS and jnp.dtype(dtype) == cpu_kernel.dtype(winograd.KERNELS[value]) \
+    if value in winograd.KERNELS and cpu_kernel.serves(winograd.KERNELS[value], dtype) \
             and not cpu_kernel.available(winograd.KERNELS[value]):
         raise ValueError(f"conv {value} needs a CPU with {cpu_kernel.needs(winograd.KERNELS[value])} (in "
                          "/proc/cpuinfo) and a C++ compiler: use auto")
@@ -175,10 +175,10 @@ def jit(fun, path: str, **kwargs):
 
 def paths(dtype, channels: int | None = None) -> list[str]:
     """The paths worth timing for this dtype: F(2×2) (bfloat16 GEMMs) for bfloat16 only; a C++ kernel for
-    its own dtype on a CPU that has its instructions (and a compiler to build it), and, given the channels,
-    only where its register tiles fit them."""
+    the dtypes it serves on a CPU that has its instructions (and a compiler to build it), and, given the
+    channels, only where its register tiles fit them."""
     def kernel_runs(scheme):
-        return jnp.dtype(dtype) == cpu_kernel.dtype(scheme) and jax.default_backend() == "cpu" \
+        return cpu_kernel.serves(scheme, dtype) and jax.default_backend() == "cpu" \
             and (channels is None or cpu_kernel.fits(scheme, channels, channels)) and cpu_kernel.available(scheme)
     return [p for p in OPTIONS if (SCHEME.get(p) != "f2" or jnp.dtype(dtype) != jnp.float32)
             and (p not in winograd.KERNELS or kernel_runs(winograd.KERNELS[p]))]

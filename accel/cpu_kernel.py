@@ -15,7 +15,8 @@ float32 on AVX-512 (or AVX2) FMAs (winograd4_f32.cc): "winograd4", accel/winogra
 multiplications than the direct convolution, the same ≈ 2e-6 relative error per conv) with the input
 transform, the 36 GEMMs and the output transform fused per block of 24 tiles, so the Winograd-domain data
 (2.25× the activations, each way) stays in the core's caches instead of going through memory between
-XLA's separate passes.
+XLA's separate passes. It serves bfloat16 models too, as XLA runs their convolutions on a CPU: float32
+arithmetic, the bfloat16 input widened as it is read and the output rounded once as it is written.
 
 Each shared library is cached by a hash of its source, the compiler flags and the jax version: in the
 runtime's cache folder once runtime.configure() names one, else in a temporary folder for this process.
@@ -46,20 +47,21 @@ class Library:
     the native builds for the instructions they need, fastest first, and "portable" (plain C++) for any CPU."""
     source: str
     builds: dict                 # build -> (instructions it needs, as /proc/cpuinfo names them; compiler flags)
-    targets: dict                # scheme -> (custom-call target, the library's handler symbol)
-    dtype: object                # what the convolutions take and give
+    # scheme -> {the activations' dtype (input and output): (custom-call target, the library's handler symbol)}
+    targets: dict
 
 
 LIBRARIES = {
     "bf16": Library("conv3x3_bf16.cc",
                     {"avx512bf16": (("avx512f", "avx512bw", "avx512vl", "avx512_bf16"),
                                     ("-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-mfma"))},
-                    {"direct": ("rcan_conv3x3_bf16", "RcanConv3x3Bf16"),
-                     "winograd2": ("rcan_winograd2_bf16", "RcanWinograd2Bf16")}, jnp.bfloat16),
+                    {"direct": {"bfloat16": ("rcan_conv3x3_bf16", "RcanConv3x3Bf16")},
+                     "winograd2": {"bfloat16": ("rcan_winograd2_bf16", "RcanWinograd2Bf16")}}),
     "f32": Library("winograd4_f32.cc",
                    {"avx512": (("avx512f", "fma"), ("-mavx512f", "-mfma")),
                     "avx2": (("avx2", "fma"), ("-mavx2", "-mfma"))},
-                   {"winograd4": ("rcan_winograd4_f32", "RcanWinograd4F32")}, jnp.float32),
+                   {"winograd4": {"float32": ("rcan_winograd4_f32", "RcanWinograd4F32"),
+                                  "bfloat16": ("rcan_winograd4_bf16io", "RcanWinograd4Bf16Io")}}),
 }
 # scheme -> the library that has it
 LIBRARY = {scheme: name for name, lib in LIBRARIES.items() for scheme in lib.targets}
@@ -163,7 +165,7 @@ def _register(library: str, native) -> str:
 def _register_variant(library: str, variant: str) -> str:
     handle = ctypes.cdll.LoadLibrary(build(variant, library))
     suffix = "_" + variant
-    for name, symbol in LIBRARIES[library].targets.values():
+    for name, symbol in (t for by_dtype in LIBRARIES[library].targets.values() for t in by_dtype.values()):
         jax.ffi.register_ffi_target(name + suffix, jax.ffi.pycapsule(getattr(handle, symbol)), platform="cpu")
     return suffix
 
@@ -181,9 +183,13 @@ def available(scheme: str = "direct") -> bool:
     return True
 
 
-def dtype(scheme: str):
-    """The dtype the scheme's kernel computes in (its input and output)."""
-    return LIBRARIES[LIBRARY[scheme]].dtype
+def dtypes(scheme: str) -> list:
+    """The activation dtypes the scheme's kernel takes and gives (the models it serves)."""
+    return [jnp.dtype(name) for name in LIBRARIES[LIBRARY[scheme]].targets[scheme]]
+
+
+def serves(scheme: str, model_dtype) -> bool:
+    return jnp.dtype(model_dtype) in dtypes(scheme)
 
 
 def fits(scheme: str, channels: int, out_channels: int) -> bool:
@@ -207,18 +213,19 @@ def pack(kernel, scheme: str = "direct"):
 
 
 def conv3x3(x, kernel, bias=None, scheme: str = "direct", native: bool | str = True):
-    """SAME 3×3 convolution, stride 1: x [N, H, W, C], HWIO kernel [3, 3, C, Cout] -> [N, H, W, Cout] in the
-    scheme's dtype (bfloat16 for direct and winograd2: float32 sums, bias included, rounded once; float32
-    for winograd4). C even for direct, a multiple of 16 for the Winograd schemes; Cout a multiple of 16.
-    native: which build (see build())."""
+    """SAME 3×3 convolution, stride 1: x [N, H, W, C], HWIO kernel [3, 3, C, Cout] -> [N, H, W, Cout] in x's
+    dtype, one the scheme serves (bfloat16 for direct and winograd2: float32 sums, bias included, rounded
+    once; float32 or bfloat16 for winograd4, float32 arithmetic either way). C even for direct, a multiple
+    of 16 for the Winograd schemes; Cout a multiple of 16. native: which build (see build())."""
     n, h, w, c = x.shape
     cout = kernel.shape[3]
     multiple = 2 if scheme == "direct" else 16
     if not fits(scheme, c, cout) or kernel.shape[:3] != (3, 3, c):
         raise ValueError(f"the {scheme} kernel takes a 3×3 kernel over C = {multiple}·k inputs and 16·k outputs; "
                          f"got {kernel.shape}")
+    if not serves(scheme, x.dtype):
+        raise ValueError(f"the {scheme} kernel takes {' or '.join(d.name for d in dtypes(scheme))}, not {x.dtype}")
     bias = jnp.zeros((cout,), jnp.float32) if bias is None else bias.astype(jnp.float32)
-    out = dtype(scheme)
-    target = LIBRARIES[LIBRARY[scheme]].targets[scheme][0] + _register(LIBRARY[scheme], native)
-    call = jax.ffi.ffi_call(target, jax.ShapeDtypeStruct((n, h, w, cout), out))
-    return call(x.astype(out), pack(kernel, scheme), bias)
+    target = LIBRARIES[LIBRARY[scheme]].targets[scheme][x.dtype.name][0] + _register(LIBRARY[scheme], native)
+    call = jax.ffi.ffi_call(target, jax.ShapeDtypeStruct((n, h, w, cout), x.dtype))
+    return call(x, pack(kernel, scheme), bias)

@@ -231,7 +231,7 @@ if scheme and not cpu_kernel.cpu_has(cpu_kernel.LIBRARY[scheme]):   # the portab
     cpu_kernel.available = lambda scheme="direct": True
     cpu_kernel.conv3x3 = lambda x, k, b=None, scheme="direct": real(x, k, b, scheme, native=False)
 c = RCANConfig(scale=2, n_resgroups=2, n_resblocks=2, n_feats=16, reduction=4)
-dtype = cpu_kernel.dtype(scheme) if scheme else jax.numpy.float32
+dtype = cpu_kernel.dtypes(scheme)[0] if scheme else jax.numpy.float32
 m = accel.model_from_weights(init_weights(c, 0), c, dtype=dtype, conv=sys.argv[1])
 x = np.random.default_rng(0).uniform(0, 255, (6, 12, 12, 3)).astype(np.float32)   # 6: not a multiple of 4
 sharded = accel.forward(m, x)
@@ -366,12 +366,14 @@ def test_autotune_measures_once_and_remembers(monkeypatch, tmp_path):
     # An empty cache folder again: a process that configured the real one (the bench's CLI, run in
     # this process by another test) may hold a stored decision for this shape there.
     monkeypatch.setattr(runtime, "_settings", runtime._Settings(cache=str(tmp_path / "again")))
-    # bfloat16 is offered every path, F(2×2) (bfloat16 GEMMs) included, and the bfloat16 kernel where the CPU
-    # has the instructions; float32 all but those two.
+    # bfloat16 is offered every path, F(2×2) (bfloat16 GEMMs) included, the bfloat16 kernels where the CPU
+    # has their instructions and the float32 kernel (bfloat16 in and out) where it has its own; float32 all
+    # but the bfloat16 ones.
     measured.clear()
     assert autotune.choose(1, 40, 48, 16, jnp.bfloat16) == "ynn"
     assert sorted(measured) == ["kernel-direct", "kernel-winograd2"] * cpu_kernel.available("direct") + [
-        "winograd", "winograd-ynn", "winograd2", "xla", "ynn"]
+        "kernel-winograd4"] * cpu_kernel.available("winograd4") + ["winograd", "winograd-ynn", "winograd2", "xla",
+                                                                    "ynn"]
 
 
 def test_autotune_rechecks_close_paths_in_the_model(monkeypatch, tmp_path):

@@ -4,7 +4,8 @@ The portable builds (plain C++, float32 arithmetic) run on any machine and check
 the edges and the threads; the native builds (AVX512-BF16; AVX-512) are what the model runs where the CPU
 has them, and both are held to the same bounds: for the bfloat16 direct scheme one rounding to bfloat16 of
 float32 sums over the bfloat16 inputs; for Winograd F(2×2) also its bfloat16 GEMM operands (accel/winograd.py's
-"winograd2" bound); for the float32 F(4×4) kernel the bound of accel/winograd.py's F(4×4) in float32."""
+"winograd2" bound); for the float32 F(4×4) kernel the bound of accel/winograd.py's F(4×4) in float32, plus one
+rounding to bfloat16 where it serves a bfloat16 model."""
 import os
 import subprocess
 import sys
@@ -21,11 +22,14 @@ from reference.weights import init_weights
 
 SMALL = RCANConfig(scale=2, n_resgroups=2, n_resblocks=3, n_feats=16, reduction=4)
 SCHEMES = ["direct", "winograd2", "winograd4"]
-# Every scheme in its portable build, and in each native build whose instructions this CPU has (a CPU with
-# AVX-512 runs the float32 kernel's AVX2 build too).
-BUILDS = [(scheme, native) for scheme in SCHEMES
+# Every scheme for every activation dtype it serves, in its portable build and in each native build whose
+# instructions this CPU has (a CPU with AVX-512 runs the float32 kernel's AVX2 build too).
+BUILDS = [(scheme, native, dtype.name) for scheme in SCHEMES for dtype in cpu_kernel.dtypes(scheme)
           for native in [False, *cpu_kernel.native_builds(cpu_kernel.LIBRARY[scheme])]]
-BUILD_ID = lambda b: f"{b[0]}-{b[1] or 'portable'}"   # noqa: E731
+BUILD_ID = lambda b: f"{b[0]}-{b[1] or 'portable'}-{b[2]}"   # noqa: E731
+# The model paths for each dtype their kernel serves.
+PATHS = [(path, dtype.name) for path in ["kernel-direct", "kernel-winograd2", "kernel-winograd4"]
+         for dtype in cpu_kernel.dtypes(path.split("-")[1])]
 
 
 def exact_conv(x, k, b):
@@ -53,10 +57,11 @@ def test_kernel_matches_exact_convolution(build, shape):
     """direct: within one bfloat16 rounding of the exact result (2^-8 relative) plus float32 summation
     noise. winograd2: its GEMM operands are rounded too, so the bound is on the whole output, relative to
     its largest value: RMS within 2.5× that of the direct scheme, as for XLA's F(2×2) path. winograd4
-    (float32): within 2e-5 of the largest output, as accel/winograd.py's F(4×4) (tests/test_accel.py)."""
-    scheme, native = build
+    (float32): within 2e-5 of the largest output, as accel/winograd.py's F(4×4) (tests/test_accel.py); with
+    bfloat16 activations, that plus one rounding to bfloat16."""
+    scheme, native, dtype = build
     n, h, w, c, cout = shape
-    dtype = cpu_kernel.dtype(scheme)
+    dtype = jnp.dtype(dtype)
     rng = np.random.default_rng(sum(shape))
     x = jnp.asarray(rng.standard_normal((n, h, w, c)), dtype)
     k = jnp.asarray(rng.standard_normal((3, 3, c, cout)) * 0.1, dtype)
@@ -67,7 +72,8 @@ def test_kernel_matches_exact_convolution(build, shape):
     exact = exact_conv(x.astype(jnp.float32), k.astype(jnp.float32), b)
     err = np.abs(np.asarray(y, np.float64) - exact)
     if scheme == "winograd4":
-        assert err.max() < 2e-5 * np.abs(exact).max(), err.max() / np.abs(exact).max()
+        rounding = 2.0 ** -8 * np.abs(exact) if dtype == jnp.bfloat16 else 0
+        assert np.all(err <= rounding + 2e-5 * np.abs(exact).max()), err.max() / np.abs(exact).max()
     elif scheme == "direct":
         assert np.all(err <= 2.0 ** -8 * np.abs(exact) + 1e-4 * np.abs(exact).max()), err.max()
     else:
@@ -96,14 +102,13 @@ def test_kernel_rejects_shapes_it_cannot_tile(monkeypatch):
         autotune.check_setting("kernel-direct", jnp.bfloat16)
 
 
-@pytest.mark.parametrize("path", ["kernel-direct", "kernel-winograd2", "kernel-winograd4"])
-def test_kernel_paths_in_the_model(monkeypatch, path):
+@pytest.mark.parametrize("path,dtype", PATHS)
+def test_kernel_paths_in_the_model(monkeypatch, path, dtype):
     """conv="kernel-…" runs the body's square convolutions through the kernel (the build this CPU runs;
     the portable one elsewhere) and keeps the model as close to float32 through XLA's convolution as XLA's
     own paths are (test_accel.py's bounds: a bfloat16 model within 8 of 255; float32 within 1e-3)."""
     scheme = path.split("-")[1]
-    dtype = cpu_kernel.dtype(scheme)
-    other = jnp.float32 if dtype == jnp.bfloat16 else jnp.bfloat16
+    dtype = jnp.dtype(dtype)
     native = cpu_kernel.cpu_has(cpu_kernel.LIBRARY[scheme])
     real = cpu_kernel.conv3x3
     calls = []
@@ -114,7 +119,7 @@ def test_kernel_paths_in_the_model(monkeypatch, path):
     if not native:   # a CPU without the instructions: the same path through the portable build
         monkeypatch.setattr(cpu_kernel, "available", lambda scheme="direct": True)
     monkeypatch.setattr(cpu_kernel, "conv3x3", counted)
-    assert path in autotune.paths(dtype) and path not in autotune.paths(other)
+    assert path in autotune.paths(dtype)
     weights = init_weights(SMALL, 6)
     lr = np.random.default_rng(6).uniform(0, 255, (1, 12, 12, 3)).astype(np.float32)
     f32 = np.asarray(accel.forward(accel.model_from_weights(weights, SMALL, conv="xla"), lr))
@@ -126,8 +131,22 @@ def test_kernel_paths_in_the_model(monkeypatch, path):
         assert err.max() < 1e-3, err.max()
     else:
         assert err.max() < 8 and err.mean() < 1.5, (err.max(), err.mean())
-    with pytest.raises(ValueError, match=f"not offered for {jnp.dtype(other).name}"):
-        autotune.check_setting(path, other)
+    if not cpu_kernel.serves(scheme, jnp.float32):   # the bfloat16 kernels: not for a float32 model
+        assert path not in autotune.paths(jnp.float32)
+        with pytest.raises(ValueError, match="not offered for float32"):
+            autotune.check_setting(path, jnp.float32)
+
+
+def test_bfloat16_models_keep_a_kernel_without_bfloat16_instructions(monkeypatch):
+    """On a CPU with AVX-512 or AVX2 but no AVX512-BF16 (Intel before Cooper Lake, AMD before Zen 4) a bfloat16
+    model is offered the float32 kernel, bfloat16 in and out; where the CPU has neither, no kernel."""
+    monkeypatch.setattr(cpu_kernel, "available", lambda scheme="direct": scheme == "winograd4")
+    assert [p for p in autotune.paths(jnp.bfloat16, 64) if p.startswith("kernel")] == ["kernel-winograd4"]
+    assert autotune.check_setting("kernel-winograd4", jnp.bfloat16) == "kernel-winograd4"
+    with pytest.raises(ValueError, match="conv kernel-winograd2 needs a CPU with avx512f avx512bw avx512vl"):
+        autotune.check_setting("kernel-winograd2", jnp.bfloat16)
+    monkeypatch.setattr(cpu_kernel, "available", lambda scheme="direct": False)
+    assert not any(p.startswith("kernel") for p in autotune.paths(jnp.bfloat16, 64))
 
 
 def test_build_without_cache_folder_leaves_nothing_behind(tmp_path):

@@ -1,4 +1,4 @@
-// SAME 3×3 convolution, stride 1, of float32 NHWC activations as Winograd F(4×4, 3×3) (Lavin & Gray; the
+// SAME 3×3 convolution, stride 1, of NHWC activations as Winograd F(4×4, 3×3) in float32 (Lavin & Gray; the
 // matrices of accel/winograd.py), with its three steps fused per block of tiles so that the Winograd-domain
 // data never leaves the core's caches: input transform V = Bᵀ d B, 36 GEMMs [tiles × C]·[C × Cout] on
 // AVX-512 (or AVX2) FMAs, output transform Y = Aᵀ M A + bias. XLA runs the same algorithm as separate passes over
@@ -9,6 +9,11 @@
 //   u  f32 [36, C, Cout]      the Winograd-domain filter U = G g Gᵀ (accel/winograd.py's filter_transform)
 //   b  f32 [Cout]             bias (Cout a multiple of 16)
 //   y  f32 [N, H, W, Cout]
+//
+// RcanWinograd4Bf16Io takes and gives bfloat16 activations (x, y) for a bfloat16 model, with the same float32
+// arithmetic inside: x widened as it is read, y rounded once (to nearest even) as it is written, where XLA
+// would add a convert pass over memory on each side of a float32 call. It is the kernel a bfloat16 model has
+// on CPUs without AVX512-BF16, and the more accurate one where both run.
 //
 // Built for AVX2 + FMA (a CPU without AVX-512), the GEMMs take 8-float vectors and smaller register tiles;
 // built without either, the same loops run as plain C++: slow, but the tests check the layout, the edges
@@ -40,12 +45,38 @@ inline Vec load(const float* p) {
 }
 inline void store(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
 
+// bfloat16 activations, as their bits: 16 of them widen to float32 by moving to the upper half, and
+// float32 rounds to nearest even by adding 0x7FFF plus the kept part's lowest bit (NaN stays a quiet NaN).
+typedef uint16_t Bits16 __attribute__((vector_size(32)));
+typedef uint32_t Bits32 __attribute__((vector_size(64)));
+typedef int32_t Mask32 __attribute__((vector_size(64)));
+
+inline Vec load(const uint16_t* p) {
+  Bits16 h;
+  std::memcpy(&h, p, sizeof h);
+  const Bits32 bits = __builtin_convertvector(h, Bits32) << 16;
+  Vec v;
+  std::memcpy(&v, &bits, sizeof v);
+  return v;
+}
+inline void store(uint16_t* p, Vec v) {
+  Bits32 bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  const Mask32 nan = (bits & 0x7FFFFFFFu) > 0x7F800000u;
+  const Bits32 rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
+  const Bits32 quiet = (bits >> 16) | 0x40u;
+  const Bits16 h = __builtin_convertvector((rounded & ~Bits32(nan)) | (quiet & Bits32(nan)), Bits16);
+  std::memcpy(p, &h, sizeof h);
+}
+
+// T: the activations' storage, float (float32) or uint16_t (bfloat16 bits).
+template <typename T>
 struct Conv {
   int64_t n, h, w, c, co;
-  const float* x;
+  const T* x;
   const float* u;
   const float* b;
-  float* y;
+  T* y;
 };
 
 // Tiles per block: the block's V and M ([36][kBlock][C] each, 221 KB at C = 64) stay in a 1 MB L2 cache
@@ -141,8 +172,8 @@ struct Scratch {
 
 // The block of nt tiles from tile t0 in tile row r of image n: input transform into V, then for each
 // position the GEMMs of all the block's tiles (that position's U stays in L1), then the output transform.
-template <int NV>
-void gemms(const Conv& s, const float* V, int64_t nt, int64_t co0, float* M) {
+template <int NV, typename T>
+void gemms(const Conv<T>& s, const float* V, int64_t nt, int64_t co0, float* M) {
   constexpr int PB = kTiles(NV);
   const int64_t ldv = stride(s.c), ldm = stride(s.co);
   for (int pos = 0; pos < 36; ++pos)
@@ -150,13 +181,14 @@ void gemms(const Conv& s, const float* V, int64_t nt, int64_t co0, float* M) {
       gemm<NV>(V + pos * ldv + p * s.c, s.u + pos * s.c * s.co + co0, s.c, s.co, M + pos * ldm + p * s.co + co0);
 }
 
-void block(const Conv& s, int64_t n, int64_t r, int64_t t0, int64_t nt, Scratch& sc) {
+template <typename T>
+void block(const Conv<T>& s, int64_t n, int64_t r, int64_t t0, int64_t nt, Scratch& sc) {
   const int64_t cols = 4 * nt + 2, width = 4 * kBlock + 2, ldv = stride(s.c), ldm = stride(s.co);
   const Vec zero = {};
   // Input transform, 16 channels at a time: Bᵀ down the six input rows of each column (zeros past the
   // image, as SAME padding sees)…
   for (int64_t cv = 0; cv < s.c / 16; ++cv) {
-    const float* rows[6];
+    const T* rows[6];
     for (int k = 0; k < 6; ++k) {
       const int64_t yy = 4 * r - 1 + k;
       rows[k] = yy >= 0 && yy < s.h ? s.x + ((n * s.h + yy) * s.w) * s.c + 16 * cv : nullptr;
@@ -200,22 +232,23 @@ void block(const Conv& s, int64_t n, int64_t r, int64_t t0, int64_t nt, Scratch&
         if (yy >= s.h) break;
         Vec o[4];
         output_rows(z[i], o);
-        float* out = s.y + ((n * s.h + yy) * s.w + x0) * s.co + 16 * v;
+        T* out = s.y + ((n * s.h + yy) * s.w + x0) * s.co + 16 * v;
         for (int j = 0; j < 4 && x0 + j < s.w; ++j) store(out + j * s.co, o[j] + bias);
       }
     }
   }
 }
 
-ffi::Error winograd4(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> u,
-                     ffi::Buffer<ffi::F32> b, ffi::ResultBuffer<ffi::F32> y) {
-  const auto xd = x.dimensions(), ud = u.dimensions(), bd = b.dimensions();
+template <typename T>
+ffi::Error run(ffi::ThreadPool pool, ffi::Span<const int64_t> xd, const T* x, ffi::Buffer<ffi::F32> u,
+               ffi::Buffer<ffi::F32> b, T* y) {
+  const auto ud = u.dimensions(), bd = b.dimensions();
   if (xd.size() != 4 || ud.size() != 3 || bd.size() != 1)
-    return ffi::Error::InvalidArgument("winograd4_f32: x must be [N,H,W,C], u [36,C,Cout], b [Cout]");
+    return ffi::Error::InvalidArgument("winograd4: x must be [N,H,W,C], u [36,C,Cout], b [Cout]");
   const int64_t c = xd[3], co = ud[2];
   if (ud[0] != 36 || ud[1] != c || bd[0] != co || c % 16 != 0 || co % 16 != 0)
-    return ffi::Error::InvalidArgument("winograd4_f32: shapes do not match (C and Cout multiples of 16)");
-  const Conv s{xd[0], xd[1], xd[2], c, co, x.typed_data(), u.typed_data(), b.typed_data(), y->typed_data()};
+    return ffi::Error::InvalidArgument("winograd4: shapes do not match (C and Cout multiples of 16)");
+  const Conv<T> s{xd[0], xd[1], xd[2], c, co, x, u.typed_data(), b.typed_data(), y};
   const int64_t th = (s.h + 3) / 4, tw = (s.w + 3) / 4, blocks = (tw + kBlock - 1) / kBlock;
   // Work items: (image, tile row, block of tiles).
   rcan::parallel_for<Scratch>(pool, s.n * th * blocks, [s, th, tw, blocks](int64_t i0, int64_t i1, Scratch& sc) {
@@ -234,12 +267,28 @@ ffi::Error winograd4(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<
   return ffi::Error::Success();
 }
 
+ffi::Error winograd4(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> u,
+                     ffi::Buffer<ffi::F32> b, ffi::ResultBuffer<ffi::F32> y) {
+  return run(pool, x.dimensions(), x.typed_data(), u, b, y->typed_data());
+}
+
+ffi::Error winograd4_bf16_io(ffi::ThreadPool pool, ffi::Buffer<ffi::BF16> x, ffi::Buffer<ffi::F32> u,
+                             ffi::Buffer<ffi::F32> b, ffi::ResultBuffer<ffi::BF16> y) {
+  return run(pool, x.dimensions(), reinterpret_cast<const uint16_t*>(x.typed_data()), u, b,
+             reinterpret_cast<uint16_t*>(y->typed_data()));
+}
+
+template <ffi::DataType A>
+auto binding() {   // (x, u, b) -> y, activations in A, on XLA's CPU thread pool
+  return ffi::Ffi::Bind()
+      .Ctx<ffi::ThreadPool>()
+      .template Arg<ffi::Buffer<A>>()
+      .template Arg<ffi::Buffer<ffi::F32>>()
+      .template Arg<ffi::Buffer<ffi::F32>>()
+      .template Ret<ffi::Buffer<A>>();
+}
+
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(RcanWinograd4F32, winograd4,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RcanWinograd4F32, winograd4, binding<ffi::F32>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RcanWinograd4Bf16Io, winograd4_bf16_io, binding<ffi::BF16>());
