@@ -37,6 +37,7 @@ import tempfile
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from . import hardware, runtime, winograd
 
@@ -66,6 +67,7 @@ LIBRARIES = {
 # scheme -> the library that has it
 LIBRARY = {scheme: name for name, lib in LIBRARIES.items() for scheme in lib.targets}
 BASE_FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-w")
+WINOGRAD4_BLOCK = 24   # tiles per work item of winograd4_f32.cc (kBlock): one row of its sums each
 
 
 class Unavailable(RuntimeError):
@@ -212,11 +214,13 @@ def pack(kernel, scheme: str = "direct"):
     return kernel.reshape(3, 3, c // 2, 2, cout).transpose(0, 1, 2, 4, 3).astype(jnp.bfloat16)
 
 
-def conv3x3(x, kernel, bias=None, scheme: str = "direct", native: bool | str = True):
+def conv3x3(x, kernel, bias=None, scheme: str = "direct", native: bool | str = True, pooled: bool = False):
     """SAME 3×3 convolution, stride 1: x [N, H, W, C], HWIO kernel [3, 3, C, Cout] -> [N, H, W, Cout] in x's
     dtype, one the scheme serves (bfloat16 for direct and winograd2: float32 sums, bias included, rounded
     once; float32 or bfloat16 for winograd4, float32 arithmetic either way). C even for direct, a multiple
-    of 16 for the Winograd schemes; Cout a multiple of 16. native: which build (see build())."""
+    of 16 for the Winograd schemes; Cout a multiple of 16. native: which build (see build()).
+    pooled: return (y, y's mean over H and W in float32 [N, Cout]); winograd4 sums y as it writes it, the
+    bfloat16 kernels leave the mean to XLA."""
     n, h, w, c = x.shape
     cout = kernel.shape[3]
     multiple = 2 if scheme == "direct" else 16
@@ -227,5 +231,10 @@ def conv3x3(x, kernel, bias=None, scheme: str = "direct", native: bool | str = T
         raise ValueError(f"the {scheme} kernel takes {' or '.join(d.name for d in dtypes(scheme))}, not {x.dtype}")
     bias = jnp.zeros((cout,), jnp.float32) if bias is None else bias.astype(jnp.float32)
     target = LIBRARIES[LIBRARY[scheme]].targets[scheme][x.dtype.name][0] + _register(LIBRARY[scheme], native)
-    call = jax.ffi.ffi_call(target, jax.ShapeDtypeStruct((n, h, w, cout), x.dtype))
-    return call(x, pack(kernel, scheme), bias)
+    y = jax.ShapeDtypeStruct((n, h, w, cout), x.dtype)
+    if scheme != "winograd4":
+        return winograd.pooled_(jax.ffi.ffi_call(target, y)(x, pack(kernel, scheme), bias), pooled)
+    items = -(-h // 4) * -(-(-(-w // 4)) // WINOGRAD4_BLOCK)   # tile rows × blocks of tiles in a row
+    sums = jax.ShapeDtypeStruct((n, items if pooled else 1, cout), jnp.float32)
+    y, sums = jax.ffi.ffi_call(target, (y, sums))(x, pack(kernel, scheme), bias, pooled=np.int32(pooled))
+    return (y, jnp.sum(sums, axis=1) / (h * w)) if pooled else y

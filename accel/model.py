@@ -37,13 +37,15 @@ class Conv(nnx.Conv):
     forward is traced under winograd.enabled() and winograd.applies() to them (accel/winograd.py, the path
     chosen by accel/autotune.py)."""
 
-    def __call__(self, inputs):
+    def __call__(self, inputs, pooled: bool = False):
+        """pooled: return (output, its mean over H and W in float32), which the float32 C++ kernel takes as it
+        writes the output (channel attention's pooling without another pass over it)."""
         plain = self.padding == "SAME" and self.strides in (1, (1, 1)) and self.kernel_dilation in (1, (1, 1))
         if plain and self.feature_group_count == 1 and winograd.applies(self.kernel.shape):
             bias = self.bias[...] if self.bias is not None else None
             x, kernel, bias = self.promote_dtype((inputs, self.kernel[...], bias), dtype=self.dtype)
-            return winograd.square_conv(x, kernel, bias)
-        return super().__call__(inputs)
+            return winograd.square_conv(x, kernel, bias, pooled)
+        return winograd.pooled_(super().__call__(inputs), pooled)
 
 
 def conv(cin, cout, k, dtype, rngs):
@@ -61,15 +63,18 @@ class ChannelAttention(nnx.Module):
         self.down = nnx.Linear(n_feats, squeeze, dtype=dtype, rngs=rngs)   # conv_du.0
         self.up = nnx.Linear(squeeze, n_feats, dtype=dtype, rngs=rngs)     # conv_du.2
 
-    def gates(self, x, mask=None):
-        if mask is None:
+    def gates(self, x, mask=None, pooled=None):
+        """pooled: x's global average pool [N, C] (float32) where the caller has it already."""
+        if pooled is not None:
+            z = pooled
+        elif mask is None:
             z = jnp.mean(x.astype(jnp.float32), axis=(1, 2))                  # [N, C]
         else:
             z = jnp.sum(x.astype(jnp.float32), axis=(1, 2)) / jnp.sum(mask, axis=(1, 2))
         return jax.nn.sigmoid(self.up(jax.nn.relu(self.down(z.astype(x.dtype)))))  # [N, C]
 
-    def __call__(self, x, mask=None):
-        return x * self.gates(x, mask)[:, None, None, :]
+    def __call__(self, x, mask=None, pooled=None):
+        return x * self.gates(x, mask, pooled)[:, None, None, :]
 
 
 class RCAB(nnx.Module):
@@ -82,8 +87,11 @@ class RCAB(nnx.Module):
         self.attention = ChannelAttention(C, config.squeeze, dtype, rngs=rngs)  # body.3
 
     def __call__(self, x, mask=None):
-        r = masked(self.conv1(x), mask)
-        r = masked(self.conv2(jax.nn.relu(r)), mask)
+        r = jax.nn.relu(masked(self.conv1(x), mask))
+        if mask is None:   # the attention's pooling taken with conv2's output (as the float32 kernel writes it)
+            r, pooled = self.conv2(r, pooled=True)
+            return x + self.attention(r, pooled=pooled)
+        r = masked(self.conv2(r), mask)
         return x + self.attention(r, mask)
 
 

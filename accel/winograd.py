@@ -97,12 +97,19 @@ def applies(kernel_shape) -> bool:
     return kernel_shape[2] == kernel_shape[3]
 
 
-def square_conv(x, kernel, bias=None):
-    """A convolution that applies(): Winograd with the enabled scheme (square), or one of the C++ kernels."""
+def square_conv(x, kernel, bias=None, pooled: bool = False):
+    """A convolution that applies(): Winograd with the enabled scheme (square), or one of the C++ kernels.
+    pooled: return (y, its mean over H and W) (see pooled())."""
     if _ACTIVE.get() in KERNELS:
         from . import cpu_kernel   # imported on use (it imports this module)
-        return cpu_kernel.conv3x3(x, kernel, bias, KERNELS[_ACTIVE.get()])
-    return conv3x3(x, kernel, bias)
+        return cpu_kernel.conv3x3(x, kernel, bias, KERNELS[_ACTIVE.get()], pooled=pooled)
+    return pooled_(conv3x3(x, kernel, bias), pooled)
+
+
+def pooled_(y, pooled: bool = True):
+    """(y, y's mean over H and W in float32 [N, C]) — channel attention's global average pooling — if pooled,
+    else y. The float32 C++ kernel sums its output as it writes it instead."""
+    return (y, jnp.mean(y.astype(jnp.float32), axis=(1, 2))) if pooled else y
 
 
 def _combine(coefficients, parts):

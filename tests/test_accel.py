@@ -229,7 +229,7 @@ scheme = winograd.KERNELS.get(sys.argv[1])
 if scheme and not cpu_kernel.cpu_has(cpu_kernel.LIBRARY[scheme]):   # the portable build there
     real = cpu_kernel.conv3x3
     cpu_kernel.available = lambda scheme="direct": True
-    cpu_kernel.conv3x3 = lambda x, k, b=None, scheme="direct": real(x, k, b, scheme, native=False)
+    cpu_kernel.conv3x3 = lambda x, k, b=None, scheme="direct", pooled=False: real(x, k, b, scheme, False, pooled)
 c = RCANConfig(scale=2, n_resgroups=2, n_resblocks=2, n_feats=16, reduction=4)
 dtype = cpu_kernel.dtypes(scheme)[0] if scheme else jax.numpy.float32
 m = accel.model_from_weights(init_weights(c, 0), c, dtype=dtype, conv=sys.argv[1])

@@ -82,6 +82,26 @@ def test_kernel_matches_exact_convolution(build, shape):
         assert rms(err) < 2.5 * rms(direct) + 1e-6 and err.max() < 0.05 * np.abs(exact).max(), (rms(err), rms(direct))
 
 
+@pytest.mark.parametrize("build", BUILDS, ids=BUILD_ID)
+@pytest.mark.parametrize("shape", [(2, 9, 25, 64, 64), (1, 6, 101, 16, 32)])
+def test_kernel_pooled_output(build, shape):
+    """pooled=True gives the same output and its mean over H and W: float32 sums of what was stored
+    (bfloat16 values widened), within 1e-6 of the largest value, across the images of a batch and the
+    blocks of tiles of a row (101 pixels = 26 tiles: a block of 24 and one of 2)."""
+    scheme, native, dtype = build
+    n, h, w, c, cout = shape
+    rng = np.random.default_rng(sum(shape) + 1)
+    x = jnp.asarray(rng.standard_normal((n, h, w, c)), dtype)
+    k = jnp.asarray(rng.standard_normal((3, 3, c, cout)) * 0.1, dtype)
+    b = jnp.asarray(rng.standard_normal(cout), jnp.float32)
+    run = jax.jit(lambda x, k, b, pooled: cpu_kernel.conv3x3(x, k, b, scheme, native, pooled), static_argnums=3)
+    plain = np.asarray(run(x, k, b, False), np.float64)
+    y, mean = run(x, k, b, True)
+    assert np.array_equal(np.asarray(y, np.float64), plain)
+    assert mean.dtype == jnp.float32 and mean.shape == (n, cout)
+    assert np.abs(np.asarray(mean) - plain.mean(axis=(1, 2))).max() < 1e-6 * np.abs(plain).max()
+
+
 def test_kernel_rejects_shapes_it_cannot_tile(monkeypatch):
     with pytest.raises(ValueError, match=r"the direct kernel takes a 3×3 kernel over C = 2·k inputs and 16·k "):
         cpu_kernel.conv3x3(jnp.zeros((1, 4, 4, 3), jnp.bfloat16), jnp.zeros((3, 3, 3, 16)), native=False)
@@ -113,9 +133,9 @@ def test_kernel_paths_in_the_model(monkeypatch, path, dtype):
     real = cpu_kernel.conv3x3
     calls = []
 
-    def counted(x, k, b=None, scheme="direct", native=native):
+    def counted(x, k, b=None, scheme="direct", native=native, pooled=False):
         calls.append((k.shape, scheme))
-        return real(x, k, b, scheme, native=native)
+        return real(x, k, b, scheme, native=native, pooled=pooled)
     if not native:   # a CPU without the instructions: the same path through the portable build
         monkeypatch.setattr(cpu_kernel, "available", lambda scheme="direct": True)
     monkeypatch.setattr(cpu_kernel, "conv3x3", counted)

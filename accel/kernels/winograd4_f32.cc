@@ -9,6 +9,10 @@
 //   u  f32 [36, C, Cout]      the Winograd-domain filter U = G g Gᵀ (accel/winograd.py's filter_transform)
 //   b  f32 [Cout]             bias (Cout a multiple of 16)
 //   y  f32 [N, H, W, Cout]
+//   sums f32 [N, R, Cout]      with the attribute pooled = 1: per output channel, the sum of y over each work
+//                              item's pixels (R items per image), the channel attention's global average
+//                              pooling taken as y is written instead of in another pass over it (XLA adds up
+//                              the R rows); otherwise not written
 //
 // RcanWinograd4Bf16Io takes and gives bfloat16 activations (x, y) for a bfloat16 model, with the same float32
 // arithmetic inside: x widened as it is read, y rounded once (to nearest even) as it is written, where XLA
@@ -77,6 +81,7 @@ struct Conv {
   const float* u;
   const float* b;
   T* y;
+  float* sums;   // [items, co], or nullptr: not wanted
 };
 
 // Tiles per block: the block's V and M ([36][kBlock][C] each, 221 KB at C = 64) stay in a 1 MB L2 cache
@@ -181,8 +186,8 @@ void gemms(const Conv<T>& s, const float* V, int64_t nt, int64_t co0, float* M) 
       gemm<NV>(V + pos * ldv + p * s.c, s.u + pos * s.c * s.co + co0, s.c, s.co, M + pos * ldm + p * s.co + co0);
 }
 
-template <typename T>
-void block(const Conv<T>& s, int64_t n, int64_t r, int64_t t0, int64_t nt, Scratch& sc) {
+template <bool kSums, typename T>
+void block(const Conv<T>& s, int64_t n, int64_t r, int64_t t0, int64_t nt, Scratch& sc, float* sums) {
   const int64_t cols = 4 * nt + 2, width = 4 * kBlock + 2, ldv = stride(s.c), ldm = stride(s.co);
   const Vec zero = {};
   // Input transform, 16 channels at a time: Bᵀ down the six input rows of each column (zeros past the
@@ -233,7 +238,12 @@ void block(const Conv<T>& s, int64_t n, int64_t r, int64_t t0, int64_t nt, Scrat
         Vec o[4];
         output_rows(z[i], o);
         T* out = s.y + ((n * s.h + yy) * s.w + x0) * s.co + 16 * v;
-        for (int j = 0; j < 4 && x0 + j < s.w; ++j) store(out + j * s.co, o[j] + bias);
+        Vec total = {};
+        for (int j = 0; j < 4 && x0 + j < s.w; ++j) {
+          store(out + j * s.co, o[j] + bias);
+          if (kSums) total += load(out + j * s.co);   // what was stored (rounded, for bfloat16)
+        }
+        if (kSums) store(sums + 16 * v, load(sums + 16 * v) + total);
       }
     }
   }
@@ -241,15 +251,19 @@ void block(const Conv<T>& s, int64_t n, int64_t r, int64_t t0, int64_t nt, Scrat
 
 template <typename T>
 ffi::Error run(ffi::ThreadPool pool, ffi::Span<const int64_t> xd, const T* x, ffi::Buffer<ffi::F32> u,
-               ffi::Buffer<ffi::F32> b, T* y) {
+               ffi::Buffer<ffi::F32> b, T* y, ffi::ResultBuffer<ffi::F32> sums, int32_t pooled) {
   const auto ud = u.dimensions(), bd = b.dimensions();
   if (xd.size() != 4 || ud.size() != 3 || bd.size() != 1)
     return ffi::Error::InvalidArgument("winograd4: x must be [N,H,W,C], u [36,C,Cout], b [Cout]");
   const int64_t c = xd[3], co = ud[2];
   if (ud[0] != 36 || ud[1] != c || bd[0] != co || c % 16 != 0 || co % 16 != 0)
     return ffi::Error::InvalidArgument("winograd4: shapes do not match (C and Cout multiples of 16)");
-  const Conv<T> s{xd[0], xd[1], xd[2], c, co, x, u.typed_data(), b.typed_data(), y};
+  const Conv<T> s{xd[0], xd[1], xd[2], c, co, x, u.typed_data(), b.typed_data(), y,
+                  pooled ? sums->typed_data() : nullptr};
   const int64_t th = (s.h + 3) / 4, tw = (s.w + 3) / 4, blocks = (tw + kBlock - 1) / kBlock;
+  const auto sd = sums->dimensions();
+  if (pooled && (sd.size() != 3 || sd[0] != s.n || sd[1] != th * blocks || sd[2] != co))
+    return ffi::Error::InvalidArgument("winograd4: sums must be [N, tile rows · blocks of 24 tiles, Cout]");
   // Work items: (image, tile row, block of tiles).
   rcan::parallel_for<Scratch>(pool, s.n * th * blocks, [s, th, tw, blocks](int64_t i0, int64_t i1, Scratch& sc) {
     if (sc.V.empty()) {
@@ -261,31 +275,42 @@ ffi::Error run(ffi::ThreadPool pool, ffi::Span<const int64_t> xd, const T* x, ff
     }
     for (int64_t item = i0; item < i1; ++item) {
       const int64_t row = item / blocks, t0 = item % blocks * kBlock;
-      block(s, row / th, row % th, t0, std::min<int64_t>(kBlock, tw - t0), sc);
+      const int64_t nt = std::min<int64_t>(kBlock, tw - t0);
+      if (s.sums) {   // a template argument: no test in the output loop
+        float* sums = s.sums + item * s.co;
+        std::fill(sums, sums + s.co, 0.0f);
+        block<true>(s, row / th, row % th, t0, nt, sc, sums);
+      } else {
+        block<false>(s, row / th, row % th, t0, nt, sc, nullptr);
+      }
     }
   });
   return ffi::Error::Success();
 }
 
 ffi::Error winograd4(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> u,
-                     ffi::Buffer<ffi::F32> b, ffi::ResultBuffer<ffi::F32> y) {
-  return run(pool, x.dimensions(), x.typed_data(), u, b, y->typed_data());
+                     ffi::Buffer<ffi::F32> b, ffi::ResultBuffer<ffi::F32> y, ffi::ResultBuffer<ffi::F32> sums,
+                     int32_t pooled) {
+  return run(pool, x.dimensions(), x.typed_data(), u, b, y->typed_data(), sums, pooled);
 }
 
 ffi::Error winograd4_bf16_io(ffi::ThreadPool pool, ffi::Buffer<ffi::BF16> x, ffi::Buffer<ffi::F32> u,
-                             ffi::Buffer<ffi::F32> b, ffi::ResultBuffer<ffi::BF16> y) {
+                             ffi::Buffer<ffi::F32> b, ffi::ResultBuffer<ffi::BF16> y,
+                             ffi::ResultBuffer<ffi::F32> sums, int32_t pooled) {
   return run(pool, x.dimensions(), reinterpret_cast<const uint16_t*>(x.typed_data()), u, b,
-             reinterpret_cast<uint16_t*>(y->typed_data()));
+             reinterpret_cast<uint16_t*>(y->typed_data()), sums, pooled);
 }
 
 template <ffi::DataType A>
-auto binding() {   // (x, u, b) -> y, activations in A, on XLA's CPU thread pool
+auto binding() {   // (x, u, b; pooled) -> (y, sums), activations in A, on XLA's CPU thread pool
   return ffi::Ffi::Bind()
       .Ctx<ffi::ThreadPool>()
       .template Arg<ffi::Buffer<A>>()
       .template Arg<ffi::Buffer<ffi::F32>>()
       .template Arg<ffi::Buffer<ffi::F32>>()
-      .template Ret<ffi::Buffer<A>>();
+      .template Ret<ffi::Buffer<A>>()
+      .template Ret<ffi::Buffer<ffi::F32>>()
+      .template Attr<int32_t>("pooled");
 }
 
 }  // namespace

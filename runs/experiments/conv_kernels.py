@@ -5,8 +5,9 @@ GFLOP/s counted as the direct convolution's FLOPs (so Winograd's fewer multiplic
 "rms" is the error of one conv relative to the exact convolution of the same input.
 
 Run: PYTHONPATH=runs/experiments python runs/experiments/conv_kernels.py [--float32] [--build NAME] [SIZE ...]
-(default bfloat16; sizes 64 128 256; --build: the kernel's build, e.g. avx2 on a CPU with AVX-512, where
-XLA_FLAGS=--xla_cpu_max_isa=AVX2 holds XLA's own code to the same instructions)
+(default bfloat16; sizes 64 128 256; --build: the kernels' build, e.g. avx2 on a CPU with AVX-512, where
+XLA_FLAGS=--xla_cpu_max_isa=AVX2 holds XLA's own code to the same instructions; kernels without that build
+are left out)
 """
 import statistics
 import sys
@@ -22,7 +23,7 @@ from accel import autotune, cpu_kernel, winograd
 from interleaved import compare
 
 C, N = 64, 10
-PATHS = {jnp.bfloat16: ["kernel-direct", "kernel-winograd2", "winograd-ynn", "winograd2", "xla"],
+PATHS = {jnp.bfloat16: ["kernel-direct", "kernel-winograd2", "kernel-winograd4", "winograd-ynn", "winograd2", "xla"],
          jnp.float32: ["kernel-winograd4", "winograd-ynn", "winograd", "ynn", "xla"]}
 
 
@@ -68,7 +69,7 @@ def main(sizes, dtype):
         exact = lax.conv_general_dilated(x.astype(jnp.float32), ws[0].astype(jnp.float32), (1, 1), "SAME",
                                          dimension_numbers=("NHWC", "HWIO", "NHWC"), precision="highest")
         exact = exact + b.astype(jnp.float32)
-        fs = {p: autotune.jit(chain, p) for p in PATHS[dtype]}
+        fs = {p: autotune.jit(chain, p) for p in PATHS[dtype] if p in autotune.paths(dtype)}
         times = compare(fs, (x, ws, b), 5, N)
         times["torch (oneDNN)"] = torch_ms(x, ws, b, torch.bfloat16 if dtype == jnp.bfloat16 else torch.float32)
         flop = 2 * S * S * 9 * C * C
@@ -87,6 +88,7 @@ if __name__ == "__main__":
     if "--build" in args:
         build = args.pop(args.index("--build") + 1)
         args.remove("--build")
-        cpu_kernel.native_builds = lambda library: [build]
+        # That build only (the kernels without one are left out), as on a CPU whose best build it is.
+        cpu_kernel.native_builds = lambda library: [build] if build in cpu_kernel.LIBRARIES[library].builds else []
     main([int(s) for s in args if s != "--float32"] or [64, 128, 256],
          jnp.float32 if "--float32" in args else jnp.bfloat16)
