@@ -16,7 +16,8 @@ multiplications than the direct convolution, the same ≈ 2e-6 relative error pe
 transform, the 36 GEMMs and the output transform fused per block of 24 tiles, so the Winograd-domain data
 (2.25× the activations, each way) stays in the core's caches instead of going through memory between
 XLA's separate passes. It serves bfloat16 models too, as XLA runs their convolutions on a CPU: float32
-arithmetic, the bfloat16 input widened as it is read and the output rounded once as it is written.
+arithmetic, the bfloat16 input widened as it is read and the output rounded once as it is written. Asked
+for, it also sums its output per channel as it writes it (channel attention's pooling, conv3x3(pooled=True)).
 
 Each shared library is cached by a hash of its source, the compiler flags and the jax version: in the
 runtime's cache folder once runtime.configure() names one, else in a temporary folder for this process.
