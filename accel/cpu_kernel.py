@@ -16,8 +16,10 @@ multiplications than the direct convolution, the same ≈ 2e-6 relative error pe
 transform, the 36 GEMMs and the output transform fused per block of 24 tiles, so the Winograd-domain data
 (2.25× the activations, each way) stays in the core's caches instead of going through memory between
 XLA's separate passes. It serves bfloat16 models too, as XLA runs their convolutions on a CPU: float32
-arithmetic, the bfloat16 input widened as it is read and the output rounded once as it is written. Asked
-for, it also sums its output per channel as it writes it (channel attention's pooling, conv3x3(pooled=True)).
+arithmetic, the bfloat16 input widened as it is read and the output rounded once as it is written.
+
+Asked for, the Winograd kernels also sum their output per channel as they write it (channel attention's
+pooling, conv3x3(pooled=True)), one row of sums per work item, which XLA adds up.
 
 Each shared library is cached by a hash of its source, the compiler flags and the jax version: in the
 runtime's cache folder once runtime.configure() names one, else in a temporary folder for this process.
@@ -220,8 +222,8 @@ def conv3x3(x, kernel, bias=None, scheme: str = "direct", native: bool | str = T
     dtype, one the scheme serves (bfloat16 for direct and winograd2: float32 sums, bias included, rounded
     once; float32 or bfloat16 for winograd4, float32 arithmetic either way). C even for direct, a multiple
     of 16 for the Winograd schemes; Cout a multiple of 16. native: which build (see build()).
-    pooled: return (y, y's mean over H and W in float32 [N, Cout]); winograd4 sums y as it writes it, the
-    bfloat16 kernels leave the mean to XLA."""
+    pooled: return (y, y's mean over H and W in float32 [N, Cout]); the Winograd kernels sum y as they write
+    it, direct leaves the mean to XLA."""
     n, h, w, c = x.shape
     cout = kernel.shape[3]
     multiple = 2 if scheme == "direct" else 16
@@ -233,9 +235,10 @@ def conv3x3(x, kernel, bias=None, scheme: str = "direct", native: bool | str = T
     bias = jnp.zeros((cout,), jnp.float32) if bias is None else bias.astype(jnp.float32)
     target = LIBRARIES[LIBRARY[scheme]].targets[scheme][x.dtype.name][0] + _register(LIBRARY[scheme], native)
     y = jax.ShapeDtypeStruct((n, h, w, cout), x.dtype)
-    if scheme != "winograd4":
+    if scheme == "direct":
         return winograd.pooled_(jax.ffi.ffi_call(target, y)(x, pack(kernel, scheme), bias), pooled)
-    items = -(-h // 4) * -(-(-(-w // 4)) // WINOGRAD4_BLOCK)   # tile rows × blocks of tiles in a row
+    # Rows of sums: one per work item (winograd4: a block of tiles of a tile row; winograd2: a tile row).
+    items = -(-h // 4) * -(-(-(-w // 4)) // WINOGRAD4_BLOCK) if scheme == "winograd4" else -(-h // 2)
     sums = jax.ShapeDtypeStruct((n, items if pooled else 1, cout), jnp.float32)
     y, sums = jax.ffi.ffi_call(target, (y, sums))(x, pack(kernel, scheme), bias, pooled=np.int32(pooled))
     return (y, jnp.sum(sums, axis=1) / (h * w)) if pooled else y

@@ -38,8 +38,8 @@ class Conv(nnx.Conv):
     chosen by accel/autotune.py)."""
 
     def __call__(self, inputs, pooled: bool = False):
-        """pooled: return (output, its mean over H and W in float32), which the float32 C++ kernel takes as it
-        writes the output (channel attention's pooling without another pass over it)."""
+        """pooled: return (output, its mean over H and W in float32), which the C++ Winograd kernels take as
+        they write the output (channel attention's pooling without another pass over it)."""
         plain = self.padding == "SAME" and self.strides in (1, (1, 1)) and self.kernel_dilation in (1, (1, 1))
         if plain and self.feature_group_count == 1 and winograd.applies(self.kernel.shape):
             bias = self.bias[...] if self.bias is not None else None
@@ -88,7 +88,7 @@ class RCAB(nnx.Module):
 
     def __call__(self, x, mask=None):
         r = jax.nn.relu(masked(self.conv1(x), mask))
-        if mask is None:   # the attention's pooling taken with conv2's output (as the float32 kernel writes it)
+        if mask is None:   # the attention's pooling taken with conv2's output (as the Winograd kernels write it)
             r, pooled = self.conv2(r, pooled=True)
             return x + self.attention(r, pooled=pooled)
         r = masked(self.conv2(r), mask)

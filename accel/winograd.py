@@ -108,7 +108,7 @@ def square_conv(x, kernel, bias=None, pooled: bool = False):
 
 def pooled_(y, pooled: bool = True):
     """(y, y's mean over H and W in float32 [N, C]) — channel attention's global average pooling — if pooled,
-    else y. The float32 C++ kernel sums its output as it writes it instead."""
+    else y. The C++ Winograd kernels sum their output as they write it instead."""
     return (y, jnp.mean(y.astype(jnp.float32), axis=(1, 2))) if pooled else y
 
 

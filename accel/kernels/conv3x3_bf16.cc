@@ -9,6 +9,9 @@
 //                                   output channel sits side by side, as vdpbf16ps reads it
 //   b  f32  [Cout]                  bias (Cout a multiple of 16)
 //   y  bf16 [N, H, W, Cout]         float32 sums rounded once to bfloat16 (round to nearest even)
+//   sums f32 [N, ceil(H/2), Cout]   Winograd only, with the attribute pooled = 1: per output channel, the sum
+//                                   of y over each tile row (the channel attention's pooling, taken as y is
+//                                   written; XLA adds up the rows); otherwise not written
 //
 // Built without AVX512-BF16 (a CPU without it), the same loops run in plain C++ with float32 arithmetic:
 // slow, but the tests check the layout and the edges with it on any machine.
@@ -34,6 +37,7 @@ struct Conv {
   const uint16_t* wp;
   const float* b;
   uint16_t* y;
+  float* sums;   // [N·ceil(H/2), Cout] (Winograd, pooled), else nullptr
 };
 
 // Register tiles: PB output pixels × NV vectors of 16 output channels, PB·NV ≤ 24 accumulators, leaving
@@ -207,10 +211,10 @@ inline void gemm(const uint16_t* V, const uint16_t* U, int64_t c, int64_t co, fl
 #endif
 }
 
-// Output channels [co0, co0 + 16·NV) of the block's nt tiles from t0, in tile row r.
+// Output channels [co0, co0 + 16·NV) of the block's nt tiles from t0, in tile row r (its row of sums: sums).
 template <int NV>
 void wino_channels(const Conv& s, const uint16_t* V, int64_t n, int64_t r, int64_t t0, int64_t nt, int64_t co0,
-                   float* M) {
+                   float* M, float* sums) {
   constexpr int PB = kTiles(NV);
   for (int pb = 0; pb < nt; pb += PB) {   // the block's last tiles may lie past the image
     for (int pos = 0; pos < 16; ++pos)
@@ -234,6 +238,11 @@ void wino_channels(const Conv& s, const uint16_t* V, int64_t n, int64_t r, int64
           uint16_t* out = s.y + ((n * s.h + y) * s.w + x0) * s.co + co0 + 16 * j;
           store_bf16(out, z[i][0] + z[i][1] + z[i][2] + bias);
           if (x0 + 1 < s.w) store_bf16(out + s.co, z[i][1] - z[i][2] - z[i][3] + bias);
+          if (sums) {   // what was stored, widened again
+            Vec total = load_f32(sums + co0 + 16 * j) + load_bf16(out);
+            if (x0 + 1 < s.w) total = total + load_bf16(out + s.co);
+            store_f32(sums + co0 + 16 * j, total);
+          }
         }
       }
     }
@@ -253,6 +262,8 @@ void wino_rows(const Conv& s, int64_t r0, int64_t r1, std::vector<uint16_t>& pad
   M.resize(16 * kBlock * 32);   // 16 positions × one register tile (6 × 64 = 12 × 32 floats)
   for (int64_t rr = r0; rr < r1; ++rr) {
     const int64_t n = rr / th, r = rr % th;
+    float* sums = s.sums ? s.sums + rr * s.co : nullptr;
+    if (sums) std::fill(sums, sums + s.co, 0.0f);
     for (int k = 0; k < 4; ++k) {
       uint16_t* dst = pad.data() + k * width * s.c + s.c;
       const int64_t y = 2 * r - 1 + k;
@@ -279,9 +290,9 @@ void wino_rows(const Conv& s, int64_t r0, int64_t r1, std::vector<uint16_t>& pad
           }
       }
       int64_t co0 = 0;
-      for (; co0 + 64 <= s.co; co0 += 64) wino_channels<4>(s, V.data(), n, r, t0, nt, co0, M.data());
-      for (; co0 + 32 <= s.co; co0 += 32) wino_channels<2>(s, V.data(), n, r, t0, nt, co0, M.data());
-      for (; co0 + 16 <= s.co; co0 += 16) wino_channels<1>(s, V.data(), n, r, t0, nt, co0, M.data());
+      for (; co0 + 64 <= s.co; co0 += 64) wino_channels<4>(s, V.data(), n, r, t0, nt, co0, M.data(), sums);
+      for (; co0 + 32 <= s.co; co0 += 32) wino_channels<2>(s, V.data(), n, r, t0, nt, co0, M.data(), sums);
+      for (; co0 + 16 <= s.co; co0 += 16) wino_channels<1>(s, V.data(), n, r, t0, nt, co0, M.data(), sums);
     }
   }
 }
@@ -321,7 +332,7 @@ struct Scratch {
 
 // wp: [3, 3, C/2, Cout, 2] (direct) or, with winograd, U = G g Gᵀ as [16, C/2, Cout, 2].
 ffi::Error run(ffi::ThreadPool& pool, bool winograd, ffi::Buffer<ffi::BF16>& x, ffi::Buffer<ffi::BF16>& wp,
-               ffi::Buffer<ffi::F32>& b, ffi::ResultBuffer<ffi::BF16>& y) {
+               ffi::Buffer<ffi::F32>& b, ffi::ResultBuffer<ffi::BF16>& y, float* sums = nullptr) {
   const auto xd = x.dimensions(), wd = wp.dimensions(), bd = b.dimensions();
   const size_t rank = winograd ? 4 : 5;
   if (xd.size() != 4 || wd.size() != rank || bd.size() != 1)
@@ -333,7 +344,7 @@ ffi::Error run(ffi::ThreadPool& pool, bool winograd, ffi::Buffer<ffi::BF16>& x, 
     return ffi::Error::InvalidArgument("conv3x3_bf16: shapes do not match (C even, 16·k for Winograd; Cout 16·k)");
   const Conv s{xd[0], xd[1], xd[2], c, co, reinterpret_cast<const uint16_t*>(x.typed_data()),
                reinterpret_cast<const uint16_t*>(wp.typed_data()), b.typed_data(),
-               reinterpret_cast<uint16_t*>(y->typed_data())};
+               reinterpret_cast<uint16_t*>(y->typed_data()), sums};
   // Output rows, or tile rows for Winograd, of the flattened batch.
   rcan::parallel_for<Scratch>(pool, s.n * (winograd ? (s.h + 1) / 2 : s.h),
                               [s, winograd](int64_t r0, int64_t r1, Scratch& sc) {
@@ -349,11 +360,16 @@ ffi::Error conv3x3(ffi::ThreadPool pool, ffi::Buffer<ffi::BF16> x, ffi::Buffer<f
 }
 
 ffi::Error winograd2(ffi::ThreadPool pool, ffi::Buffer<ffi::BF16> x, ffi::Buffer<ffi::BF16> up,
-                     ffi::Buffer<ffi::F32> b, ffi::ResultBuffer<ffi::BF16> y) {
-  return run(pool, true, x, up, b, y);
+                     ffi::Buffer<ffi::F32> b, ffi::ResultBuffer<ffi::BF16> y, ffi::ResultBuffer<ffi::F32> sums,
+                     int32_t pooled) {
+  const auto xd = x.dimensions(), sd = sums->dimensions(), ud = up.dimensions();
+  if (pooled && (xd.size() != 4 || ud.size() != 4 || sd.size() != 3 || sd[0] != xd[0] || sd[1] != (xd[1] + 1) / 2 ||
+                 sd[2] != ud[2]))
+    return ffi::Error::InvalidArgument("winograd2_bf16: sums must be [N, tile rows, Cout]");
+  return run(pool, true, x, up, b, y, pooled ? sums->typed_data() : nullptr);
 }
 
-// Both handlers take (x, weights, bias) and return y, on XLA's CPU thread pool.
+// Both handlers take (x, weights, bias) and return y, on XLA's CPU thread pool; Winograd also the sums.
 auto binding() {
   return ffi::Ffi::Bind()
       .Ctx<ffi::ThreadPool>()
@@ -366,4 +382,5 @@ auto binding() {
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RcanConv3x3Bf16, conv3x3, binding());
-XLA_FFI_DEFINE_HANDLER_SYMBOL(RcanWinograd2Bf16, winograd2, binding());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RcanWinograd2Bf16, winograd2,
+                              binding().Ret<ffi::Buffer<ffi::F32>>().Attr<int32_t>("pooled"));
