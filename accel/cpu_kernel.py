@@ -236,9 +236,10 @@ def conv3x3(x, kernel, bias=None, scheme: str = "direct", native: bool | str = T
     target = LIBRARIES[LIBRARY[scheme]].targets[scheme][x.dtype.name][0] + _register(LIBRARY[scheme], native)
     y = jax.ShapeDtypeStruct((n, h, w, cout), x.dtype)
     if scheme == "direct":
-        return winograd.pooled_(jax.ffi.ffi_call(target, y)(x, pack(kernel, scheme), bias), pooled)
+        return winograd.with_pooling(jax.ffi.ffi_call(target, y)(x, pack(kernel, scheme), bias), pooled)
     # Rows of sums: one per work item (winograd4: a block of tiles of a tile row; winograd2: a tile row).
-    items = -(-h // 4) * -(-(-(-w // 4)) // WINOGRAD4_BLOCK) if scheme == "winograd4" else -(-h // 2)
+    ceil = lambda a, b: -(-a // b)   # noqa: E731
+    items = ceil(h, 4) * ceil(ceil(w, 4), WINOGRAD4_BLOCK) if scheme == "winograd4" else ceil(h, 2)
     sums = jax.ShapeDtypeStruct((n, items if pooled else 1, cout), jnp.float32)
     y, sums = jax.ffi.ffi_call(target, (y, sums))(x, pack(kernel, scheme), bias, pooled=np.int32(pooled))
     return (y, jnp.sum(sums, axis=1) / (h * w)) if pooled else y

@@ -45,7 +45,7 @@ class Conv(nnx.Conv):
             bias = self.bias[...] if self.bias is not None else None
             x, kernel, bias = self.promote_dtype((inputs, self.kernel[...], bias), dtype=self.dtype)
             return winograd.square_conv(x, kernel, bias, pooled)
-        return winograd.pooled_(super().__call__(inputs), pooled)
+        return winograd.with_pooling(super().__call__(inputs), pooled)
 
 
 def conv(cin, cout, k, dtype, rngs):

@@ -103,10 +103,10 @@ def square_conv(x, kernel, bias=None, pooled: bool = False):
     if _ACTIVE.get() in KERNELS:
         from . import cpu_kernel   # imported on use (it imports this module)
         return cpu_kernel.conv3x3(x, kernel, bias, KERNELS[_ACTIVE.get()], pooled=pooled)
-    return pooled_(conv3x3(x, kernel, bias), pooled)
+    return with_pooling(conv3x3(x, kernel, bias), pooled)
 
 
-def pooled_(y, pooled: bool = True):
+def with_pooling(y, pooled: bool = True):
     """(y, y's mean over H and W in float32 [N, C]) — channel attention's global average pooling — if pooled,
     else y. The C++ Winograd kernels sum their output as they write it instead."""
     return (y, jnp.mean(y.astype(jnp.float32), axis=(1, 2))) if pooled else y
