@@ -93,10 +93,6 @@ def needs(scheme: str) -> str:
     return ", or ".join(" ".join(flags) for flags, _ in LIBRARIES[LIBRARY[scheme]].builds.values())
 
 
-def cpu_has_bf16_dot() -> bool:
-    return cpu_has("bf16")
-
-
 def _variant(native, library: str) -> str:
     """native: True (the fastest build this CPU runs), False or "portable" (plain C++), or a build's name."""
     if native is False or native == "portable":
