@@ -6,7 +6,8 @@ F(4×4, 3×3) (accel/winograd.py: 2.25× fewer multiplications, ≈ 4e-6 relativ
 with XLA's default fusions ("winograd") or with YNNPACK's dot fusions, which take in the bias add
 after the 36 GEMMs ("winograd-ynn"); in bfloat16, as Winograd F(2×2, 3×3) with bfloat16 GEMMs summed in
 float32 ("winograd2", runs/experiments/bf16_conv_paths.py), and, on a CPU with AVX512-BF16, as the
-project's own C++ kernels on the bfloat16 dot instructions ("kernel-direct", "kernel-winograd2":
+project's own C++ kernels on the bfloat16 dot instructions ("kernel-direct", on AMX tiles where the CPU has
+them, "kernel-winograd2":
 accel/cpu_kernel.py; XLA's bfloat16 GEMMs at 64 channels run no faster than its float32 ones, those kernels
 near the instructions' peak); in float32, on a CPU with AVX-512, also as the project's F(4×4) kernel with
 its transforms and GEMMs fused in cache ("kernel-winograd4"). Of XLA's paths none wins everywhere on the

@@ -7,6 +7,9 @@ Zen 4 and Intel Xeons since Cooper Lake) only through dots, whose batched form a
 nothing on them (accel/PERFORMANCE.md); oneDNN's bfloat16 convolution, which PyTorch calls, runs near
 their peak. Two schemes, register-tiled for AVX-512, the rows shared out over XLA's own CPU threads:
 - "direct": the plain 9-tap convolution (float32 sums rounded once: 1.7e-3 relative RMS error per conv);
+  its "amx" build (Intel Xeons since Sapphire Rapids) runs it on AMX's tile units where C and Cout are
+  multiples of 32, 16×16×32 products per instruction (kernels/amx.h); "amx-emulated", the same tile code
+  on plain C++ tiles, is for the tests on any CPU;
 - "winograd2": Winograd F(2×2, 3×3) with all three steps fused per block of tiles in cache, 2.25× fewer
   multiplications, bfloat16 GEMM operands (coefficients 0 and ±1, so 4e-3 relative per conv, like XLA's
   "winograd2" path; F(4×4)'s transforms would magnify bfloat16's rounding tenfold).
@@ -24,7 +27,8 @@ pooling, conv3x3(pooled=True)), one row of sums per work item, which XLA adds up
 Each shared library is cached by a hash of its source, the compiler flags and the jax version: in the
 runtime's cache folder once runtime.configure() names one, else in a temporary folder for this process.
 On a CPU without the instructions the same source compiles to plain C++ loops (float32 arithmetic, slow):
-the autotune never offers that build, the tests run it to check the layout and the edges on any machine.
+the autotune never offers that build (nor an emulated one), the tests run it to check the layout and the
+edges on any machine.
 """
 from __future__ import annotations
 
@@ -50,15 +54,22 @@ class Library:
     """One C++ source (accel/kernels/) built into a shared library with its custom calls, once per build:
     the native builds for the instructions they need, fastest first, and "portable" (plain C++) for any CPU."""
     source: str
-    builds: dict                 # build -> (instructions it needs, as /proc/cpuinfo names them; compiler flags)
+    # build -> (instructions it needs, as /proc/cpuinfo names them, or None for a build only the tests run;
+    # compiler flags)
+    builds: dict
     # scheme -> {the activations' dtype (input and output): (custom-call target, the library's handler symbol)}
     targets: dict
 
 
 LIBRARIES = {
     "bf16": Library("conv3x3_bf16.cc",
-                    {"avx512bf16": (("avx512f", "avx512bw", "avx512vl", "avx512_bf16"),
-                                    ("-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-mfma"))},
+                    {"amx": (("avx512f", "avx512bw", "avx512vl", "avx512_bf16", "amx_tile", "amx_bf16"),
+                             ("-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-mfma", "-mamx-tile",
+                              "-mamx-bf16")),
+                     "avx512bf16": (("avx512f", "avx512bw", "avx512vl", "avx512_bf16"),
+                                    ("-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-mfma")),
+                     # The AMX tile code on amx.h's plain C++ tiles: for the tests, on any CPU.
+                     "amx-emulated": (None, ("-DRCAN_AMX_EMULATE",))},
                     {"direct": {"bfloat16": ("rcan_conv3x3_bf16", "RcanConv3x3Bf16")},
                      "winograd2": {"bfloat16": ("rcan_winograd2_bf16", "RcanWinograd2Bf16")}}),
     "f32": Library("winograd4_f32.cc",
@@ -80,7 +91,12 @@ class Unavailable(RuntimeError):
 def native_builds(library: str) -> list[str]:
     """The library's native builds this CPU can run, fastest first."""
     return [name for name, (needs, _) in LIBRARIES[library].builds.items()
-            if all(flag in hardware.cpu_flags() for flag in needs)]
+            if needs is not None and all(flag in hardware.cpu_flags() for flag in needs)]
+
+
+def emulated_builds(library: str) -> list[str]:
+    """The library's builds that emulate instructions in plain C++ (any CPU; for the tests, never chosen)."""
+    return [name for name, (needs, _) in LIBRARIES[library].builds.items() if needs is None]
 
 
 def cpu_has(library: str = "bf16") -> bool:
@@ -89,8 +105,12 @@ def cpu_has(library: str = "bf16") -> bool:
 
 
 def needs(scheme: str) -> str:
-    """The instructions the scheme's native builds need, for a message: "avx512f fma, or avx2 fma"."""
-    return ", or ".join(" ".join(flags) for flags, _ in LIBRARIES[LIBRARY[scheme]].builds.values())
+    """The instructions the scheme's native builds need, for a message: "avx512f fma, or avx2 fma" (a build
+    that needs more than another, such as AMX's, is left out)."""
+    sets = [set(flags) for flags, _ in LIBRARIES[LIBRARY[scheme]].builds.values() if flags]
+    least = [flags for flags, _ in LIBRARIES[LIBRARY[scheme]].builds.values()
+             if flags and not any(other < set(flags) for other in sets)]
+    return ", or ".join(" ".join(flags) for flags in least)
 
 
 def _variant(native, library: str) -> str:
@@ -159,16 +179,46 @@ def build(native: bool | str = True, library: str = "bf16") -> str:
 
 def _register(library: str, native) -> str:
     """Registers the build's handlers with JAX once per process; returns the target names' suffix."""
-    return _register_variant(library, _variant(native, library))
+    return _register_variant(library, _fastest(library) if native is True else _variant(native, library))
+
+
+@functools.cache
+def _fastest(library: str) -> str:
+    """The fastest native build this CPU runs that the compiler builds (an older compiler may not know the
+    newest instructions' flags: the next build then)."""
+    builds = native_builds(library)
+    if not builds:
+        raise Unavailable(f"this CPU has none of the instructions of {LIBRARIES[library].source}'s builds")
+    for variant in builds[:-1]:
+        try:
+            _register_variant(library, variant)
+            return variant
+        except (Unavailable, OSError):
+            continue
+    _register_variant(library, builds[-1])
+    return builds[-1]
+
+
+_HANDLES: dict = {}   # (library, build) -> the loaded shared library
 
 
 @functools.cache
 def _register_variant(library: str, variant: str) -> str:
-    handle = ctypes.cdll.LoadLibrary(build(variant, library))
+    handle = _HANDLES[library, variant] = ctypes.cdll.LoadLibrary(build(variant, library))
     suffix = "_" + variant
     for name, symbol in (t for by_dtype in LIBRARIES[library].targets.values() for t in by_dtype.values()):
         jax.ffi.register_ffi_target(name + suffix, jax.ffi.pycapsule(getattr(handle, symbol)), platform="cpu")
     return suffix
+
+
+def amx_spans(native: bool | str = True) -> int:
+    """How many row spans the bfloat16 library's build (see build()) has run on AMX tiles in this process:
+    0 for a build without them, or on a CPU where Linux did not grant the tile state."""
+    _register("bf16", native)
+    variant = _fastest("bf16") if native is True else _variant(native, "bf16")
+    count = _HANDLES["bf16", variant].RcanAmxSpans
+    count.restype = ctypes.c_int64
+    return count()
 
 
 @functools.cache

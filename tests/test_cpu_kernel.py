@@ -22,10 +22,12 @@ from reference.weights import init_weights
 
 SMALL = RCANConfig(scale=2, n_resgroups=2, n_resblocks=3, n_feats=16, reduction=4)
 SCHEMES = ["direct", "winograd2", "winograd4"]
-# Every scheme for every activation dtype it serves, in its portable build and in each native build whose
-# instructions this CPU has (a CPU with AVX-512 runs the float32 kernel's AVX2 build too).
+# Every scheme for every activation dtype it serves, in its portable build, its emulated ones (AMX's tile code
+# on plain C++ tiles) and each native build whose instructions this CPU has (a CPU with AVX-512 runs the
+# float32 kernel's AVX2 build too).
 BUILDS = [(scheme, native, dtype.name) for scheme in SCHEMES for dtype in cpu_kernel.dtypes(scheme)
-          for native in [False, *cpu_kernel.native_builds(cpu_kernel.LIBRARY[scheme])]]
+          for native in [False, *cpu_kernel.emulated_builds(cpu_kernel.LIBRARY[scheme]),
+                         *cpu_kernel.native_builds(cpu_kernel.LIBRARY[scheme])]]
 BUILD_ID = lambda b: f"{b[0]}-{b[1] or 'portable'}-{b[2]}"   # noqa: E731
 # The model paths for each dtype their kernel serves.
 PATHS = [(path, dtype.name) for path in ["kernel-direct", "kernel-winograd2", "kernel-winograd4"]
@@ -100,6 +102,25 @@ def test_kernel_pooled_output(build, shape):
     assert np.array_equal(np.asarray(y, np.float64), plain)
     assert mean.dtype == jnp.float32 and mean.shape == (n, cout)
     assert np.abs(np.asarray(mean) - plain.mean(axis=(1, 2))).max() < 1e-6 * np.abs(plain).max()
+
+
+@pytest.mark.parametrize("native", [b for b in cpu_kernel.emulated_builds("bf16") + cpu_kernel.native_builds("bf16")
+                                    if b.startswith("amx")])
+def test_amx_builds_run_the_direct_scheme_on_tiles(native):
+    """An AMX build (emulated here; the real one on a CPU with AMX, where Linux must grant the tile state)
+    runs the direct scheme on the tiles where C and Cout are multiples of 32: with Cout = 48, one span of
+    32 channels per output row on tiles and the other 16 on vectors; C = 16 stays on vectors."""
+    rng = np.random.default_rng(5)
+    run = jax.jit(lambda x, k: cpu_kernel.conv3x3(x, k, native=native))
+    for (c, cout), spans in (((64, 48), 2 * 5), ((16, 32), 0)):
+        x = jnp.asarray(rng.standard_normal((2, 5, 40, c)), jnp.bfloat16)
+        k = jnp.asarray(rng.standard_normal((3, 3, c, cout)) * 0.1, jnp.bfloat16)
+        before = cpu_kernel.amx_spans(native)
+        y = run(x, k)
+        exact = exact_conv(x.astype(jnp.float32), k.astype(jnp.float32), 0.0)
+        bound = 2.0 ** -8 * np.abs(exact) + 1e-4 * np.abs(exact).max()
+        assert np.all(np.abs(np.asarray(y, np.float64) - exact) <= bound)
+        assert cpu_kernel.amx_spans(native) - before == spans
 
 
 def test_kernel_rejects_shapes_it_cannot_tile(monkeypatch):

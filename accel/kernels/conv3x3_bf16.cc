@@ -15,7 +15,13 @@
 //
 // Built without AVX512-BF16 (a CPU without it), the same loops run in plain C++ with float32 arithmetic:
 // slow, but the tests check the layout and the edges with it on any machine.
+//
+// Built for AMX (-mamx-tile -mamx-bf16: Intel Xeons since Sapphire Rapids), the direct scheme runs on the
+// tile units instead where C and Cout are multiples of 32: 16×16×32 products per TDPBF16PS, eight times
+// what two vdpbf16ps per cycle give. Built with -DRCAN_AMX_EMULATE, the same tile code runs on amx.h's
+// plain C++ tiles, which the tests run on any CPU.
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -26,6 +32,11 @@
 
 #include "parallel.h"
 #include "xla/ffi/api/ffi.h"
+
+#if (defined(__AMX_TILE__) && defined(__AMX_BF16__)) || defined(RCAN_AMX_EMULATE)
+#define RCAN_AMX 1
+#include "amx.h"
+#endif
 
 namespace ffi = xla::ffi;
 
@@ -169,6 +180,66 @@ void row_span(const Conv& s, const uint16_t* const rows[3], int64_t co0, uint16_
   for (int64_t w0 = 0; w0 < s.w; w0 += PB) tile<NV>(s, rows, co0, w0, std::min<int64_t>(PB, s.w - w0), out + w0 * s.co);
 }
 
+// Pixels of one output row per AMX register block: two A tiles of 16 (the padded rows hold zeros past the
+// image for the last block's spare pixels).
+constexpr int kAmxPixels = 32;
+
+#if defined(RCAN_AMX)
+// Every tile 16 rows × 64 bytes: C 0-3 (16 pixels × 16 output channels, float32), A 4-5 (16 pixels × 32
+// input channels), B 6-7 (16 input-channel pairs × 16 output channels, straight from the packed weights).
+inline amx::Config amx_config() {
+  amx::Config c;
+  for (int t = 0; t < 8; ++t) c.rows[t] = 16, c.colsb[t] = 64;
+  return c;
+}
+
+// Row spans of 32 output channels computed on the tiles since the library was loaded (for the tests: that
+// an AMX build does run on its tiles; added once per chunk of rows).
+std::atomic<int64_t> amx_spans{0};
+
+// Whether the direct scheme runs on the tiles for these channel counts (the rest of Cout, 16 channels at
+// most, on the vector code).
+inline bool amx_fits(const Conv& s) { return s.c % 32 == 0 && s.co >= 32 && amx::enable(); }
+
+// Output channels [co0, co0 + 32) of one output row: per block of 32 pixels, four C tiles (2 × 16 pixels
+// by 2 × 16 channels) summed over the 9 taps and the input channels 32 at a time, then bias added and
+// rounded once to bfloat16 through `buf` [32 pixels][32 channels].
+void amx_span(const Conv& s, const uint16_t* const rows[3], int64_t co0, uint16_t* out, float* buf) {
+  const int64_t c2n = s.c / 2;
+  for (int64_t w0 = 0; w0 < s.w; w0 += kAmxPixels) {
+    AMX_ZERO(0);
+    AMX_ZERO(1);
+    AMX_ZERO(2);
+    AMX_ZERO(3);
+    for (int ky = 0; ky < 3; ++ky)
+      for (int kx = 0; kx < 3; ++kx) {
+        const uint16_t* wk = s.wp + (ky * 3 + kx) * c2n * s.co * 2 + co0 * 2;
+        const uint16_t* xr = rows[ky] + (w0 + kx) * s.c;   // padded row: pixel 0 is the zero at w = -1
+        for (int64_t k = 0; k < s.c; k += 32) {
+          AMX_LOAD(4, xr + k, s.c * 2);                      // pixels w0 .. w0+15, channels k .. k+31
+          AMX_LOAD(5, xr + 16 * s.c + k, s.c * 2);           // pixels w0+16 .. w0+31
+          AMX_LOAD(6, wk + k * s.co, s.co * 4);              // pairs k/2 .. k/2+15, channels co0 .. co0+15
+          AMX_LOAD(7, wk + k * s.co + 32, s.co * 4);         // channels co0+16 .. co0+31
+          AMX_DOT(0, 4, 6);
+          AMX_DOT(1, 4, 7);
+          AMX_DOT(2, 5, 6);
+          AMX_DOT(3, 5, 7);
+        }
+      }
+    AMX_STORE(0, buf, 32 * 4);
+    AMX_STORE(1, buf + 16, 32 * 4);
+    AMX_STORE(2, buf + 16 * 32, 32 * 4);
+    AMX_STORE(3, buf + 16 * 32 + 16, 32 * 4);
+    const int64_t valid = std::min<int64_t>(kAmxPixels, s.w - w0);
+    for (int64_t p = 0; p < valid; ++p)
+      for (int j = 0; j < 2; ++j) {
+        const Vec sum = load_f32(buf + p * 32 + 16 * j) + load_f32(s.b + co0 + 16 * j);
+        store_bf16(out + (w0 + p) * s.co + co0 + 16 * j, sum);
+      }
+  }
+}
+#endif
+
 // Winograd F(2×2, 3×3) (Lavin & Gray; the points 0, ±1, ∞): 16 products per 2×2 output tile instead of 36,
 // so 2.25× fewer multiplications than the direct loops above. Its transforms' coefficients are 0 and ±1,
 // so bfloat16 GEMM operands err about as much as bfloat16's own direct convolution (accel/winograd.py's
@@ -300,9 +371,16 @@ void wino_rows(const Conv& s, int64_t r0, int64_t r1, std::vector<uint16_t>& pad
 // Output rows [r0, r1) of the flattened N·H. Each output row reads three input rows, copied first into
 // `pad` with a zero pixel at both ends (and zeros past the end for the last tile's spare pixels): the
 // copies are 1/(3·Cout) of the work and keep the tile loops free of edge tests.
-void rows(const Conv& s, int64_t r0, int64_t r1, std::vector<uint16_t>& pad) {
-  const int64_t width = s.w + 2 + kPixels(1);
+void rows(const Conv& s, int64_t r0, int64_t r1, std::vector<uint16_t>& pad, std::vector<float>& buf) {
+  const int64_t width = s.w + 2 + std::max(kPixels(1), kAmxPixels);
   pad.assign(3 * width * s.c, 0);
+#if defined(RCAN_AMX)
+  const bool tiles = amx_fits(s);
+  if (tiles) {   // the tile configuration belongs to the thread: set for this chunk of rows, then released
+    amx::configure(amx_config());
+    buf.resize(kAmxPixels * 32);
+  }
+#endif
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t n = r / s.h, h = r % s.h;
     const uint16_t* rows3[3];
@@ -318,10 +396,20 @@ void rows(const Conv& s, int64_t r0, int64_t r1, std::vector<uint16_t>& pad) {
     }
     uint16_t* out = s.y + (n * s.h + h) * s.w * s.co;
     int64_t co0 = 0;
+#if defined(RCAN_AMX)
+    if (tiles)
+      for (; co0 + 32 <= s.co; co0 += 32) amx_span(s, rows3, co0, out, buf.data());
+#endif
     for (; co0 + 64 <= s.co; co0 += 64) row_span<4>(s, rows3, co0, out);
     for (; co0 + 32 <= s.co; co0 += 32) row_span<2>(s, rows3, co0, out);
     for (; co0 + 16 <= s.co; co0 += 16) row_span<1>(s, rows3, co0, out);
   }
+#if defined(RCAN_AMX)
+  if (tiles) {
+    amx::release();
+    amx_spans += (r1 - r0) * (s.co / 32);
+  }
+#endif
 }
 
 // What each thread keeps between its chunks of rows.
@@ -349,8 +437,11 @@ ffi::Error run(ffi::ThreadPool& pool, bool winograd, ffi::Buffer<ffi::BF16>& x, 
   rcan::parallel_for<Scratch>(pool, s.n * (winograd ? (s.h + 1) / 2 : s.h),
                               [s, winograd](int64_t r0, int64_t r1, Scratch& sc) {
                                 if (winograd) wino_rows(s, r0, r1, sc.pad, sc.V, sc.T, sc.M);
-                                else rows(s, r0, r1, sc.pad);
+                                else rows(s, r0, r1, sc.pad, sc.M);
                               });
+#if defined(RCAN_AMX)
+  if (amx::failed()) return ffi::Error::Internal("conv3x3_bf16: a tile operation broke AMX's shape rules");
+#endif
   return ffi::Error::Success();
 }
 
@@ -382,5 +473,14 @@ auto binding() {
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RcanConv3x3Bf16, conv3x3, binding());
+
+// How many row spans ran on AMX tiles in this process (0 in a build without them).
+extern "C" int64_t RcanAmxSpans() {
+#if defined(RCAN_AMX)
+  return amx_spans.load();
+#else
+  return 0;
+#endif
+}
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RcanWinograd2Bf16, winograd2,
                               binding().Ret<ffi::Buffer<ffi::F32>>().Attr<int32_t>("pooled"));
