@@ -22,11 +22,11 @@ from reference.weights import init_weights
 
 SMALL = RCANConfig(scale=2, n_resgroups=2, n_resblocks=3, n_feats=16, reduction=4)
 SCHEMES = ["direct", "winograd2", "winograd4"]
-# Every scheme for every activation dtype it serves, in its portable build, its emulated ones (AMX's tile code
-# on plain C++ tiles) and each native build whose instructions this CPU has (a CPU with AVX-512 runs the
-# float32 kernel's AVX2 build too).
+# Every scheme for every activation dtype it serves, in its portable build and each native build whose
+# instructions this CPU has (a CPU with AVX-512 runs the float32 kernel's AVX2 build too); the direct scheme
+# also in the emulated builds (AMX's tile code on plain C++ tiles).
 BUILDS = [(scheme, native, dtype.name) for scheme in SCHEMES for dtype in cpu_kernel.dtypes(scheme)
-          for native in [False, *cpu_kernel.emulated_builds(cpu_kernel.LIBRARY[scheme]),
+          for native in [False, *(cpu_kernel.emulated_builds(cpu_kernel.LIBRARY[scheme]) if scheme == "direct" else []),
                          *cpu_kernel.native_builds(cpu_kernel.LIBRARY[scheme])]]
 BUILD_ID = lambda b: f"{b[0]}-{b[1] or 'portable'}-{b[2]}"   # noqa: E731
 # The model paths for each dtype their kernel serves.
