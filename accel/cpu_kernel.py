@@ -186,17 +186,14 @@ def _register(library: str, native) -> str:
 def _fastest(library: str) -> str:
     """The fastest native build this CPU runs that the compiler builds (an older compiler may not know the
     newest instructions' flags: the next build then)."""
-    builds = native_builds(library)
-    if not builds:
-        raise Unavailable(f"this CPU has none of the instructions of {LIBRARIES[library].source}'s builds")
-    for variant in builds[:-1]:
+    failure = Unavailable(f"this CPU has none of the instructions of {LIBRARIES[library].source}'s builds")
+    for variant in native_builds(library):
         try:
             _register_variant(library, variant)
             return variant
-        except (Unavailable, OSError):
-            continue
-    _register_variant(library, builds[-1])
-    return builds[-1]
+        except (Unavailable, OSError) as e:
+            failure = e
+    raise failure
 
 
 _HANDLES: dict = {}   # (library, build) -> the loaded shared library
@@ -214,8 +211,7 @@ def _register_variant(library: str, variant: str) -> str:
 def amx_spans(native: bool | str = True) -> int:
     """How many row spans the bfloat16 library's build (see build()) has run on AMX tiles in this process:
     0 for a build without them, or on a CPU where Linux did not grant the tile state."""
-    _register("bf16", native)
-    variant = _fastest("bf16") if native is True else _variant(native, "bf16")
+    variant = _register("bf16", native)[1:]   # the suffix is "_" + the build's name
     count = _HANDLES["bf16", variant].RcanAmxSpans
     count.restype = ctypes.c_int64
     return count()

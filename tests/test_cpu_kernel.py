@@ -6,6 +6,7 @@ has them, and both are held to the same bounds: for the bfloat16 direct scheme o
 float32 sums over the bfloat16 inputs; for Winograd F(2×2) also its bfloat16 GEMM operands (accel/winograd.py's
 "winograd2" bound); for the float32 F(4×4) kernel the bound of accel/winograd.py's F(4×4) in float32, plus one
 rounding to bfloat16 where it serves a bfloat16 model."""
+import dataclasses
 import os
 import subprocess
 import sys
@@ -121,6 +122,21 @@ def test_amx_builds_run_the_direct_scheme_on_tiles(native):
         bound = 2.0 ** -8 * np.abs(exact) + 1e-4 * np.abs(exact).max()
         assert np.all(np.abs(np.asarray(y, np.float64) - exact) <= bound)
         assert cpu_kernel.amx_spans(native) - before == spans
+
+
+def test_a_build_the_compiler_refuses_falls_back_to_the_next(monkeypatch):
+    """An older compiler may not know the newest build's flags (AMX's): the next build this CPU runs is used."""
+    lib = cpu_kernel.LIBRARIES["bf16"]
+    broken = dataclasses.replace(lib, builds={"newest": ((), ("-mno-such-instructions",)), **lib.builds})
+    monkeypatch.setitem(cpu_kernel.LIBRARIES, "bf16", broken)
+    monkeypatch.setattr(cpu_kernel, "native_builds", lambda library: ["newest", "amx-emulated"])
+    cpu_kernel._fastest.cache_clear()
+    try:
+        assert cpu_kernel._fastest("bf16") == "amx-emulated"
+        with pytest.raises(cpu_kernel.Unavailable, match="building conv3x3_bf16.cc failed"):
+            cpu_kernel.build("newest", "bf16")
+    finally:
+        cpu_kernel._fastest.cache_clear()
 
 
 def test_kernel_rejects_shapes_it_cannot_tile(monkeypatch):
