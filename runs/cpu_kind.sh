@@ -16,6 +16,7 @@ run() {   # run NAME COMMAND...: stdout to $out/NAME, a line of progress here
   echo "== $1 $(date +%T)"
   local name=$1; shift
   "$@" > "$out/$name" 2> "$out/$name.log" || echo "   failed: see $out/$name.log"
+  [ -s "$out/$name.log" ] || rm -f "$out/$name.log"
 }
 # The AMX and bfloat16 kernels against the exact convolution first: a number is worth nothing from a wrong kernel.
 run kernel_tests.txt $PY -m pytest -q tests/test_cpu_kernel.py
