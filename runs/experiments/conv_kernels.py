@@ -39,7 +39,7 @@ def chain(x, ws, b):
 
 
 def torch_ms(x, ws, b, dtype, rounds=5):
-    xt = torch.from_numpy(np.asarray(x, np.float32)).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+    xt = torch.from_numpy(np.array(x, np.float32)).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
     xt = xt.to(dtype)
     wt = [torch.from_numpy(np.asarray(w, np.float32)).permute(3, 2, 0, 1).to(dtype) for w in ws]
     bt = torch.from_numpy(np.asarray(b, np.float32)).to(dtype)
