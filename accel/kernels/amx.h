@@ -13,6 +13,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "bf16.h"
+
 #if defined(__AMX_TILE__) && defined(__AMX_BF16__)
 #include <immintrin.h>
 #include <sys/syscall.h>
@@ -91,13 +93,10 @@ inline void store(int T, void* p, int64_t stride) {
   for (int r = 0; r < regs().cfg.rows[T]; ++r)
     std::memcpy(static_cast<uint8_t*>(p) + r * stride, regs().t[T] + 64 * r, regs().cfg.colsb[T]);
 }
-inline float widen(const uint8_t* p) {   // one bfloat16 -> float32
+inline float widen(const uint8_t* p) {   // one bfloat16 in a tile row -> float32
   uint16_t v;
   std::memcpy(&v, p, 2);
-  const uint32_t bits = uint32_t(v) << 16;
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
+  return rcan::to_float(v);
 }
 inline void dot(int C, int A, int B) {
   if (!usable(C) || !usable(A) || !usable(B)) return;

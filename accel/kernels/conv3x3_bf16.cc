@@ -30,6 +30,7 @@
 #include <immintrin.h>
 #endif
 
+#include "bf16.h"
 #include "parallel.h"
 #include "xla/ffi/api/ffi.h"
 
@@ -91,19 +92,8 @@ inline void tile(const Conv& s, const uint16_t* const rows[3], int64_t co0, int6
   }
 }
 #else
-inline float to_float(uint16_t v) {
-  const uint32_t bits = uint32_t(v) << 16;
-  float f;
-  std::memcpy(&f, &bits, sizeof f);
-  return f;
-}
-
-inline uint16_t to_bf16(float f) {   // round to nearest even, as vcvtneps2bf16
-  uint32_t bits;
-  std::memcpy(&bits, &f, sizeof bits);
-  bits += 0x7FFF + ((bits >> 16) & 1);
-  return uint16_t(bits >> 16);
-}
+using rcan::to_bf16;
+using rcan::to_float;
 
 template <int NV>
 inline void tile(const Conv& s, const uint16_t* const rows[3], int64_t co0, int64_t w0, int64_t valid,
