@@ -42,7 +42,10 @@ def model_from_weights(weights: dict, config: RCANConfig, loops=DEFAULT_LOOPS, d
     conv = autotune.check_setting(conv, dtype)
     abstract = nnx.eval_shape(lambda: RCAN(config, loops, dtype, rngs=nnx.Rngs(0), conv_path=conv))
     graphdef, state = nnx.split(abstract)
-    nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, params.to_pure_dict(weights, config, loops)))
+    # jax.device_put, not jnp.asarray: on a GPU jnp.asarray of a large host array passes through a second
+    # device buffer (the official model's 29.5 MB stacked kernels: peak 67 MB, device_put 34 MB on an H100,
+    # runs/gpu/transfer_peak.py), which raised every later reading of the device's peak memory by 31 MB.
+    nnx.replace_by_pure_dict(state, jax.tree.map(jax.device_put, params.to_pure_dict(weights, config, loops)))
     return nnx.merge(graphdef, state)
 
 
@@ -125,7 +128,7 @@ def first_run(model: RCAN, shape, masked: bool = True) -> bool:
     convolution paths) rather than reuse this process's or the persistent cache's work."""
     if _run_key(model, shape, masked) in _RUN:
         return False
-    if jax.default_backend() == "cpu" and model.conv_path == "auto":
+    if model.conv_path == "auto":
         return not autotune.decided(shape[1], shape[2], model.config.n_feats, model.dtype)
     return True
 
@@ -144,13 +147,23 @@ def _times_in_model(run, names, rounds: int = 2) -> dict[str, list[float]]:
     return times
 
 
+def _choose(model: RCAN, graphdef, state, lr, mask, per_device: int) -> str:
+    """The convolution path of this batch (accel/autotune.py), the model's own forward timed (and, on a GPU,
+    its compiled temporaries read) where the autotune asks."""
+    run = lambda path: _JITTED[path](graphdef, state, lr, mask)   # noqa: E731
+
+    def temporaries(names):
+        return {name: _JITTED[name].lower(graphdef, state, lr, mask).compile().memory_analysis().temp_size_in_bytes
+                for name in names}
+    return autotune.choose(per_device, lr.shape[1], lr.shape[2], model.config.n_feats, model.dtype, model.conv_path,
+                           recheck=functools.partial(_times_in_model, run), memory=temporaries)
+
+
 def _forward(model: RCAN, lr, mask, per_device: int):
     runtime.before_forward()
     graphdef, state = nnx.split(model)
-    run = lambda path: _JITTED[path](graphdef, state, lr, mask)
-    path = autotune.choose(per_device, lr.shape[1], lr.shape[2], model.config.n_feats, model.dtype, model.conv_path,
-                           recheck=functools.partial(_times_in_model, run))
-    out = run(path)
+    path = _choose(model, graphdef, state, lr, mask, per_device)
+    out = _JITTED[path](graphdef, state, lr, mask)
     _RUN.add(_run_key(model, lr.shape, mask is not None))
     # With runtime.configure(malloc=True): full model at 64×64, steady peak 67 → 50 MB above the start.
     runtime.after_forward()
@@ -160,10 +173,11 @@ def _forward(model: RCAN, lr, mask, per_device: int):
 def compiled_memory(model: RCAN, shape, masked: bool = False) -> dict[str, float]:
     """XLA's own account of the forward compiled for one device and a batch of this shape [N, H, W, C]:
     MB of temporaries (scratch of every op, convolution workspaces included), arguments and outputs."""
-    path = autotune.choose(shape[0], shape[1], shape[2], model.config.n_feats, model.dtype, model.conv_path)
     graphdef, state = nnx.split(model)
-    lr = jax.ShapeDtypeStruct(tuple(shape), jnp.float32)
-    mask = jax.ShapeDtypeStruct((*shape[:3], 1), jnp.float32) if masked else None
+    # The autotune may run the model on this shape: zeros (its decision holds for any content).
+    lr = jnp.zeros(tuple(shape), jnp.float32)
+    mask = jnp.ones((*shape[:3], 1), jnp.float32) if masked else None
+    path = _choose(model, graphdef, state, lr, mask, shape[0])
     stats = _JITTED[path].lower(graphdef, state, lr, mask).compile().memory_analysis()
     return {name: getattr(stats, f"{name}_size_in_bytes") / 1e6 for name in ("temp", "argument", "output")}
 

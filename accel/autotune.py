@@ -1,4 +1,4 @@
-"""Per-shape choice of the CPU convolution path, measured like cuDNN's benchmark mode.
+"""Per-shape choice of the convolution path, measured like cuDNN's benchmark mode.
 
 XLA:CPU can run RCAN's 3×3 convolutions four ways here: its own direct convolution (Eigen, "xla"),
 the same through YNNPACK (its dot fusions switched on for that compilation, "ynn"), or as Winograd
@@ -36,8 +36,13 @@ model it is what XLA does with a bfloat16 convolution on a CPU (float32 arithmet
 to bfloat16) with 2.25× fewer multiplications, and where the bfloat16 dot units do not make up for
 F(2×2)'s 1.8× the multiplications and Winograd-domain data of F(4×4), it wins (accel/PERFORMANCE.md).
 
+On a GPU the same measurement chooses between XLA's convolution (cuDNN, in the layout XLA picks: "xla"),
+the same forced to NCHW ("xla-nchw", torch's fastest float32 layout on an H100) and Winograd F(4×4, 3×3)
+as GEMMs ("winograd": on an H100 the fastest float32 path at 64×64, with a fifth of cuDNN's device memory
+there, and half its speed at 256×256: accel/PERFORMANCE.md, "GPU"); decisions there are keyed by the GPU too.
+
 The model's `conv` setting (load_model(conv=...), the CLIs' --conv, default RCAN_CONV or auto) is
-auto | xla | ynn | winograd | winograd-ynn | winograd2 | kernel-direct | kernel-winograd2 | kernel-winograd4;
+auto | xla | xla-nchw | ynn | winograd | winograd-ynn | winograd2 | kernel-direct | kernel-winograd2 | kernel-winograd4;
 anything but auto fixes the path.
 """
 from __future__ import annotations
@@ -61,6 +66,9 @@ from . import cpu_kernel, hardware, runtime, winograd
 # path -> XLA compiler options for its compilation; "winograd…" paths also trace under winograd.enabled().
 OPTIONS = {
     "xla": {},
+    # cuDNN's convolutions in NCHW (XLA:GPU otherwise picks the layout per dtype; torch's fastest float32
+    # layout on an H100 is NCHW).
+    "xla-nchw": {"xla_gpu_force_conv_nchw": True},
     "ynn": {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"},
     "winograd": {},
     "winograd-ynn": {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"},
@@ -72,8 +80,9 @@ OPTIONS = {
 # The scheme each path traces with (accel/winograd.py); F(2×2) is the bfloat16 one, "kernel-…" the custom
 # calls of accel/cpu_kernel.py.
 SCHEME = {"winograd": "f4", "winograd-ynn": "f4", "winograd2": "f2", **{k: k for k in winograd.KERNELS}}
-# Paths that exist on a CPU only: XLA:CPU's options, or a CPU custom call.
+# Paths that exist on a CPU only (XLA:CPU's options, or a CPU custom call), or on a GPU only (XLA:GPU's).
 CPU_ONLY = {"ynn", "winograd-ynn", *winograd.KERNELS}
+GPU_ONLY = {"xla-nchw"}
 _decided: dict[str, str] = {}
 
 
@@ -85,6 +94,13 @@ ATTEMPTS = 3          # measurements of a shape before an unsteady decision is k
 # (bfloat16, 128×128, official model) winograd-ynn led winograd2 by 11 % in one run and trailed it by 6 %
 # in another, while in the model it is 38 % faster (runs/measurements/autotune_vs_model.txt).
 RECHECK_MARGIN = 0.25
+# On a device with memory of its own (a GPU): of the paths the model ran within this of the fastest, the one whose
+# compiled forward needs the least device memory is taken. On an H100 at 64×64, float32, XLA's cuDNN
+# convolutions in NCHW ran the official model in 15.1–15.2 ms with 66 MB of temporaries (cuDNN's workspaces
+# of 34 MB), Winograd in 15.6–17.8 ms with 12 MB (torch: 35–65 ms, 10.5 MB); from 128×128 up Winograd is
+# 1.5–2.5× slower, and the faster path stays (accel/PERFORMANCE.md, "GPU"). The chain's own temporaries do not
+# show the model's (1.2 MB for cuDNN's convolutions, 5.3 MB for Winograd's): the model's are compared.
+MEMORY_MARGIN = 0.20
 
 
 def env_setting() -> str:
@@ -100,8 +116,9 @@ def check_setting(value: str, dtype=None) -> str:
     if dtype is None or value == "auto":
         return value
     backend = jax.default_backend()
-    if value in CPU_ONLY and backend != "cpu":
-        raise ValueError(f"conv {value} runs on a CPU only: on a {backend} use auto, xla or winograd")
+    if not runs_on(value, backend):
+        raise ValueError(f"conv {value} runs on a {'CPU' if value in CPU_ONLY else 'GPU'} only: on a {backend} "
+                         f"use one of {', '.join(('auto', *paths(dtype)))}")
     if value in winograd.KERNELS and cpu_kernel.serves(winograd.KERNELS[value], dtype) \
             and not cpu_kernel.available(winograd.KERNELS[value]):
         raise ValueError(f"conv {value} needs a CPU with {cpu_kernel.needs(winograd.KERNELS[value])} (in "
@@ -112,10 +129,17 @@ def check_setting(value: str, dtype=None) -> str:
     return value
 
 
+def runs_on(path: str, backend: str) -> bool:
+    """Whether this path exists on this jax backend ("cpu", "gpu", "tpu")."""
+    return (path not in CPU_ONLY or backend == "cpu") and (path not in GPU_ONLY or backend == "gpu")
+
+
 @functools.cache   # read once: choose() runs on every forward call
 def _machine() -> str:
     flags = ",".join(f for f in hardware.NOTABLE_FLAGS if f in hardware.cpu_flags())
-    return f"{platform.machine()}|{hardware.cpu_name()}|{hardware.cores()} cores|{flags}|jax {jax.__version__}"
+    device = "" if jax.default_backend() == "cpu" else f"|{jax.devices()[0].device_kind}"
+    return (f"{platform.machine()}|{hardware.cpu_name()}|{hardware.cores()} cores|{flags}{device}"
+            f"|jax {jax.__version__}")
 
 
 def _store() -> str | None:
@@ -178,10 +202,12 @@ def paths(dtype, channels: int | None = None) -> list[str]:
     """The paths worth timing for this dtype: F(2×2) (bfloat16 GEMMs) for bfloat16 only; a C++ kernel for
     the dtypes it serves on a CPU that has its instructions (and a compiler to build it), and, given the
     channels, only where its register tiles fit them."""
+    backend = jax.default_backend()
+
     def kernel_runs(scheme):
-        return cpu_kernel.serves(scheme, dtype) and jax.default_backend() == "cpu" \
+        return cpu_kernel.serves(scheme, dtype) and backend == "cpu" \
             and (channels is None or cpu_kernel.fits(scheme, channels, channels)) and cpu_kernel.available(scheme)
-    return [p for p in OPTIONS if (SCHEME.get(p) != "f2" or jnp.dtype(dtype) != jnp.float32)
+    return [p for p in OPTIONS if (SCHEME.get(p) != "f2" or jnp.dtype(dtype) != jnp.float32) and runs_on(p, backend)
             and (p not in winograd.KERNELS or kernel_runs(winograd.KERNELS[p]))]
 
 
@@ -214,6 +240,12 @@ def time_paths(names, batch: int, height: int, width: int, channels: int, dtype)
     return times
 
 
+def leanest(choice: str, seconds: dict[str, float], memory: dict[str, int]) -> str:
+    """Of the paths within MEMORY_MARGIN of choice's time, the one needing the least memory (ties: the faster)."""
+    near = [name for name in seconds if name in memory and seconds[name] <= seconds[choice] * (1 + MEMORY_MARGIN)]
+    return min(near, key=lambda name: (memory[name], seconds[name]))
+
+
 def spread(times: list[float]) -> float:
     """How unsteady a path's runs were: (median - best) / best."""
     return (statistics.median(times) - min(times)) / min(times)
@@ -223,21 +255,25 @@ def _within(record: dict, field: str, limit: float) -> bool:
     return isinstance(record.get(field), (int, float)) and record[field] <= limit
 
 
-def _close(seconds: dict) -> list[str]:
-    """The chain's two fastest paths if the second is within RECHECK_MARGIN of the first, else []."""
-    top = sorted(seconds, key=seconds.get)[:2]
-    return top if len(top) == 2 and seconds[top[1]] <= seconds[top[0]] * (1 + RECHECK_MARGIN) else []
+def _close(seconds: dict, every: bool = False) -> list[str]:
+    """The chain's two fastest paths (every: all its paths) within RECHECK_MARGIN of the fastest, if two or
+    more are, else []."""
+    near = [name for name in sorted(seconds, key=seconds.get) if seconds[name] <= min(seconds.values())
+            * (1 + RECHECK_MARGIN)]
+    return (near if every else near[:2]) if len(near) >= 2 else []
 
 
 def _trusted(record, dtype, channels: int) -> bool:
     """A stored decision among exactly the paths offered now (one made before a path was added never
     saw it), made with a steady timing on a quiet machine (older entries recorded neither), and by the
-    model's own times where the chain's two fastest were close (older entries went by the chain)."""
+    model's own times where the chain's two fastest were close (older entries went by the chain), and off a
+    CPU with the paths' device memory (older entries went by time alone)."""
     offered = paths(dtype, channels)
     return (isinstance(record, dict) and record.get("choice") in offered
             and isinstance(record.get("seconds"), dict) and set(record["seconds"]) == set(offered)
             and _within(record, "spread", SPREAD_LIMIT) and _within(record, "busy", BUSY_LIMIT)
-            and (not _close(record["seconds"]) or isinstance(record.get("model_seconds"), dict)))
+            and (not _close(record["seconds"]) or isinstance(record.get("model_seconds"), dict))
+            and (jax.default_backend() == "cpu" or isinstance(record.get("temp_mb"), dict)))
 
 
 def _key(height: int, width: int, channels: int, dtype) -> str:
@@ -252,15 +288,17 @@ def decided(height: int, width: int, channels: int, dtype) -> bool:
 
 
 def choose(batch: int, height: int, width: int, channels: int, dtype, setting: str = "auto",
-           recheck=None) -> str:
+           recheck=None, memory=None) -> str:
     """The convolution path for this per-device batch shape (a key of OPTIONS); setting as check_setting.
 
     recheck (optional): names -> {name: [seconds of the caller's model forward]}; when the chain's top two
-    are within RECHECK_MARGIN, they are timed that way and the model's times decide."""
+    (off a CPU: all its paths) within RECHECK_MARGIN of the fastest are two or more, they are timed that way
+    and the model's times decide. memory (optional; used off a CPU): names -> {name: bytes of temporaries of
+    the caller's compiled model}; of the paths within MEMORY_MARGIN of the fastest, the leanest is taken.
+    Off a CPU a decision is kept on disk only where memory was given."""
     if check_setting(setting, dtype) != "auto":
         return setting
-    if jax.default_backend() != "cpu":
-        return "xla"   # the options are XLA:CPU's; GPUs and TPUs have one path here
+    device = jax.default_backend() != "cpu"
     key = _key(height, width, channels, dtype)
     if key not in _decided:
         record = _load().get(key)
@@ -272,16 +310,23 @@ def choose(batch: int, height: int, width: int, channels: int, dtype, setting: s
                 with hardware.OtherLoad() as load:
                     times = time_paths(paths(dtype, channels), batch, height, width, channels, dtype)
                     best = {name: min(t) for name, t in times.items()}
-                    close = _close(best)
+                    close = _close(best, every=device)
                     model = recheck(close) if close and recheck is not None else None
                 deciding = model or times
                 choice = min(deciding, key=lambda name: min(deciding[name]))
                 # Where others' load cannot be read (no /proc/stat), the spread decides alone.
                 reading = {"spread": round(spread(deciding[choice]), 4), "busy": round(load.share or 0.0, 4)}
+                if device and memory is not None:   # device memory is scarce: a near-equal, leaner path wins
+                    took = {name: min(t) for name, t in deciding.items()}
+                    lean = memory([name for name in took if took[name] <= took[choice] * (1 + MEMORY_MARGIN)])
+                    choice = leanest(choice, took, lean)
+                    reading["temp_mb"] = {name: round(m / 1e6, 2) for name, m in lean.items()}
                 if model:
                     reading["model_seconds"] = {name: round(min(t), 6) for name, t in model.items()}
                 if reading["spread"] <= SPREAD_LIMIT and reading["busy"] <= BUSY_LIMIT:
-                    if model or not close:   # a close call the model did not settle: this process only
+                    # A close call the model did not settle, or a device's without the model's memory:
+                    # this process only.
+                    if (model or not close) and (not device or "temp_mb" in reading):
                         _save(key, {"choice": choice, **reading,
                                     "seconds": {name: round(t, 6) for name, t in best.items()}})
                     break

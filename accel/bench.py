@@ -87,6 +87,7 @@ class Case:
     gpu_memory: object = None   # () -> (bytes allocated on the accelerator, their peak), where there is one
     xla_memory: object = None   # () -> XLA's own account of the compiled forward (temp, argument, output MB)
     conv: str | None = None     # accel's convolution setting
+    path: object = None         # () -> the convolution path that setting took (after the first call)
 
 
 # Each case imports only its own implementation (inside the function): a case runs in a fresh process,
@@ -119,6 +120,7 @@ def _accel_case(impl, config, weights, lr, tiled, loops) -> Case:
     else:
         x = jnp.asarray(lr[None])
         case.call = lambda: accel.forward(m, x).block_until_ready()
+        case.path = lambda: accel.autotune.choose(1, *lr.shape[:2], config.n_feats, m.dtype, case.conv)
     return case
 
 
@@ -207,6 +209,8 @@ def run_case(impl: str, model: str, size: str, repeats: int, seed: int = 0, loop
            "first_call_peak_extra_mb": first_peak / 1e6}
     if case.conv:
         row["conv"] = case.conv
+    if case.path:   # decided by the first call: this asks the process's record
+        row["conv_path"] = case.path()
     if case.xla_memory:   # after the timed runs: asking XLA compiles (from the cache) again
         row["xla_memory_mb"] = case.xla_memory()
     return row

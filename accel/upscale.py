@@ -323,8 +323,8 @@ def parser():
                          "2.5-5x faster on GPUs, and on CPUs with AVX512-BF16 (AMD Zen 4, recent Intel Xeons) "
                          "within 20%% of float32's time")
     ap.add_argument("--conv", choices=autotune.SETTINGS, default=autotune.env_setting(),
-                    help="convolution path (default: $RCAN_CONV or auto: on a CPU timed once per shape, on a "
-                         "GPU XLA's; winograd there: less memory at small inputs, accel/PERFORMANCE.md)")
+                    help="convolution path (default: $RCAN_CONV or auto: timed once per shape; on a GPU of "
+                         "near-equal paths the one with less device memory, accel/PERFORMANCE.md)")
     ap.add_argument("--force", action="store_true", help="overwrite existing outputs and reports")
     ap.add_argument("--skip-existing", action="store_true", help="skip inputs whose output exists (resume a batch)")
     ap.add_argument("--max-pixels", type=int, help="raise Pillow's decompression-bomb limit (pixels per image)")

@@ -187,10 +187,15 @@ def test_conv_path_the_dtype_or_device_cannot_run(tmp_path, monkeypatch):
     assert "Traceback" not in err and not (tmp_path / "a_x2.png").exists()
     assert autotune.check_setting("winograd2", jax.numpy.bfloat16) == "winograd2"
     monkeypatch.setattr(autotune.jax, "default_backend", lambda: "gpu")
-    with pytest.raises(ValueError, match="conv winograd-ynn runs on a CPU only: on a gpu use auto, xla or winograd"):
+    with pytest.raises(ValueError, match="conv winograd-ynn runs on a CPU only: on a gpu use one of auto, xla, "
+                                         "xla-nchw, winograd$"):
         autotune.check_setting("winograd-ynn", jax.numpy.float32)
-    assert [autotune.check_setting(c, jax.numpy.float32) for c in ("auto", "xla", "winograd")] == \
-        ["auto", "xla", "winograd"]
+    assert [autotune.check_setting(c, jax.numpy.float32) for c in ("auto", "xla", "xla-nchw", "winograd")] == \
+        ["auto", "xla", "xla-nchw", "winograd"]
+    assert autotune.paths(jax.numpy.bfloat16, 64) == ["xla", "xla-nchw", "winograd", "winograd2"]
+    monkeypatch.setattr(autotune.jax, "default_backend", lambda: "cpu")
+    with pytest.raises(ValueError, match="conv xla-nchw runs on a GPU only: on a cpu use one of auto, xla, ynn"):
+        autotune.check_setting("xla-nchw", jax.numpy.float32)
 
 
 def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):

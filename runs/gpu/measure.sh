@@ -38,6 +38,26 @@ stage set5 150 bash -c "for p in highest tensorfloat32 bfloat16; do
   JAX_DEFAULT_MATMUL_PRECISION=\$p $PY -m accel.evaluate --hr tests/data/Set5/HR_x2 --scale 2 --json --quiet --dtype \$d |
     $PY -c 'import json, sys; print(json.dumps({\"precision\": sys.argv[1], **json.load(sys.stdin)}))' \$p-\$d
 done"
+# Full float32 as the CLIs run it (conv auto: the autotune times xla, xla-nchw and winograd per shape, the
+# path it took in the JSON's conv_path) against torch's NCHW; then cuDNN forced to NCHW for every size.
+stage f32_auto 240 $B --models official --sizes 64 128 256 --impls accel torch-nchw
+stage f32_nchw 120 env RCAN_CONV=xla-nchw $B --models official --sizes 64 128 256 --impls accel
+stage smoke_auto 90 $PY runs/gpu/smoke.py
+# TF32 and bfloat16 as the CLIs run them (the autotune's choice per shape), against torch channels_last.
+stage mixed_auto 200 $B --models official --sizes 64 128 256 --impls accel-tf32 torch-tf32 accel-bf16 torch-bf16
+# Device memory at 64×64 without cuDNN's autotuned workspaces: XLA's autotuning off, or XLA's own conv fusions.
+stage memory_workspace 120 $PY runs/gpu/memory.py 64 winograd winograd-again xla-nchw-autotune0 xla-nchw-conv-fusion
+stage conv_fusion 100 env RCAN_CONV=xla-nchw $B --models official --sizes 64 256 --impls accel \
+  --xla-flags=--xla_gpu_experimental_enable_conv_fusion=true
+# Whether putting a large array on the device leaves a transient above its size in the allocator's peak.
+stage transfer 60 $PY runs/gpu/transfer_peak.py
+# The convolution algorithms XLA's autotuner picked for the forward (cuDNN's, with their scratch bytes).
+stage autotuned 120 bash -c "for s in 64 256; do echo \"== \$s×\$s\"; f=/tmp/autotuned_\$s.txt
+  RCAN_JAX_CACHE=off RCAN_CONV=xla JAX_DEFAULT_MATMUL_PRECISION=highest XLA_FLAGS=--xla_gpu_dump_autotune_results_to=\$f \
+    $PY -c 'import sys, accel, reference; from accel import api, runtime; runtime.configure_from_env()
+c = reference.RCANConfig.official(2); s = int(sys.argv[1])
+print(api.compiled_memory(accel.model_from_weights(reference.init_weights(c, 0), c, conv=\"xla\"), (1, s, s, 3)))' \$s
+  cat \$f; done"
 # Full float32 by convolution path: XLA's (cuDNN) and Winograd F(4×4, 3×3) (RCAN_CONV=winograd), against
 # torch's NCHW (its faster float32 layout on these GPUs); then the Winograd path's accuracy.
 stage f32_xla 150 $B --models official --sizes 64 128 256 --impls accel torch-nchw
@@ -52,4 +72,13 @@ stage official_64 80 $B --models official --sizes 64
 stage compact 120 $PY -m accel.bench --json --repeats 5 --models compact --sizes 256 1080p
 # A folder of 50 photos of different sizes: one compiled shape, wall vs model time (empty cache, then cached).
 stage folder 200 bash -c "$PY runs/make_folder.py /tmp/folder50 && $PY -m accel.bench --folder /tmp/folder50"
+# These machines' host CPU is an Intel Xeon with AMX (amx_tile, amx_bf16 in /proc/cpuinfo): on two of its cores
+# (as on the project's 2-core machines), the C++ kernels' tests, AMX's real tiles among them, then one
+# convolution per path and kernel (bfloat16 on the tiles, then on vdpbf16ps), then the must-show bench.
+CPU2="env JAX_PLATFORMS=cpu CUDA_VISIBLE_DEVICES= taskset -c 0,1"
+stage cpu_amx_tests 200 $CPU2 $PY -m pytest -q -p no:cacheprovider tests/test_cpu_kernel.py
+stage cpu_amx_convs 200 $CPU2 bash -c "PYTHONPATH=.:runs/experiments $PY runs/experiments/conv_kernels.py &&
+  PYTHONPATH=.:runs/experiments $PY runs/experiments/conv_kernels.py --build avx512bf16"
+stage cpu_bench 400 $CPU2 $PY -m accel.bench --json --models official --sizes 64 128 256 \
+  --impls accel torch accel-bf16 torch-bf16 --repeats 3
 echo "== done $(date +%T)"

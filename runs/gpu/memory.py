@@ -5,7 +5,7 @@ memory_stats, which cannot reset its peak) after each step: model built, forward
 ten more calls; with XLA's own account of the executable (temp, argument, output MB) and the compile time
 (a cache hit takes well under a second). torch's steady peak is the bench's (`torch.cuda.reset_peak_memory_stats`).
 
-Run on a GPU machine: python runs/gpu/memory.py [SIZE]   (default 64; one JSON line per setting)
+Run on a GPU machine: python runs/gpu/memory.py [SIZE [SETTING...]]   (default 64, all; one JSON line per setting)
 """
 import json
 import os
@@ -13,12 +13,19 @@ import subprocess
 import sys
 import time
 
-SETTINGS = {   # name -> extra environment
-    "xla": {},
-    "xla-again": {},                                   # the same, now that the cache holds the executable
+SETTINGS = {   # name -> extra environment ("…-again": the same, now that the cache holds the executable)
+    "xla": {"RCAN_CONV": "xla"},
+    "xla-again": {"RCAN_CONV": "xla"},
+    "xla-nchw": {"RCAN_CONV": "xla-nchw"},
+    "xla-nchw-again": {"RCAN_CONV": "xla-nchw"},
     "winograd": {"RCAN_CONV": "winograd"},
-    "xla-autotune0": {"XLA_FLAGS": "--xla_gpu_autotune_level=0"},
-    "xla-no-command-buffers": {"XLA_FLAGS": "--xla_gpu_enable_command_buffer="},
+    "winograd-again": {"RCAN_CONV": "winograd"},
+    "auto": {"RCAN_CONV": "auto"},                     # the autotune times the paths in this process
+    "auto-again": {"RCAN_CONV": "auto"},               # its decision from disk
+    "xla-autotune0": {"RCAN_CONV": "xla", "XLA_FLAGS": "--xla_gpu_autotune_level=0"},
+    "xla-no-command-buffers": {"RCAN_CONV": "xla", "XLA_FLAGS": "--xla_gpu_enable_command_buffer="},
+    "xla-nchw-autotune0": {"RCAN_CONV": "xla-nchw", "XLA_FLAGS": "--xla_gpu_autotune_level=0"},
+    "xla-nchw-conv-fusion": {"RCAN_CONV": "xla-nchw", "XLA_FLAGS": "--xla_gpu_experimental_enable_conv_fusion=true"},
 }
 
 
@@ -34,7 +41,9 @@ def child(size: int) -> dict:
     jax.config.update("jax_default_matmul_precision", "highest")
     device = jax.devices()[0]
     stats = lambda: device.memory_stats() or {}   # noqa: E731 (None on a CPU: zeros there)
-    mb = lambda: {k: round(stats().get(k, 0) / 1e6, 1) for k in ("bytes_in_use", "peak_bytes_in_use")}  # noqa: E731
+    def mb():   # the allocator's bytes, and those of the arrays Python still holds
+        return {**{k: round(stats().get(k, 0) / 1e6, 1) for k in ("bytes_in_use", "peak_bytes_in_use")},
+                "live_arrays": round(sum(a.nbytes for a in jax.live_arrays()) / 1e6, 1)}
     steps = {"start": mb()}
     config = RCANConfig.official(2)
     model = accel.model_from_weights(init_weights(config, 0), config, dtype=jnp.float32, conv=autotune.env_setting())
@@ -49,12 +58,14 @@ def child(size: int) -> dict:
     for _ in range(10):
         accel.forward(model, x).block_until_ready()
     steps["11 calls"] = mb()
-    return {"steps_mb": steps, "xla_memory_mb": {k: round(v, 1) for k, v in xla.items()},
+    path = autotune.choose(1, size, size, config.n_feats, jnp.float32, model.conv_path)
+    return {"path": path, "steps_mb": steps, "xla_memory_mb": {k: round(v, 1) for k, v in xla.items()},
             "compile_s": round(compile_s, 2), "device": device.device_kind}
 
 
-def main(size: int):
-    for name, env in SETTINGS.items():
+def main(size: int, names: list[str]):
+    for name in names or SETTINGS:
+        env = SETTINGS[name]
         r = subprocess.run([sys.executable, __file__, "--child", str(size)], capture_output=True, text=True,
                            env={**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false", **env})
         line = r.stdout.strip().splitlines()[-1] if r.returncode == 0 and r.stdout.strip() else None
@@ -66,4 +77,4 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
         print(json.dumps(child(int(sys.argv[2]))))
     else:
-        main(int(sys.argv[1]) if len(sys.argv) > 1 else 64)
+        main(int(sys.argv[1]) if len(sys.argv) > 1 else 64, sys.argv[2:])
