@@ -39,7 +39,9 @@ F(2×2)'s 1.8× the multiplications and Winograd-domain data of F(4×4), it wins
 On a GPU the same measurement chooses between XLA's convolution (cuDNN, in the layout XLA picks: "xla"),
 the same forced to NCHW ("xla-nchw", torch's fastest float32 layout on an H100) and Winograd F(4×4, 3×3)
 as GEMMs ("winograd": on an H100 the fastest float32 path at 64×64, with a fifth of cuDNN's device memory
-there, and half its speed at 256×256: accel/PERFORMANCE.md, "GPU"); decisions there are keyed by the GPU too.
+there, and half its speed at 256×256: accel/PERFORMANCE.md, "GPU"). There every path near the chain's
+fastest runs in the model, and device memory weighs in: of the paths within MEMORY_MARGIN of the fastest, the
+one whose compiled forward has the fewest temporaries is taken. Decisions there are keyed by the GPU too.
 
 The model's `conv` setting (load_model(conv=...), the CLIs' --conv, default RCAN_CONV or auto) is
 auto | xla | xla-nchw | ynn | winograd | winograd-ynn | winograd2 | kernel-direct | kernel-winograd2 | kernel-winograd4;
