@@ -46,6 +46,8 @@ stage smoke_auto 90 $PY runs/gpu/smoke.py
 # TF32 and bfloat16 as the CLIs run them (the autotune's choice per shape), against torch channels_last.
 stage mixed_auto 200 $B --models official --sizes 64 128 256 --impls accel-tf32 torch-tf32 accel-bf16 torch-bf16
 # Device memory at 64×64 without cuDNN's autotuned workspaces: XLA's autotuning off, or XLA's own conv fusions.
+# The autotune's choice at 64×64 and its memory (a fresh process deciding, then one reading the decision).
+stage memory_auto 90 $PY runs/gpu/memory.py 64 auto auto-again
 stage memory_workspace 120 $PY runs/gpu/memory.py 64 winograd winograd-again xla-nchw-autotune0 xla-nchw-conv-fusion
 stage conv_fusion 100 env RCAN_CONV=xla-nchw $B --models official --sizes 64 256 --impls accel \
   --xla-flags=--xla_gpu_experimental_enable_conv_fusion=true
