@@ -48,6 +48,8 @@ stage mixed_auto 200 $B --models official --sizes 64 128 256 --impls accel-tf32 
 # Device memory at 64×64 without cuDNN's autotuned workspaces: XLA's autotuning off, or XLA's own conv fusions.
 # The autotune's choice at 64×64 and its memory (a fresh process deciding, then one reading the decision).
 stage memory_auto 90 $PY runs/gpu/memory.py 64 auto auto-again
+# At 256×256 the NCHW path's peak was 125 MB above its temporaries (at 64×64: none): with and without command buffers.
+stage memory_256 120 $PY runs/gpu/memory.py 256 xla-nchw xla-nchw-again xla-nchw-no-command-buffers
 stage memory_workspace 120 $PY runs/gpu/memory.py 64 winograd winograd-again xla-nchw-autotune0 xla-nchw-conv-fusion
 stage conv_fusion 100 env RCAN_CONV=xla-nchw $B --models official --sizes 64 256 --impls accel \
   --xla-flags=--xla_gpu_experimental_enable_conv_fusion=true

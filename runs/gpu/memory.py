@@ -24,6 +24,7 @@ SETTINGS = {   # name -> extra environment ("…-again": the same, now that the 
     "auto-again": {"RCAN_CONV": "auto"},               # its decision from disk
     "xla-autotune0": {"RCAN_CONV": "xla", "XLA_FLAGS": "--xla_gpu_autotune_level=0"},
     "xla-no-command-buffers": {"RCAN_CONV": "xla", "XLA_FLAGS": "--xla_gpu_enable_command_buffer="},
+    "xla-nchw-no-command-buffers": {"RCAN_CONV": "xla-nchw", "XLA_FLAGS": "--xla_gpu_enable_command_buffer="},
     "xla-nchw-autotune0": {"RCAN_CONV": "xla-nchw", "XLA_FLAGS": "--xla_gpu_autotune_level=0"},
     "xla-nchw-conv-fusion": {"RCAN_CONV": "xla-nchw", "XLA_FLAGS": "--xla_gpu_experimental_enable_conv_fusion=true"},
 }
