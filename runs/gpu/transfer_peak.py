@@ -38,6 +38,5 @@ if __name__ == "__main__":
         print(json.dumps(child(sys.argv[2])))
     else:
         for way in WAYS:
-            r = subprocess.run([sys.executable, __file__, "--child", way], capture_output=True, text=True,
-                               env=None)
+            r = subprocess.run([sys.executable, __file__, "--child", way], capture_output=True, text=True)
             print(r.stdout.strip().splitlines()[-1] if r.returncode == 0 else f"{way}: {r.stderr[-300:]}", flush=True)
