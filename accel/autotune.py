@@ -242,12 +242,6 @@ def time_paths(names, batch: int, height: int, width: int, channels: int, dtype)
     return times
 
 
-def leanest(choice: str, seconds: dict[str, float], memory: dict[str, int]) -> str:
-    """Of the paths within MEMORY_MARGIN of choice's time, the one needing the least memory (ties: the faster)."""
-    near = [name for name in seconds if name in memory and seconds[name] <= seconds[choice] * (1 + MEMORY_MARGIN)]
-    return min(near, key=lambda name: (memory[name], seconds[name]))
-
-
 def spread(times: list[float]) -> float:
     """How unsteady a path's runs were: (median - best) / best."""
     return (statistics.median(times) - min(times)) / min(times)
@@ -321,7 +315,7 @@ def choose(batch: int, height: int, width: int, channels: int, dtype, setting: s
                 if device and memory is not None:   # device memory is scarce: a near-equal, leaner path wins
                     took = {name: min(t) for name, t in deciding.items()}
                     lean = memory([name for name in took if took[name] <= took[choice] * (1 + MEMORY_MARGIN)])
-                    choice = leanest(choice, took, lean)
+                    choice = min(lean, key=lambda name: (lean[name], took[name]))   # ties: the faster
                     reading["temp_mb"] = {name: round(m / 1e6, 2) for name, m in lean.items()}
                 if model:
                     reading["model_seconds"] = {name: round(min(t), 6) for name, t in model.items()}
