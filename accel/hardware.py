@@ -18,6 +18,17 @@ GPU_PEAK_TFLOPS = {"H100": {"float32": 67, "tf32": 494.7, "bfloat16": 989.4},
                    "H200": {"float32": 67, "tf32": 494.7, "bfloat16": 989.4}}
 # The CPU flags that decide which convolution paths can win (AVX-512; bfloat16 dot instructions; AMX tiles).
 NOTABLE_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+# RCAN_MAX_ISA caps the instructions used, as ONEDNN_MAX_CPU_ISA caps oneDNN's: the CPU's flags above the cap
+# are taken as absent (the project's kernels, the autotune's keys), and XLA and, in the bench, torch get the
+# same cap. It runs a CPU as an older one of its family would (the AVX2 paths measured on an AVX-512 CPU).
+# level -> (flags taken as absent, by prefix; XLA's name for the level; torch's settings for it)
+MAX_ISA = {
+    "avx2": (("avx512", "amx"), "AVX2", {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}),
+    "avx512": (("avx512_bf16", "amx"), "AVX512",
+               {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "ATEN_CPU_CAPABILITY": "avx512"}),
+    "avx512_bf16": (("amx",), "AVX512_BF16",
+                    {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16", "ATEN_CPU_CAPABILITY": "avx512"}),
+}
 
 
 @functools.cache
@@ -38,8 +49,21 @@ def cpu_name() -> str:
     return _field("model name") or platform.processor() or "unknown CPU"
 
 
+def max_isa() -> str | None:
+    """RCAN_MAX_ISA's level (None: no cap)."""
+    level = os.environ.get("RCAN_MAX_ISA", "").strip().lower()
+    if level and level not in MAX_ISA:
+        raise ValueError(f"RCAN_MAX_ISA={level}: not a level; use one of {', '.join(MAX_ISA)}")
+    return level or None
+
+
 def cpu_flags() -> frozenset[str]:
-    return frozenset(_field("flags").split())
+    """The CPU's flags (/proc/cpuinfo), less those above RCAN_MAX_ISA."""
+    flags = _field("flags").split()
+    level = max_isa()
+    if level:
+        flags = [f for f in flags if not f.startswith(MAX_ISA[level][0])]
+    return frozenset(flags)
 
 
 def cores() -> int:
@@ -47,9 +71,10 @@ def cores() -> int:
 
 
 def describe_cpu() -> str:
-    """e.g. 'AMD EPYC, 2 cores, avx2 fma avx512f avx512_bf16'."""
+    """e.g. 'AMD EPYC, 2 cores, avx2 fma avx512f avx512_bf16' (with ', RCAN_MAX_ISA=avx2' under a cap)."""
     flags = " ".join(f for f in NOTABLE_FLAGS if f in cpu_flags())
-    return f"{cpu_name()}, {cores()} cores" + (f", {flags}" if flags else "")
+    return (f"{cpu_name()}, {cores()} cores" + (f", {flags}" if flags else "")
+            + (f", RCAN_MAX_ISA={max_isa()}" if max_isa() else ""))
 
 
 def cpu_peak_gflops() -> float | None:

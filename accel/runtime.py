@@ -11,7 +11,8 @@ Importing or calling accel changes nothing outside it. configure() turns on, for
   never calls forward) reuses its large buffers from the heap, and is 30 % slower without.
 
 The CLIs take their defaults from the environment: RCAN_JAX_CACHE=off|DIR (default ~/.cache/rcan-jax,
-or $XDG_CACHE_HOME/rcan-jax) and RCAN_MALLOC=default (leave malloc alone).
+or $XDG_CACHE_HOME/rcan-jax), RCAN_MALLOC=default (leave malloc alone) and RCAN_MAX_ISA=avx2|avx512|
+avx512_bf16 (the newest CPU instructions used: accel/hardware.py).
 """
 from __future__ import annotations
 
@@ -19,8 +20,11 @@ import ctypes
 import ctypes.util
 import dataclasses
 import os
+import sys
 
 import jax
+
+from accel import hardware
 
 DEFAULT = "default"
 
@@ -58,6 +62,25 @@ def configure_from_env(malloc: bool | None = None) -> None:
     setting = os.environ.get("RCAN_JAX_CACHE", "")
     cache = None if setting.lower() in ("off", "0", "false", "no") else (setting or DEFAULT)
     configure(cache, malloc=os.environ.get("RCAN_MALLOC", "") != "default" if malloc is None else malloc)
+    try:
+        cap_isa()
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None   # a usage error, as the CLIs' own
+
+
+def cap_isa() -> None:
+    """Passes RCAN_MAX_ISA's cap to XLA (before its CPU backend starts) and to oneDNN and ATen, for a torch
+    imported later by this process or its children (the bench's peer)."""
+    level = hardware.max_isa()
+    if not level:
+        return
+    _, xla, torch_settings = hardware.MAX_ISA[level]
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "--xla_cpu_max_isa" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_max_isa={xla}".strip()
+    for name, value in torch_settings.items():
+        os.environ.setdefault(name, value)
 
 
 def cache_dir() -> str | None:

@@ -519,6 +519,51 @@ def test_autotune_real_measurement_and_fixed_setting(monkeypatch):
         autotune.choose(1, 16, 16, 8, jnp.float32, "winograd2")
 
 
+XEON_AMX = ("vendor_id\t: GenuineIntel", "model name\t: Intel(R) Xeon(R) Platinum 8480+",
+            "flags\t\t: sse4_2 avx avx2 fma avx512f avx512bw avx512vl avx512_vnni avx512_bf16 amx_bf16 amx_tile",
+            "cpu MHz\t\t: 2000.000")
+
+
+@pytest.mark.parametrize("level, flags, bf16_builds, f32_builds", [
+    ("", "avx2 fma avx512f avx512_bf16 amx_bf16 amx_tile", ["amx", "avx512bf16"], ["avx512", "avx2"]),
+    ("avx512_bf16", "avx2 fma avx512f avx512_bf16", ["avx512bf16"], ["avx512", "avx2"]),
+    ("avx512", "avx2 fma avx512f", [], ["avx512", "avx2"]),
+    ("AVX2", "avx2 fma", [], ["avx2"]),
+])
+def test_max_isa_takes_the_flags_above_it_as_absent(monkeypatch, level, flags, bf16_builds, f32_builds):
+    """RCAN_MAX_ISA runs an AMX Xeon as an older CPU would: its kernels' builds, the autotune's key, the peak."""
+    from accel import cpu_kernel, hardware
+    monkeypatch.setattr(hardware, "cpuinfo", lambda: XEON_AMX)
+    monkeypatch.setenv("RCAN_MAX_ISA", level)
+    assert " ".join(f for f in hardware.NOTABLE_FLAGS if f in hardware.cpu_flags()) == flags
+    assert "avx512_vnni" in hardware.cpu_flags() or level == "AVX2"   # what is not above the cap stays
+    assert cpu_kernel.native_builds("bf16") == bf16_builds and cpu_kernel.native_builds("f32") == f32_builds
+    assert hardware.describe_cpu().endswith(f"{flags}, RCAN_MAX_ISA={level.lower()}" if level else flags)
+    # Intel's AVX-512 doubles the FMA width: the peak under an AVX2 cap is half.
+    per_core = 64 if "avx512f" in flags else 32
+    assert hardware.cpu_peak_gflops() == pytest.approx(hardware.cores() * per_core * 2.0)
+
+
+def test_max_isa_caps_xla_and_torch_and_refuses_an_unknown_level(monkeypatch):
+    from accel import hardware, runtime
+    monkeypatch.setenv("RCAN_MAX_ISA", "avx2")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")   # a setting of one's own is kept
+    runtime.cap_isa()
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=false --xla_cpu_max_isa=AVX2"
+    assert os.environ["ONEDNN_MAX_CPU_ISA"] == "AVX2" and os.environ["ATEN_CPU_CAPABILITY"] == "default"
+    runtime.cap_isa()   # once is enough
+    assert os.environ["XLA_FLAGS"].count("--xla_cpu_max_isa") == 1
+    monkeypatch.setenv("RCAN_MAX_ISA", "sse2")
+    with pytest.raises(ValueError, match="^RCAN_MAX_ISA=sse2: not a level; use one of avx2, avx512, avx512_bf16$"):
+        hardware.cpu_flags()
+    code = subprocess.run([sys.executable, "-m", "accel.upscale", "in.png"], capture_output=True, text=True,
+                          env=dict(os.environ, RCAN_MAX_ISA="sse2"))
+    assert code.returncode == 2 and code.stderr.strip().splitlines() == [
+        "error: RCAN_MAX_ISA=sse2: not a level; use one of avx2, avx512, avx512_bf16"]
+
+
 IMPORT_PROBE = r"""
 import ctypes, json, jax
 before = {k: getattr(jax.config, k) for k in ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
