@@ -38,9 +38,19 @@ namespace ffi = xla::ffi;
 
 namespace {
 
-// 16 float32 lanes (a zmm register with AVX-512; the compiler splits it for narrower builds). The
-// transforms are written once over it.
-typedef float Vec __attribute__((vector_size(64)));
+#if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
+#define RCAN_AVX2 1
+#endif
+
+// The transforms' vector, written once over kLanes float32 lanes: 16 (a zmm register with AVX-512, and the
+// portable build), 8 for AVX2 (a ymm register: a transform's 6 + 6 vectors then fit AVX2's 16 registers, where
+// 16-lane vectors, each split in two, spilled to the stack: 1.8–2.8× the input transform's time).
+#if defined(RCAN_AVX2)
+constexpr int kLanes = 8;
+#else
+constexpr int kLanes = 16;
+#endif
+typedef float Vec __attribute__((vector_size(4 * kLanes)));
 
 inline Vec load(const float* p) {
   Vec v;
@@ -49,11 +59,11 @@ inline Vec load(const float* p) {
 }
 inline void store(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
 
-// bfloat16 activations, as their bits: 16 of them widen to float32 by moving to the upper half, and
+// bfloat16 activations, as their bits: kLanes of them widen to float32 by moving to the upper half, and
 // float32 rounds to nearest even by adding 0x7FFF plus the kept part's lowest bit (NaN stays a quiet NaN).
-typedef uint16_t Bits16 __attribute__((vector_size(32)));
-typedef uint32_t Bits32 __attribute__((vector_size(64)));
-typedef int32_t Mask32 __attribute__((vector_size(64)));
+typedef uint16_t Bits16 __attribute__((vector_size(2 * kLanes)));
+typedef uint32_t Bits32 __attribute__((vector_size(4 * kLanes)));
+typedef int32_t Mask32 __attribute__((vector_size(4 * kLanes)));
 
 inline Vec load(const uint16_t* p) {
   Bits16 h;
@@ -93,8 +103,7 @@ constexpr int kBlock = 24;
 // the GEMM) waste no work on the images' rows of 16, 32 or 64 tiles: 10 % less time at 64×64 and 128×128.
 // AVX2 has 16 registers of 8 floats: 6 tiles × 16 channels (12 accumulators, 2 filter vectors, 1 broadcast).
 // kBlock is a multiple of every PB.
-#if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
-#define RCAN_AVX2 1
+#if defined(RCAN_AVX2)
 constexpr int kWidest = 1;
 constexpr int kTiles(int) { return 6; }
 #else
@@ -175,28 +184,31 @@ struct Scratch {
   std::vector<float> T, V, M;
 };
 
-// The block of nt tiles from tile t0 in tile row r of image n: input transform into V, then for each
-// position the GEMMs of all the block's tiles (that position's U stays in L1), then the output transform.
+// The GEMMs of the block's nt tiles at one position, for output channels co0 up to co1 in register tiles
+// of 16·NV channels.
 template <int NV, typename T>
-void gemms(const Conv<T>& s, const float* V, int64_t nt, int64_t co0, float* M) {
+int64_t gemms(const Conv<T>& s, const float* V, int64_t nt, int pos, int64_t co0, int64_t co1, float* M) {
   constexpr int PB = kTiles(NV);
   const int64_t ldv = stride(s.c), ldm = stride(s.co);
-  for (int pos = 0; pos < 36; ++pos)
+  for (; co0 + 16 * NV <= co1; co0 += 16 * NV)
     for (int64_t p = 0; p < nt; p += PB)   // the last register tile may run past nt: its rows are never read
       gemm<NV>(V + pos * ldv + p * s.c, s.u + pos * s.c * s.co + co0, s.c, s.co, M + pos * ldm + p * s.co + co0);
+  return co0;
 }
 
+// The block of nt tiles from tile t0 in tile row r of image n: input transform into V, then for each
+// position the GEMMs of all the block's tiles (that position's U and V stay in L1), then the output transform.
 template <bool kSums, typename T>
 void block(const Conv<T>& s, int64_t n, int64_t r, int64_t t0, int64_t nt, Scratch& sc, float* sums) {
   const int64_t cols = 4 * nt + 2, width = 4 * kBlock + 2, ldv = stride(s.c), ldm = stride(s.co);
   const Vec zero = {};
-  // Input transform, 16 channels at a time: Bᵀ down the six input rows of each column (zeros past the
+  // Input transform, kLanes channels at a time: Bᵀ down the six input rows of each column (zeros past the
   // image, as SAME padding sees)…
-  for (int64_t cv = 0; cv < s.c / 16; ++cv) {
+  for (int64_t cv = 0; cv < s.c / kLanes; ++cv) {
     const T* rows[6];
     for (int k = 0; k < 6; ++k) {
       const int64_t yy = 4 * r - 1 + k;
-      rows[k] = yy >= 0 && yy < s.h ? s.x + ((n * s.h + yy) * s.w) * s.c + 16 * cv : nullptr;
+      rows[k] = yy >= 0 && yy < s.h ? s.x + ((n * s.h + yy) * s.w) * s.c + kLanes * cv : nullptr;
     }
     for (int64_t col = 0; col < cols; ++col) {
       const int64_t xx = 4 * t0 - 1 + col;
@@ -204,46 +216,48 @@ void block(const Conv<T>& s, int64_t n, int64_t r, int64_t t0, int64_t nt, Scrat
       Vec d[6], t[6];
       for (int k = 0; k < 6; ++k) d[k] = inside && rows[k] ? load(rows[k] + xx * s.c) : zero;
       input_rows(d, t);
-      for (int i = 0; i < 6; ++i) store(sc.T.data() + (i * width + col) * 16, t[i]);
+      for (int i = 0; i < 6; ++i) store(sc.T.data() + (i * width + col) * kLanes, t[i]);
     }
     // …then across each tile's six columns.
     for (int64_t t = 0; t < nt; ++t)
       for (int i = 0; i < 6; ++i) {
         Vec e[6], v[6];
-        for (int k = 0; k < 6; ++k) e[k] = load(sc.T.data() + (i * width + 4 * t + k) * 16);
+        for (int k = 0; k < 6; ++k) e[k] = load(sc.T.data() + (i * width + 4 * t + k) * kLanes);
         input_rows(e, v);
-        for (int j = 0; j < 6; ++j) store(sc.V.data() + (i * 6 + j) * ldv + t * s.c + 16 * cv, v[j]);
+        for (int j = 0; j < 6; ++j) store(sc.V.data() + (i * 6 + j) * ldv + t * s.c + kLanes * cv, v[j]);
       }
   }
-  int64_t co0 = 0;
-  for (; kWidest >= 4 && co0 + 64 <= s.co; co0 += 64) gemms<4>(s, sc.V.data(), nt, co0, sc.M.data());
-  for (; kWidest >= 2 && co0 + 32 <= s.co; co0 += 32) gemms<2>(s, sc.V.data(), nt, co0, sc.M.data());
-  for (; co0 + 16 <= s.co; co0 += 16) gemms<1>(s, sc.V.data(), nt, co0, sc.M.data());
+  for (int pos = 0; pos < 36; ++pos) {
+    int64_t co0 = 0;
+    if (kWidest >= 4) co0 = gemms<4>(s, sc.V.data(), nt, pos, co0, s.co, sc.M.data());
+    if (kWidest >= 2) co0 = gemms<2>(s, sc.V.data(), nt, pos, co0, s.co, sc.M.data());
+    gemms<1>(s, sc.V.data(), nt, pos, co0, s.co, sc.M.data());
+  }
   // Output transform: Aᵀ down each column of the 6×6 M, then across the four rows; + bias; the tiles'
   // pixels past the image are not stored.
   for (int64_t t = 0; t < nt; ++t) {
     const int64_t x0 = 4 * (t0 + t);
-    for (int64_t v = 0; v < s.co / 16; ++v) {
+    for (int64_t v = 0; v < s.co / kLanes; ++v) {
       Vec z[4][6];
       for (int b = 0; b < 6; ++b) {
         Vec m[6], o[4];
-        for (int a = 0; a < 6; ++a) m[a] = load(sc.M.data() + (a * 6 + b) * ldm + t * s.co + 16 * v);
+        for (int a = 0; a < 6; ++a) m[a] = load(sc.M.data() + (a * 6 + b) * ldm + t * s.co + kLanes * v);
         output_rows(m, o);
         for (int i = 0; i < 4; ++i) z[i][b] = o[i];
       }
-      const Vec bias = load(s.b + 16 * v);
+      const Vec bias = load(s.b + kLanes * v);
       for (int i = 0; i < 4; ++i) {
         const int64_t yy = 4 * r + i;
         if (yy >= s.h) break;
         Vec o[4];
         output_rows(z[i], o);
-        T* out = s.y + ((n * s.h + yy) * s.w + x0) * s.co + 16 * v;
+        T* out = s.y + ((n * s.h + yy) * s.w + x0) * s.co + kLanes * v;
         Vec total = {};
         for (int j = 0; j < 4 && x0 + j < s.w; ++j) {
           store(out + j * s.co, o[j] + bias);
           if (kSums) total += load(out + j * s.co);   // what was stored (rounded, for bfloat16)
         }
-        if (kSums) store(sums + 16 * v, load(sums + 16 * v) + total);
+        if (kSums) store(sums + kLanes * v, load(sums + kLanes * v) + total);
       }
     }
   }
@@ -267,7 +281,7 @@ ffi::Error run(ffi::ThreadPool pool, ffi::Span<const int64_t> xd, const T* x, ff
   // Work items: (image, tile row, block of tiles).
   rcan::parallel_for<Scratch>(pool, s.n * th * blocks, [s, th, tw, blocks](int64_t i0, int64_t i1, Scratch& sc) {
     if (sc.V.empty()) {
-      sc.T.resize(6 * (4 * kBlock + 2) * 16);
+      sc.T.resize(6 * (4 * kBlock + 2) * kLanes);
       // V's register tiles past the block's last tile read finite leftovers (zeros at first); their sums are
       // never stored.
       sc.V.assign(36 * stride(s.c), 0.0f);
