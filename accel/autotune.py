@@ -273,8 +273,11 @@ def _trusted(record, dtype, channels: int) -> bool:
 
 
 def _key(height: int, width: int, channels: int, dtype) -> str:
-    # The candidates are part of the key: a decision made before a path existed is measured again.
-    return f"{_machine()}|{height}x{width}x{channels}|{jnp.dtype(dtype).name}|{','.join(paths(dtype, channels))}"
+    # The candidates are part of the key, and the kernels' code where one is a candidate: a decision made
+    # before a path existed, or with an older kernel, is measured again.
+    offered = paths(dtype, channels)
+    kernels = f"|kernels {cpu_kernel.sources_digest()}" if any(p in winograd.KERNELS for p in offered) else ""
+    return f"{_machine()}|{height}x{width}x{channels}|{jnp.dtype(dtype).name}|{','.join(offered)}{kernels}"
 
 
 def decided(height: int, width: int, channels: int, dtype) -> bool:

@@ -139,6 +139,19 @@ def _temporary_folder() -> str:
     return folder
 
 
+@functools.cache
+def sources_digest() -> str:
+    """A digest of every kernel source and header: a build, and an autotune decision that timed one, is
+    only reused for the same code."""
+    folder = os.path.join(os.path.dirname(__file__), "kernels")
+    digest = hashlib.sha256()
+    for name in sorted(os.listdir(folder)):
+        if name.endswith((".cc", ".h")):
+            with open(os.path.join(folder, name), "rb") as f:
+                digest.update(name.encode() + b"\0" + f.read())
+    return digest.hexdigest()[:16]
+
+
 def build(native: bool | str = True, library: str = "bf16") -> str:
     """Path of the compiled library (built now if not cached). native: True for the fastest build this CPU
     runs, a build's name (only a CPU with its instructions can run it), or False for plain C++."""
@@ -150,10 +163,7 @@ def build(native: bool | str = True, library: str = "bf16") -> str:
     flags = BASE_FLAGS + (lib.builds[variant][1] if variant != "portable" else ())
     sources = os.path.join(os.path.dirname(__file__), "kernels")
     source = os.path.join(sources, lib.source)
-    digest = hashlib.sha256(" ".join(flags).encode() + jax.__version__.encode())
-    for name in [lib.source, *sorted(f for f in os.listdir(sources) if f.endswith(".h"))]:   # with the headers
-        with open(os.path.join(sources, name), "rb") as f:
-            digest.update(f.read())
+    digest = hashlib.sha256(" ".join(flags).encode() + jax.__version__.encode() + sources_digest().encode())
     digest = digest.hexdigest()[:16]
     folder = os.path.join(runtime.cache_dir(), "kernels") if runtime.cache_dir() else _temporary_folder()
     stem = os.path.splitext(lib.source)[0]

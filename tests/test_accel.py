@@ -314,6 +314,18 @@ def test_autotune_measures_once_and_remembers(monkeypatch, tmp_path):
     monkeypatch.setattr(autotune, "_decided", {})
     monkeypatch.setattr(autotune, "time_paths", lambda *a: pytest.fail("measured again"))
     assert autotune.choose(1, 40, 48, 16, jnp.float32) == "ynn"
+    # With a kernel among the candidates, a decision holds for that kernel code only: changed, it is timed again.
+    if cpu_kernel.available("winograd4"):
+        assert key.endswith(f"|kernels {cpu_kernel.sources_digest()}")
+        digest = cpu_kernel.sources_digest
+        monkeypatch.setattr(cpu_kernel, "sources_digest", lambda: "0123456789abcdef")
+        monkeypatch.setattr(autotune, "_decided", {})
+        monkeypatch.setattr(autotune, "time_paths", fake_time)
+        before = len(measured)
+        assert autotune.choose(1, 40, 48, 16, jnp.float32) == "ynn" and len(measured) == before + n
+        monkeypatch.setattr(cpu_kernel, "sources_digest", digest)
+    else:
+        assert "|kernels " not in key
     # A damaged file, or an entry without a steady timing (older files), is measured again, not trusted.
     # So is one made before a path was added (it never timed that path).
     # So is one that recorded no reading of the others' load (older files).
