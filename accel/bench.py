@@ -475,14 +475,15 @@ def main(argv=None) -> int:
                 r["memory_to_torch"] = (r["peak_extra_mb"] / t["peak_extra_mb"]
                                         if t and t["peak_extra_mb"] and "peak_extra_mb" in r else None)
             rows += group
-    data = {"peak_gflops": peak, "xla_flags": args.xla_flags, "rows": rows}
+    data = {"cpu": hardware.describe_cpu(), "peak_gflops": peak, "xla_flags": args.xla_flags, "rows": rows}
     print(json.dumps(data, indent=2) if args.json else table(data))
     return 0
 
 
 def table(data: dict) -> str:
     peak, rows = data["peak_gflops"], data["rows"]
-    lines = [f"machine peak ≈ {peak:.0f} GFLOP/s (fp32)" if peak else "machine peak unknown",
+    cpu = f"{data['cpu']}; " if data.get("cpu") else ""   # files written before the CPU was recorded
+    lines = [cpu + (f"machine peak ≈ {peak:.0f} GFLOP/s (fp32)" if peak else "machine peak unknown"),
              f"{'impl':<11} {'model':<9} {'size':>5} {'device':<6} {'median s':>9} {'GFLOP/s':>8} {'% peak':>7} "
              f"{'/ torch':>8} {'peak MB':>8} {'/ torch':>8} {'1st call s':>10} {'1st MB':>7}"]
     for r in rows:

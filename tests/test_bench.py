@@ -110,3 +110,5 @@ def test_bench_cli_table(tmp_path, capsys, monkeypatch):
     assert bench.main(["--table", str(saved)]) == 0
     table = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in table[2:]] == ["accel", "torch", "torch-nchw"]
+    from accel import hardware   # the CPU it ran on, named in the file and the table
+    assert data["cpu"] == hardware.describe_cpu() and table[0].startswith(hardware.describe_cpu() + "; ")
