@@ -7,11 +7,16 @@ set -u
 cd "$(dirname "$0")/.."
 PY=${PY:-python}
 model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
-flags=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -xE 'avx2|fma|avx512f|avx512_bf16|amx_tile|amx_bf16' | tr '\n' ' ')
+# The flags accel acts on: /proc/cpuinfo's, less those above RCAN_MAX_ISA where it is set.
+flags=$($PY -c 'from accel import hardware
+print(" ".join(f for f in hardware._field("flags").split() if f in hardware.cpu_flags()))' \
+  | tr ' ' '\n' | grep -xE 'avx2|fma|avx512f|avx512_bf16|amx_tile|amx_bf16' | tr '\n' ' ')
 vendor=$(echo "$model" | grep -qi intel && echo intel || echo amd)
 out=runs/measurements/cpu_${vendor}_$(echo "$flags" | tr -d '_' | tr ' ' '-' | sed 's/-$//')
+out=$out${RCAN_MAX_ISA:+_max-$RCAN_MAX_ISA}
 mkdir -p "$out"
-{ echo "model: $model"; echo "flags: $flags"; echo "cores: $(nproc)"; date -u; } | tee "$out/cpu.txt"
+{ echo "model: $model"; echo "flags: $flags${RCAN_MAX_ISA:+ (RCAN_MAX_ISA=$RCAN_MAX_ISA)}"; echo "cores: $(nproc)"
+  date -u; } | tee "$out/cpu.txt"
 run() {   # run NAME COMMAND...: stdout to $out/NAME, a line of progress here
   echo "== $1 $(date +%T)"
   local name=$1; shift

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from jax import lax
 
-from accel import winograd
+from accel import runtime, winograd
 
 H = W = 128
 C = 64
@@ -122,4 +122,5 @@ def main():
 
 
 if __name__ == "__main__":
+    runtime.cap_isa()   # RCAN_MAX_ISA, where set, for XLA and torch as well
     main()

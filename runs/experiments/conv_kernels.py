@@ -5,9 +5,9 @@ GFLOP/s counted as the direct convolution's FLOPs (so Winograd's fewer multiplic
 "rms" is the error of one conv relative to the exact convolution of the same input.
 
 Run: PYTHONPATH=runs/experiments python runs/experiments/conv_kernels.py [--float32] [--build NAME] [SIZE ...]
-(default bfloat16; sizes 64 128 256; --build: the kernels' build, e.g. avx2 on a CPU with AVX-512, where
-XLA_FLAGS=--xla_cpu_max_isa=AVX2 holds XLA's own code to the same instructions; kernels without that build
-are left out)
+(default bfloat16; sizes 64 128 256; --build: the kernels' build, e.g. avx512bf16 on a CPU with AMX;
+kernels without that build are left out). With RCAN_MAX_ISA=avx2 an AVX-512 CPU runs as an AVX2 one: the
+kernels' AVX2 build, XLA's code and torch's held to the same instructions (accel/hardware.py).
 """
 import statistics
 import sys
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from jax import lax
 
-from accel import autotune, cpu_kernel, winograd
+from accel import autotune, cpu_kernel, runtime, winograd
 from interleaved import compare
 
 C, N = 64, 10
@@ -84,6 +84,7 @@ def main(sizes, dtype):
 
 
 if __name__ == "__main__":
+    runtime.cap_isa()   # RCAN_MAX_ISA, where set, for XLA and torch as well
     args = sys.argv[1:]
     if "--build" in args:
         build = args.pop(args.index("--build") + 1)
