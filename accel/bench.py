@@ -485,7 +485,7 @@ def table(data: dict) -> str:
     cpu = f"{data['cpu']}; " if data.get("cpu") else ""   # files written before the CPU was recorded
     lines = [cpu + (f"machine peak ≈ {peak:.0f} GFLOP/s (fp32)" if peak else "machine peak unknown"),
              f"{'impl':<11} {'model':<9} {'size':>5} {'device':<6} {'median s':>9} {'GFLOP/s':>8} {'% peak':>7} "
-             f"{'/ torch':>8} {'peak MB':>8} {'/ torch':>8} {'1st call s':>10} {'1st MB':>7}"]
+             f"{'/ torch':>8} {'peak MB':>8} {'/ torch':>8} {'1st call s':>10} {'1st MB':>7}  conv path"]
     for r in rows:
         if "error" in r:
             lines.append(f"{r['impl']:<11} {r['model']:<9} {r['size']:>5} failed: {r['error']}")
@@ -496,7 +496,7 @@ def table(data: dict) -> str:
         first_mb = f"{r['first_call_peak_extra_mb']:.0f}" if "first_call_peak_extra_mb" in r else "-"
         lines.append(f"{r['impl']:<11} {r['model']:<9} {r['size']:>5} {r['device']:<6} {r['median_s']:>9.3f} "
                      f"{r['gflops']:>8.1f} {share:>7} {ratio:>8} {r['peak_extra_mb']:>8.0f} {mem:>8} "
-                     f"{r['first_call_s']:>10.2f} {first_mb:>7}")
+                     f"{r['first_call_s']:>10.2f} {first_mb:>7}  {r.get('conv_path', '-')}")
     return "\n".join(lines)
 
 

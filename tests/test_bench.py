@@ -110,5 +110,6 @@ def test_bench_cli_table(tmp_path, capsys, monkeypatch):
     assert bench.main(["--table", str(saved)]) == 0
     table = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in table[2:]] == ["accel", "torch", "torch-nchw"]
+    assert [line.split()[-1] for line in table[2:]] == [rows["accel"]["conv_path"], "-", "-"]   # the path it took
     from accel import hardware   # the CPU it ran on, named in the file and the table
     assert data["cpu"] == hardware.describe_cpu() and table[0].startswith(hardware.describe_cpu() + "; ")
