@@ -47,11 +47,12 @@ def exact_conv(x, k, b):
     return y
 
 
-# Widths that leave partial register tiles and blocks (13, 25, 6; 27 = 2·12 + 3 tiles of Winograd's 2×2;
-# 101 = 24 + 2 tiles of F(4×4); odd heights), one pixel, a batch of two, and every output-channel split
+# Widths that leave partial register tiles and blocks (13, 25, 6, 43; 27 = 2·12 + 3 tiles of Winograd's 2×2;
+# F(4×4)'s last tiles of a row in each narrower register tile: 4, 7, 11 = 6 + 5 and 14 = 12 + 2 tiles;
+# 101 = 24 + 2 tiles; odd heights), one pixel, a batch of two, and every output-channel split
 # (48 = 32 + 16; 80 = 64 + 16).
 SHAPES = [(1, 7, 13, 32, 48), (2, 9, 25, 64, 64), (1, 1, 1, 16, 16), (1, 30, 6, 16, 80), (1, 5, 54, 32, 64),
-          (1, 6, 101, 16, 32)]
+          (1, 6, 101, 16, 32), (1, 3, 43, 16, 16)]
 
 
 @pytest.mark.parametrize("build", BUILDS, ids=BUILD_ID)

@@ -116,9 +116,8 @@ constexpr int kTiles(int nv) { return nv == 4 ? 4 : 8; }
 inline int64_t stride(int64_t channels) { return kBlock * channels + 16; }
 
 // M[p][·] = Σ_c V[p][c]·U[c][·] for PB tiles and 16·NV output channels (V [PB][C], U [C][Cout], M [PB][Cout]).
-template <int NV>
-inline void gemm(const float* V, const float* U, int64_t c, int64_t co, float* M) {
-  constexpr int PB = kTiles(NV);
+template <int NV, int PB>
+__attribute__((always_inline)) inline void gemm(const float* V, const float* U, int64_t c, int64_t co, float* M) {
 #if defined(__AVX512F__)
   __m512 acc[PB][NV];
   for (int p = 0; p < PB; ++p)
@@ -190,9 +189,22 @@ template <int NV, typename T>
 int64_t gemms(const Conv<T>& s, const float* V, int64_t nt, int pos, int64_t co0, int64_t co1, float* M) {
   constexpr int PB = kTiles(NV);
   const int64_t ldv = stride(s.c), ldm = stride(s.co);
-  for (; co0 + 16 * NV <= co1; co0 += 16 * NV)
-    for (int64_t p = 0; p < nt; p += PB)   // the last register tile may run past nt: its rows are never read
-      gemm<NV>(V + pos * ldv + p * s.c, s.u + pos * s.c * s.co + co0, s.c, s.co, M + pos * ldm + p * s.co + co0);
+  for (; co0 + 16 * NV <= co1; co0 += 16 * NV) {
+    const float* v = V + pos * ldv;
+    const float* u = s.u + pos * s.c * s.co + co0;
+    float* m = M + pos * ldm + co0;
+    int64_t p = 0;
+    for (; p + PB <= nt; p += PB) gemm<NV, PB>(v + p * s.c, u, s.c, s.co, m + p * s.co);
+    // The last tiles in the narrowest register tile that covers them (a row of 16 tiles in AVX2's 6-tile
+    // register tiles: 6 + 6 + 4, not 18 computed); one that runs past nt computes rows never read.
+    const int64_t rest = nt - p;
+    if (rest > 0 && rest <= 2)
+      gemm<NV, 2>(v + p * s.c, u, s.c, s.co, m + p * s.co);
+    else if (rest > 2 && rest <= 4 && PB > 4)
+      gemm<NV, 4>(v + p * s.c, u, s.c, s.co, m + p * s.co);
+    else if (rest > 0)
+      gemm<NV, PB>(v + p * s.c, u, s.c, s.co, m + p * s.co);
+  }
   return co0;
 }
 
