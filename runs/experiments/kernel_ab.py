@@ -26,7 +26,9 @@ N, C = 10, 64
 
 def register(before: str, build: str) -> dict:
     """The target names of this checkout's kernel and of the other version, each in the given build."""
-    # The other version is built as a library of its own, beside the headers it includes.
+    # The other version is built as a library of its own, beside the headers it includes; the digest that
+    # names this checkout's build is taken first, so that the copy does not enter it.
+    cpu_kernel.sources_digest()
     copy = os.path.join(os.path.dirname(cpu_kernel.__file__), "kernels", "zz_kernel_ab_before.cc")
     shutil.copy(before, copy)
     try:
