@@ -80,6 +80,7 @@ LIBRARIES = {
 }
 # scheme -> the library that has it
 LIBRARY = {scheme: name for name, lib in LIBRARIES.items() for scheme in lib.targets}
+SOURCES = os.path.join(os.path.dirname(__file__), "kernels")   # the kernels' C++ sources and headers
 BASE_FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-w")
 WINOGRAD4_BLOCK = 24   # tiles per work item of winograd4_f32.cc (kBlock): one row of its sums each
 
@@ -143,11 +144,10 @@ def _temporary_folder() -> str:
 def sources_digest() -> str:
     """A digest of every kernel source and header: a build, and an autotune decision that timed one, is
     only reused for the same code."""
-    folder = os.path.join(os.path.dirname(__file__), "kernels")
     digest = hashlib.sha256()
-    for name in sorted(os.listdir(folder)):
+    for name in sorted(os.listdir(SOURCES)):
         if name.endswith((".cc", ".h")):
-            with open(os.path.join(folder, name), "rb") as f:
+            with open(os.path.join(SOURCES, name), "rb") as f:
                 digest.update(name.encode() + b"\0" + f.read())
     return digest.hexdigest()[:16]
 
@@ -161,8 +161,7 @@ def build(native: bool | str = True, library: str = "bf16") -> str:
     if compiler is None:
         raise Unavailable(f"no C++ compiler (c++, g++ or clang++; or $CXX) to build {lib.source}")
     flags = BASE_FLAGS + (lib.builds[variant][1] if variant != "portable" else ())
-    sources = os.path.join(os.path.dirname(__file__), "kernels")
-    source = os.path.join(sources, lib.source)
+    source = os.path.join(SOURCES, lib.source)
     digest = hashlib.sha256(" ".join(flags).encode() + jax.__version__.encode() + sources_digest().encode())
     digest = digest.hexdigest()[:16]
     folder = os.path.join(runtime.cache_dir(), "kernels") if runtime.cache_dir() else _temporary_folder()

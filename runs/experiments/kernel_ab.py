@@ -29,7 +29,7 @@ def register(before: str, build: str) -> dict:
     # The other version is built as a library of its own, beside the headers it includes; the digest that
     # names this checkout's build is taken first, so that the copy does not enter it.
     cpu_kernel.sources_digest()
-    copy = os.path.join(os.path.dirname(cpu_kernel.__file__), "kernels", "zz_kernel_ab_before.cc")
+    copy = os.path.join(cpu_kernel.SOURCES, "zz_kernel_ab_before.cc")
     shutil.copy(before, copy)
     try:
         cpu_kernel.LIBRARIES["f32-before"] = cpu_kernel.Library(
