@@ -35,6 +35,7 @@ from __future__ import annotations
 import atexit
 import ctypes
 import dataclasses
+import errno
 import functools
 import hashlib
 import os
@@ -224,6 +225,20 @@ def amx_spans(native: bool | str = True) -> int:
     count = _HANDLES["bf16", variant].RcanAmxSpans
     count.restype = ctypes.c_int64
     return count()
+
+
+def amx_refusal(native: bool | str = True) -> str | None:
+    """Why the bfloat16 library's build (see build()) does not run on AMX tiles in this process: None if it
+    does; else "no tiles in the … build", or Linux's refusal of the tile state, e.g. "ENOTSUP (Operation
+    not supported)" on a CPU without AMX, EINVAL on a kernel before 5.16 (the build then runs its vdpbf16ps
+    code)."""
+    variant = _register("bf16", native)[1:]
+    ask = _HANDLES["bf16", variant].RcanAmxRefusal
+    ask.restype = ctypes.c_int
+    error = ask()
+    if error < 0:
+        return f"no tiles in the {variant} build"
+    return f"{errno.errorcode.get(error, error)} ({os.strerror(error)})" if error else None
 
 
 @functools.cache

@@ -57,11 +57,11 @@ def max_isa() -> str | None:
     return level or None
 
 
-def cpu_flags() -> frozenset[str]:
-    """The CPU's flags (/proc/cpuinfo), less those above RCAN_MAX_ISA."""
+def cpu_flags(capped: bool = True) -> frozenset[str]:
+    """The CPU's flags (/proc/cpuinfo), less those above RCAN_MAX_ISA (unless capped=False)."""
     flags = _field("flags").split()
     level = max_isa()
-    if level:
+    if level and capped:
         flags = [f for f in flags if not f.startswith(MAX_ISA[level][0])]
     return frozenset(flags)
 

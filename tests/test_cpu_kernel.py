@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import accel
-from accel import autotune, cpu_kernel
+from accel import autotune, cpu_kernel, hardware
 from reference import RCANConfig
 from reference.weights import init_weights
 
@@ -106,14 +106,27 @@ def test_kernel_pooled_output(build, shape):
     assert np.abs(np.asarray(mean) - plain.mean(axis=(1, 2))).max() < 1e-6 * np.abs(plain).max()
 
 
-@pytest.mark.parametrize("native", [b for b in cpu_kernel.emulated_builds("bf16") + cpu_kernel.native_builds("bf16")
-                                    if b.startswith("amx")])
+AMX_TILES = {"amx_tile", "amx_bf16"}
+# The AMX builds: emulated on any CPU; the real one wherever its other instructions (AVX512-BF16) are, since
+# it asks Linux for the tiles and runs its vdpbf16ps code where they are refused, as on a Zen 4.
+AMX_BUILDS = cpu_kernel.emulated_builds("bf16") + [
+    b for b, (needs, _) in cpu_kernel.LIBRARIES["bf16"].builds.items()
+    if needs and AMX_TILES <= set(needs) and set(needs) - AMX_TILES <= hardware.cpu_flags()]
+
+
+@pytest.mark.parametrize("native", AMX_BUILDS)
 def test_amx_builds_run_the_direct_scheme_on_tiles(native):
-    """An AMX build (emulated here; the real one on a CPU with AMX, where Linux must grant the tile state)
-    runs the direct scheme on the tiles where C and Cout are multiples of 32: with Cout = 48, one span of
-    32 channels per output row on tiles and the other 16 on vectors; C = 16 stays on vectors."""
+    """An AMX build runs the direct scheme on the tiles where C and Cout are multiples of 32: with Cout = 48,
+    one span of 32 channels per output row on tiles and the other 16 on vectors; C = 16 stays on vectors.
+    The real build does so where the CPU has AMX (Linux must grant the tile state: its refusal is named);
+    on a CPU without, Linux refuses and the same results come from its vdpbf16ps code."""
     rng = np.random.default_rng(5)
     run = jax.jit(lambda x, k: cpu_kernel.conv3x3(x, k, native=native))
+    refusal = cpu_kernel.amx_refusal(native)
+    if native.endswith("emulated") or AMX_TILES <= hardware.cpu_flags(capped=False):
+        assert refusal is None, f"Linux refused the AMX tile state: {refusal}"
+    else:
+        assert refusal and refusal[0] == "E", refusal   # ENOTSUP: no AMX here
     for (c, cout), spans in (((64, 48), 2 * 5), ((16, 32), 0)):
         x = jnp.asarray(rng.standard_normal((2, 5, 40, c)), jnp.bfloat16)
         k = jnp.asarray(rng.standard_normal((3, 3, c, cout)) * 0.1, jnp.bfloat16)
@@ -122,7 +135,11 @@ def test_amx_builds_run_the_direct_scheme_on_tiles(native):
         exact = exact_conv(x.astype(jnp.float32), k.astype(jnp.float32), 0.0)
         bound = 2.0 ** -8 * np.abs(exact) + 1e-4 * np.abs(exact).max()
         assert np.all(np.abs(np.asarray(y, np.float64) - exact) <= bound)
-        assert cpu_kernel.amx_spans(native) - before == spans
+        assert cpu_kernel.amx_spans(native) - before == (spans if refusal is None else 0)
+
+
+def test_builds_without_tiles_say_so():
+    assert cpu_kernel.amx_refusal(False) == "no tiles in the portable build"
 
 
 def test_a_build_the_compiler_refuses_falls_back_to_the_next(monkeypatch):

@@ -18,6 +18,8 @@
 #if defined(__AMX_TILE__) && defined(__AMX_BF16__)
 #include <immintrin.h>
 #include <sys/syscall.h>
+
+#include <cerrno>
 #include <unistd.h>
 #endif
 
@@ -33,12 +35,16 @@ struct alignas(64) Config {
 
 #if defined(__AMX_TILE__) && defined(__AMX_BF16__)
 
-// Whether this process may use the tiles: Linux hands out the 8 KB tile state only when asked.
-inline bool enable() {
+// Linux hands a process the 8 KB tile state only when asked (once per process; the answer holds for every
+// thread): 0 when granted, else the errno of the refusal (EOPNOTSUPP: a CPU without AMX; EINVAL: a kernel
+// before 5.16; ENOSPC: a thread's alternate signal stack too small for a signal frame with the tile state).
+inline int refusal() {
   constexpr long kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
-  static const bool granted = syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0;
-  return granted;
+  static const int error = syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0 ? 0 : errno;
+  return error;
 }
+// Whether this process may use the tiles.
+inline bool enable() { return refusal() == 0; }
 inline bool failed() { return false; }
 inline void configure(const Config& c) { _tile_loadconfig(&c); }
 inline void release() { _tile_release(); }
@@ -65,6 +71,7 @@ inline std::atomic<bool>& fault() {
   static std::atomic<bool> f{false};
   return f;
 }
+inline int refusal() { return 0; }
 inline bool enable() { return true; }
 inline bool failed() { return fault(); }
 inline void configure(const Config& c) {

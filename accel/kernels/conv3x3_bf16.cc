@@ -472,5 +472,14 @@ extern "C" int64_t RcanAmxSpans() {
   return 0;
 #endif
 }
+// Whether this build runs the direct scheme on AMX tiles: 0 if it does (Linux granted the tile state), the
+// errno of Linux's refusal if not (then its vdpbf16ps code runs), -1 for a build without tiles.
+extern "C" int RcanAmxRefusal() {
+#if defined(RCAN_AMX)
+  return amx::refusal();
+#else
+  return -1;
+#endif
+}
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RcanWinograd2Bf16, winograd2,
                               binding().Ret<ffi::Buffer<ffi::F32>>().Attr<int32_t>("pooled"));
