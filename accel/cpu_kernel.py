@@ -218,23 +218,26 @@ def _register_variant(library: str, variant: str) -> str:
     return suffix
 
 
+def _plain_function(native, name: str, restype):
+    """The build's plain C function `name` (the bfloat16 library's; see build()), and the build's name."""
+    variant = _register("bf16", native)[1:]   # the suffix is "_" + the build's name
+    function = getattr(_HANDLES["bf16", variant], name)
+    function.restype = restype
+    return function, variant
+
+
 def amx_spans(native: bool | str = True) -> int:
     """How many row spans the bfloat16 library's build (see build()) has run on AMX tiles in this process:
     0 for a build without them, or on a CPU where Linux did not grant the tile state."""
-    variant = _register("bf16", native)[1:]   # the suffix is "_" + the build's name
-    count = _HANDLES["bf16", variant].RcanAmxSpans
-    count.restype = ctypes.c_int64
-    return count()
+    return _plain_function(native, "RcanAmxSpans", ctypes.c_int64)[0]()
 
 
 def amx_refusal(native: bool | str = True) -> str | None:
-    """Why the bfloat16 library's build (see build()) does not run on AMX tiles in this process: None if it
-    does; else "no tiles in the … build", or Linux's refusal of the tile state, e.g. "ENOTSUP (Operation
-    not supported)" on a CPU without AMX, EINVAL on a kernel before 5.16 (the build then runs its vdpbf16ps
+    """Why the bfloat16 library's build does not run on AMX tiles in this process: None if it does; else
+    "no tiles in the … build", or Linux's refusal of the tile state, e.g. "ENOTSUP (Operation not
+    supported)" on a CPU without AMX, EINVAL on a kernel before 5.16 (the build then runs its vdpbf16ps
     code)."""
-    variant = _register("bf16", native)[1:]
-    ask = _HANDLES["bf16", variant].RcanAmxRefusal
-    ask.restype = ctypes.c_int
+    ask, variant = _plain_function(native, "RcanAmxRefusal", ctypes.c_int)
     error = ask()
     if error < 0:
         return f"no tiles in the {variant} build"

@@ -126,7 +126,7 @@ def test_amx_builds_run_the_direct_scheme_on_tiles(native):
     if native.endswith("emulated") or AMX_TILES <= hardware.cpu_flags(capped=False):
         assert refusal is None, f"Linux refused the AMX tile state: {refusal}"
     else:
-        assert refusal and refusal[0] == "E", refusal   # ENOTSUP: no AMX here
+        assert refusal and refusal.startswith(("ENOTSUP", "EOPNOTSUPP", "EINVAL")), refusal   # no AMX here
     for (c, cout), spans in (((64, 48), 2 * 5), ((16, 32), 0)):
         x = jnp.asarray(rng.standard_normal((2, 5, 40, c)), jnp.bfloat16)
         k = jnp.asarray(rng.standard_normal((3, 3, c, cout)) * 0.1, jnp.bfloat16)

@@ -18,9 +18,9 @@
 #if defined(__AMX_TILE__) && defined(__AMX_BF16__)
 #include <immintrin.h>
 #include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cerrno>
-#include <unistd.h>
 #endif
 
 namespace amx {
