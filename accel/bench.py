@@ -475,7 +475,11 @@ def main(argv=None) -> int:
                 r["memory_to_torch"] = (r["peak_extra_mb"] / t["peak_extra_mb"]
                                         if t and t["peak_extra_mb"] and "peak_extra_mb" in r else None)
             rows += group
-    data = {"cpu": hardware.describe_cpu(), "peak_gflops": peak, "xla_flags": args.xla_flags, "rows": rows}
+    cpu = hardware.describe_cpu()
+    if hardware.AMX_FLAGS <= hardware.cpu_flags():   # whether the bfloat16 kernels got the tiles here
+        from . import cpu_kernel
+        cpu += f"; {cpu_kernel.amx_status()}"
+    data = {"cpu": cpu, "peak_gflops": peak, "xla_flags": args.xla_flags, "rows": rows}
     print(json.dumps(data, indent=2) if args.json else table(data))
     return 0
 

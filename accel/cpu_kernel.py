@@ -244,6 +244,18 @@ def amx_refusal(native: bool | str = True) -> str | None:
     return f"{errno.errorcode.get(error, error)} ({os.strerror(error)})" if error else None
 
 
+def amx_status() -> str | None:
+    """On a CPU that lists AMX's tiles, whether the bfloat16 kernels use them in this process ("AMX tiles in
+    use", or why not: a bench on such a CPU says so); None on other CPUs."""
+    if not hardware.AMX_FLAGS <= hardware.cpu_flags():
+        return None
+    try:
+        refusal = amx_refusal(True)
+    except (Unavailable, OSError) as e:
+        refusal = str(e)
+    return "AMX tiles in use" if refusal is None else f"AMX tiles unused: {refusal}"
+
+
 @functools.cache
 def available(scheme: str = "direct") -> bool:
     """Whether the scheme's fast kernel can run here: a CPU with its instructions and a compiler that builds it."""

@@ -18,6 +18,7 @@ GPU_PEAK_TFLOPS = {"H100": {"float32": 67, "tf32": 494.7, "bfloat16": 989.4},
                    "H200": {"float32": 67, "tf32": 494.7, "bfloat16": 989.4}}
 # The CPU flags that decide which convolution paths can win (AVX-512; bfloat16 dot instructions; AMX tiles).
 NOTABLE_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+AMX_FLAGS = frozenset({"amx_tile", "amx_bf16"})   # AMX's tiles and their bfloat16 products
 # RCAN_MAX_ISA caps the instructions used, as ONEDNN_MAX_CPU_ISA caps oneDNN's: the CPU's flags above the cap
 # are taken as absent (the project's kernels, the autotune's keys), and XLA and, in the bench, torch get the
 # same cap. It runs a CPU as an older one of its family would (the AVX2 paths measured on an AVX-512 CPU).

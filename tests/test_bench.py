@@ -111,5 +111,7 @@ def test_bench_cli_table(tmp_path, capsys, monkeypatch):
     table = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in table[2:]] == ["accel", "torch", "torch-nchw"]
     assert [line.split()[-1] for line in table[2:]] == [rows["accel"]["conv_path"], "-", "-"]   # the path it took
-    from accel import hardware   # the CPU it ran on, named in the file and the table
-    assert data["cpu"] == hardware.describe_cpu() and table[0].startswith(hardware.describe_cpu() + "; ")
+    from accel import cpu_kernel, hardware   # the CPU it ran on (and on an AMX CPU, the tiles' use), in both
+    amx = cpu_kernel.amx_status()
+    assert data["cpu"] == hardware.describe_cpu() + (f"; {amx}" if amx else "")
+    assert table[0].startswith(data["cpu"] + "; ")

@@ -106,7 +106,7 @@ def test_kernel_pooled_output(build, shape):
     assert np.abs(np.asarray(mean) - plain.mean(axis=(1, 2))).max() < 1e-6 * np.abs(plain).max()
 
 
-AMX_TILES = {"amx_tile", "amx_bf16"}
+AMX_TILES = hardware.AMX_FLAGS
 # The AMX builds: emulated on any CPU; the real one wherever its other instructions (AVX512-BF16) are, since
 # it asks Linux for the tiles and runs its vdpbf16ps code where they are refused, as on a Zen 4.
 AMX_BUILDS = cpu_kernel.emulated_builds("bf16") + [
@@ -138,8 +138,16 @@ def test_amx_builds_run_the_direct_scheme_on_tiles(native):
         assert cpu_kernel.amx_spans(native) - before == (spans if refusal is None else 0)
 
 
-def test_builds_without_tiles_say_so():
+def test_builds_without_tiles_say_so(monkeypatch):
+    """A build without tiles says so; on a CPU that lists AMX, so does a bench: the tiles in use, or why not."""
     assert cpu_kernel.amx_refusal(False) == "no tiles in the portable build"
+    monkeypatch.setattr(hardware, "cpu_flags", lambda capped=True: frozenset({"avx2", "fma"}))
+    assert cpu_kernel.amx_status() is None
+    monkeypatch.setattr(hardware, "cpu_flags", lambda capped=True: frozenset({"avx512f", *AMX_TILES}))
+    for refusal, status in ((None, "AMX tiles in use"),
+                            ("ENOSPC (No space left on device)", "AMX tiles unused: ENOSPC (No space left on device)")):
+        monkeypatch.setattr(cpu_kernel, "amx_refusal", lambda native=True: refusal)
+        assert cpu_kernel.amx_status() == status
 
 
 def test_a_build_the_compiler_refuses_falls_back_to_the_next(monkeypatch):
