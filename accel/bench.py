@@ -447,6 +447,8 @@ def main(argv=None) -> int:
     import importlib.util
 
     import jax
+
+    from . import cpu_kernel
     on_cpu = jax.default_backend() == "cpu"
     impls = args.impls
     if impls is None:
@@ -475,10 +477,8 @@ def main(argv=None) -> int:
                 r["memory_to_torch"] = (r["peak_extra_mb"] / t["peak_extra_mb"]
                                         if t and t["peak_extra_mb"] and "peak_extra_mb" in r else None)
             rows += group
-    cpu = hardware.describe_cpu()
-    if hardware.AMX_FLAGS <= hardware.cpu_flags():   # whether the bfloat16 kernels got the tiles here
-        from . import cpu_kernel
-        cpu += f"; {cpu_kernel.amx_status()}"
+    amx = cpu_kernel.amx_status()   # on a CPU with AMX: whether the bfloat16 kernels got the tiles here
+    cpu = hardware.describe_cpu() + (f"; {amx}" if amx else "")
     data = {"cpu": cpu, "peak_gflops": peak, "xla_flags": args.xla_flags, "rows": rows}
     print(json.dumps(data, indent=2) if args.json else table(data))
     return 0

@@ -106,12 +106,11 @@ def test_kernel_pooled_output(build, shape):
     assert np.abs(np.asarray(mean) - plain.mean(axis=(1, 2))).max() < 1e-6 * np.abs(plain).max()
 
 
-AMX_TILES = hardware.AMX_FLAGS
 # The AMX builds: emulated on any CPU; the real one wherever its other instructions (AVX512-BF16) are, since
 # it asks Linux for the tiles and runs its vdpbf16ps code where they are refused, as on a Zen 4.
 AMX_BUILDS = cpu_kernel.emulated_builds("bf16") + [
     b for b, (needs, _) in cpu_kernel.LIBRARIES["bf16"].builds.items()
-    if needs and AMX_TILES <= set(needs) and set(needs) - AMX_TILES <= hardware.cpu_flags()]
+    if needs and hardware.AMX_FLAGS <= set(needs) and set(needs) - hardware.AMX_FLAGS <= hardware.cpu_flags()]
 
 
 @pytest.mark.parametrize("native", AMX_BUILDS)
@@ -123,7 +122,7 @@ def test_amx_builds_run_the_direct_scheme_on_tiles(native):
     rng = np.random.default_rng(5)
     run = jax.jit(lambda x, k: cpu_kernel.conv3x3(x, k, native=native))
     refusal = cpu_kernel.amx_refusal(native)
-    if native.endswith("emulated") or AMX_TILES <= hardware.cpu_flags(capped=False):
+    if native.endswith("emulated") or hardware.AMX_FLAGS <= hardware.cpu_flags(capped=False):
         assert refusal is None, f"Linux refused the AMX tile state: {refusal}"
     else:
         assert refusal and refusal.startswith(("ENOTSUP", "EOPNOTSUPP", "EINVAL")), refusal   # no AMX here
@@ -143,7 +142,7 @@ def test_builds_without_tiles_say_so(monkeypatch):
     assert cpu_kernel.amx_refusal(False) == "no tiles in the portable build"
     monkeypatch.setattr(hardware, "cpu_flags", lambda capped=True: frozenset({"avx2", "fma"}))
     assert cpu_kernel.amx_status() is None
-    monkeypatch.setattr(hardware, "cpu_flags", lambda capped=True: frozenset({"avx512f", *AMX_TILES}))
+    monkeypatch.setattr(hardware, "cpu_flags", lambda capped=True: frozenset({"avx512f", *hardware.AMX_FLAGS}))
     for refusal, status in ((None, "AMX tiles in use"),
                             ("ENOSPC (No space left on device)", "AMX tiles unused: ENOSPC (No space left on device)")):
         monkeypatch.setattr(cpu_kernel, "amx_refusal", lambda native=True: refusal)
