@@ -39,9 +39,9 @@ F(2×2)'s 1.8× the multiplications and Winograd-domain data of F(4×4), it wins
 On a GPU the same measurement chooses between XLA's convolution (cuDNN, in the layout XLA picks: "xla"),
 the same forced to NCHW ("xla-nchw", torch's fastest float32 layout on an H100) and Winograd F(4×4, 3×3)
 as GEMMs ("winograd": on an H100 the fastest float32 path at 64×64, with a fifth of cuDNN's device memory
-there, and half its speed at 256×256: accel/PERFORMANCE.md, "GPU"). There every path near the chain's
-fastest runs in the model, and device memory weighs in: of the paths within MEMORY_MARGIN of the fastest, the
-one whose compiled forward has the fewest temporaries is taken. Decisions there are keyed by the GPU too.
+there, and half its speed at 256×256: accel/PERFORMANCE.md, "GPU"). There every path within
+DEVICE_RECHECK_MARGIN of the chain's fastest runs in the model, and device memory weighs in: of the paths
+within MEMORY_MARGIN of the fastest, the one whose compiled forward has the fewest temporaries is taken. Decisions there are keyed by the GPU too.
 
 The model's `conv` setting (load_model(conv=...), the CLIs' --conv, default RCAN_CONV or auto) is
 auto | xla | xla-nchw | ynn | winograd | winograd-ynn | winograd2 | kernel-direct | kernel-winograd2 | kernel-winograd4;
@@ -96,13 +96,19 @@ ATTEMPTS = 3          # measurements of a shape before an unsteady decision is k
 # (bfloat16, 128×128, official model) winograd-ynn led winograd2 by 11 % in one run and trailed it by 6 %
 # in another, while in the model it is 38 % faster (runs/measurements/autotune_vs_model.txt).
 RECHECK_MARGIN = 0.25
+# Off a CPU the chain is a poorer guide still, and a model forward costs milliseconds: every path the chain
+# timed within this of its fastest runs in the model. On an H100 at 64×64, float32, Winograd's chain was
+# 1.14× cuDNN's in NCHW in one run and over 1.25× in another, while in the model it is 1.03–1.17×; at 256×256 it is
+# 2.6× in the chain and 2.0× in the model.
+DEVICE_RECHECK_MARGIN = 1.0
 # On a device with memory of its own (a GPU): of the paths the model ran within this of the fastest, the one whose
 # compiled forward needs the least device memory is taken. On an H100 at 64×64, float32, XLA's cuDNN
 # convolutions in NCHW ran the official model in 15.1–15.2 ms with 66 MB of temporaries (cuDNN's workspaces
-# of 34 MB), Winograd in 15.6–17.8 ms with 12 MB (torch: 35–65 ms, 10.5 MB); from 128×128 up Winograd is
-# 1.5–2.5× slower, and the faster path stays (accel/PERFORMANCE.md, "GPU"). The chain's own temporaries do not
-# show the model's (1.2 MB for cuDNN's convolutions, 5.3 MB for Winograd's): the model's are compared.
-MEMORY_MARGIN = 0.20
+# of 34 MB), Winograd in 15.6–17.8 ms with 12 MB (torch: 35–65 ms, 10.5 MB): 1.03–1.17× the time, so the
+# margin leaves room above the slower reading; from 128×128 up Winograd is 1.5–2.5× slower, and the faster path
+# stays (accel/PERFORMANCE.md, "GPU"). The chain's own temporaries do not show the model's (1.2 MB for cuDNN's
+# convolutions, 5.3 MB for Winograd's): the model's are compared.
+MEMORY_MARGIN = 0.35
 
 
 def env_setting() -> str:
@@ -251,12 +257,13 @@ def _within(record: dict, field: str, limit: float) -> bool:
     return isinstance(record.get(field), (int, float)) and record[field] <= limit
 
 
-def _close(seconds: dict, every: bool = False) -> list[str]:
-    """The chain's two fastest paths (every: all its paths) within RECHECK_MARGIN of the fastest, if two or
-    more are, else []."""
+def _close(seconds: dict, device: bool = False) -> list[str]:
+    """The chain's two fastest paths within RECHECK_MARGIN of the fastest (off a CPU: all its paths within
+    DEVICE_RECHECK_MARGIN), if two or more are, else []."""
+    margin = DEVICE_RECHECK_MARGIN if device else RECHECK_MARGIN
     near = [name for name in sorted(seconds, key=seconds.get) if seconds[name] <= min(seconds.values())
-            * (1 + RECHECK_MARGIN)]
-    return (near if every else near[:2]) if len(near) >= 2 else []
+            * (1 + margin)]
+    return (near if device else near[:2]) if len(near) >= 2 else []
 
 
 def _trusted(record, dtype, channels: int) -> bool:
@@ -264,12 +271,13 @@ def _trusted(record, dtype, channels: int) -> bool:
     saw it), made with a steady timing on a quiet machine (older entries recorded neither), and by the
     model's own times where the chain's two fastest were close (older entries went by the chain), and off a
     CPU with the paths' device memory (older entries went by time alone)."""
-    offered = paths(dtype, channels)
+    offered, device = paths(dtype, channels), jax.default_backend() != "cpu"
     return (isinstance(record, dict) and record.get("choice") in offered
             and isinstance(record.get("seconds"), dict) and set(record["seconds"]) == set(offered)
             and _within(record, "spread", SPREAD_LIMIT) and _within(record, "busy", BUSY_LIMIT)
-            and (not _close(record["seconds"]) or isinstance(record.get("model_seconds"), dict))
-            and (jax.default_backend() == "cpu" or isinstance(record.get("temp_mb"), dict)))
+            and (not _close(record["seconds"], device)
+                 or set(record.get("model_seconds") or ()) == set(_close(record["seconds"], device)))
+            and (not device or isinstance(record.get("temp_mb"), dict)))
 
 
 def _key(height: int, width: int, channels: int, dtype) -> str:
@@ -291,7 +299,8 @@ def choose(batch: int, height: int, width: int, channels: int, dtype, setting: s
     """The convolution path for this per-device batch shape (a key of OPTIONS); setting as check_setting.
 
     recheck (optional): names -> {name: [seconds of the caller's model forward]}; when the chain's top two
-    (off a CPU: all its paths) within RECHECK_MARGIN of the fastest are two or more, they are timed that way
+    within RECHECK_MARGIN of the fastest (off a CPU: all its paths within DEVICE_RECHECK_MARGIN) are two or
+    more, they are timed that way
     and the model's times decide. memory (optional; used off a CPU): names -> {name: bytes of temporaries of
     the caller's compiled model}; of the paths within MEMORY_MARGIN of the fastest, the leanest is taken.
     Off a CPU a decision is kept on disk only where memory was given."""
@@ -309,7 +318,7 @@ def choose(batch: int, height: int, width: int, channels: int, dtype, setting: s
                 with hardware.OtherLoad() as load:
                     times = time_paths(paths(dtype, channels), batch, height, width, channels, dtype)
                     best = {name: min(t) for name, t in times.items()}
-                    close = _close(best, every=device)
+                    close = _close(best, device)
                     model = recheck(close) if close and recheck is not None else None
                 deciding = model or times
                 choice = min(deciding, key=lambda name: min(deciding[name]))

@@ -48,6 +48,8 @@ stage mixed_auto 200 $B --models official --sizes 64 128 256 --impls accel-tf32 
 # Device memory at 64×64 without cuDNN's autotuned workspaces: XLA's autotuning off, or XLA's own conv fusions.
 # The autotune's choice at 64×64 and its memory (a fresh process deciding, then one reading the decision).
 stage memory_auto 90 $PY runs/gpu/memory.py 64 auto auto-again
+# The autotune's decisions so far on this machine (chain and model times, temporaries), as stored.
+stage choices 10 bash -c "cat \$($PY -c 'from accel import runtime; print(runtime.default_cache_dir())')/conv_choices.json"
 # At 256×256 the NCHW path's peak was 125 MB above its temporaries (at 64×64: none): with and without command buffers.
 stage memory_256 120 $PY runs/gpu/memory.py 256 xla-nchw xla-nchw-again xla-nchw-no-command-buffers
 stage memory_workspace 120 $PY runs/gpu/memory.py 64 winograd winograd-again xla-nchw-autotune0 xla-nchw-conv-fusion
@@ -91,4 +93,7 @@ stage cpu_amx_convs 200 $CPU2 bash -c "PYTHONPATH=.:runs/experiments $PY runs/ex
   PYTHONPATH=.:runs/experiments $PY runs/experiments/conv_kernels.py --build avx512bf16"
 stage cpu_bench 400 $CPU2 $PY -m accel.bench --json --models official --sizes 64 128 256 \
   --impls accel torch accel-bf16 torch-bf16 --repeats 3
+# bfloat16 alone at the sizes where accel and torch were closest, five runs each.
+stage cpu_bf16 300 $CPU2 $PY -m accel.bench --json --models official --sizes 128 256 \
+  --impls accel-bf16 torch-bf16 --repeats 5
 echo "== done $(date +%T)"
