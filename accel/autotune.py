@@ -96,10 +96,10 @@ ATTEMPTS = 3          # measurements of a shape before an unsteady decision is k
 # (bfloat16, 128×128, official model) winograd-ynn led winograd2 by 11 % in one run and trailed it by 6 %
 # in another, while in the model it is 38 % faster (runs/measurements/autotune_vs_model.txt).
 RECHECK_MARGIN = 0.25
-# Off a CPU the chain is a poorer guide still, and a model forward costs milliseconds: every path the chain
-# timed within this of its fastest runs in the model. On an H100 at 64×64, float32, Winograd's chain was
-# 1.14× cuDNN's in NCHW in one run and over 1.25× in another, while in the model it is 1.03–1.17×; at 256×256 it is
-# 2.6× in the chain and 2.0× in the model.
+# Off a CPU a model forward costs milliseconds, and a path a little behind in the chain may be worth its memory:
+# every path the chain timed within this of its fastest runs in the model. On an H100 at 64×64, float32, the
+# chain put Winograd 1.14× behind cuDNN's convolutions in NCHW and the model 1.03–1.17×; at 256×256 the
+# chain 2.4–2.6× and the model 2×.
 DEVICE_RECHECK_MARGIN = 1.0
 # On a device with memory of its own (a GPU): of the paths the model ran within this of the fastest, the one whose
 # compiled forward needs the least device memory is taken. On an H100 at 64×64, float32, XLA's cuDNN

@@ -431,8 +431,8 @@ def test_autotune_rechecks_close_paths_in_the_model(monkeypatch, tmp_path):
 def test_autotune_on_a_gpu_takes_the_leaner_of_near_equal_paths(monkeypatch, tmp_path):
     """Off a CPU every path within DEVICE_RECHECK_MARGIN of the chain's fastest runs in the model; of those
     within MEMORY_MARGIN of the fastest, the one whose compiled model needs the least device memory is taken
-    (the H100's 64×64 case: cuDNN's convolutions 15.1 ms with 66 MB, Winograd 15.6–17.8 ms with 12 MB, while
-    the chain put Winograd anywhere from 1.14× to over 1.25× behind). Without the model's memory the decision
+    (the H100's 64×64 case: cuDNN's convolutions 15.1 ms with 66 MB, Winograd 15.6–17.8 ms with 12 MB; here
+    the chain puts Winograd further behind than RECHECK_MARGIN). Without the model's memory the decision
     holds for the process only, and a stored one without it, or one whose model check left out a path now
     near enough to be checked, is measured again."""
     from accel import autotune, runtime

@@ -55,12 +55,6 @@ stage memory_256 120 $PY runs/gpu/memory.py 256 xla-nchw xla-nchw-again xla-nchw
 stage memory_workspace 120 $PY runs/gpu/memory.py 64 winograd winograd-again xla-nchw-autotune0 xla-nchw-conv-fusion
 stage conv_fusion 100 env RCAN_CONV=xla-nchw $B --models official --sizes 64 256 --impls accel \
   --xla-flags=--xla_gpu_experimental_enable_conv_fusion=true
-# cuDNN's workspaces (34 MB three times at 64×64) capped through the scratch XLA's conv autotuner may hand an
-# algorithm: the memory per step, then time and memory in the bench (the cap must also hold the largest operand).
-stage memory_scratch 150 bash -c "$PY runs/gpu/memory.py 64 xla-nchw-scratch8 xla-nchw-scratch20 &&
-  $PY runs/gpu/memory.py 128 xla-nchw xla-nchw-scratch20"
-stage scratch_cap 150 bash -c "for m in 8 20; do RCAN_CONV=xla-nchw $B --models official --sizes 64 \$([ \$m = 20 ] && echo 128) \
-  --impls accel --xla-flags=--xla_gpu_redzone_scratch_max_megabytes=\$m; done"
 # Whether putting a large array on the device leaves a transient above its size in the allocator's peak.
 stage transfer 60 $PY runs/gpu/transfer_peak.py
 # The convolution algorithms XLA's autotuner picked for the forward (cuDNN's, with their scratch bytes).

@@ -27,11 +27,6 @@ SETTINGS = {   # name -> extra environment ("…-again": the same, now that the 
     "xla-nchw-no-command-buffers": {"RCAN_CONV": "xla-nchw", "XLA_FLAGS": "--xla_gpu_enable_command_buffer="},
     "xla-nchw-autotune0": {"RCAN_CONV": "xla-nchw", "XLA_FLAGS": "--xla_gpu_autotune_level=0"},
     "xla-nchw-conv-fusion": {"RCAN_CONV": "xla-nchw", "XLA_FLAGS": "--xla_gpu_experimental_enable_conv_fusion=true"},
-    # XLA's conv autotuner gets its scratch (and the operands it times on) from an allocator capped at this
-    # many MB: an algorithm whose workspace is larger fails there and is not chosen. The operands must fit
-    # too (the upsampler's output: 4.2 MB at 64×64, 16.8 MB at 128×128, float32).
-    "xla-nchw-scratch8": {"RCAN_CONV": "xla-nchw", "XLA_FLAGS": "--xla_gpu_redzone_scratch_max_megabytes=8"},
-    "xla-nchw-scratch20": {"RCAN_CONV": "xla-nchw", "XLA_FLAGS": "--xla_gpu_redzone_scratch_max_megabytes=20"},
 }
 
 
