@@ -41,7 +41,8 @@ the same forced to NCHW ("xla-nchw", torch's fastest float32 layout on an H100) 
 as GEMMs ("winograd": on an H100 the fastest float32 path at 64×64, with a fifth of cuDNN's device memory
 there, and half its speed at 256×256: accel/PERFORMANCE.md, "GPU"). There every path within
 DEVICE_RECHECK_MARGIN of the chain's fastest runs in the model, and device memory weighs in: of the paths
-within MEMORY_MARGIN of the fastest, the one whose compiled forward has the fewest temporaries is taken. Decisions there are keyed by the GPU too.
+within MEMORY_MARGIN of the fastest, the one whose compiled forward has the fewest temporaries is taken.
+Decisions there are keyed by the GPU too.
 
 The model's `conv` setting (load_model(conv=...), the CLIs' --conv, default RCAN_CONV or auto) is
 auto | xla | xla-nchw | ynn | winograd | winograd-ynn | winograd2 | kernel-direct | kernel-winograd2 | kernel-winograd4;
@@ -269,14 +270,16 @@ def _close(seconds: dict, device: bool = False) -> list[str]:
 def _trusted(record, dtype, channels: int) -> bool:
     """A stored decision among exactly the paths offered now (one made before a path was added never
     saw it), made with a steady timing on a quiet machine (older entries recorded neither), and by the
-    model's own times where the chain's two fastest were close (older entries went by the chain), and off a
-    CPU with the paths' device memory (older entries went by time alone)."""
+    model's own times of every path the chain put close, by today's margins (older entries went by the chain,
+    or ran fewer paths in the model), and off a CPU with the paths' device memory (older entries went by time
+    alone)."""
     offered, device = paths(dtype, channels), jax.default_backend() != "cpu"
-    return (isinstance(record, dict) and record.get("choice") in offered
-            and isinstance(record.get("seconds"), dict) and set(record["seconds"]) == set(offered)
-            and _within(record, "spread", SPREAD_LIMIT) and _within(record, "busy", BUSY_LIMIT)
-            and (not _close(record["seconds"], device)
-                 or set(record.get("model_seconds") or ()) == set(_close(record["seconds"], device)))
+    if not (isinstance(record, dict) and record.get("choice") in offered
+            and isinstance(record.get("seconds"), dict) and set(record["seconds"]) == set(offered)):
+        return False
+    close = _close(record["seconds"], device)
+    return (_within(record, "spread", SPREAD_LIMIT) and _within(record, "busy", BUSY_LIMIT)
+            and (not close or set(record.get("model_seconds") or ()) == set(close))
             and (not device or isinstance(record.get("temp_mb"), dict)))
 
 
@@ -300,9 +303,9 @@ def choose(batch: int, height: int, width: int, channels: int, dtype, setting: s
 
     recheck (optional): names -> {name: [seconds of the caller's model forward]}; when the chain's top two
     within RECHECK_MARGIN of the fastest (off a CPU: all its paths within DEVICE_RECHECK_MARGIN) are two or
-    more, they are timed that way
-    and the model's times decide. memory (optional; used off a CPU): names -> {name: bytes of temporaries of
-    the caller's compiled model}; of the paths within MEMORY_MARGIN of the fastest, the leanest is taken.
+    more, they are timed that way and the model's times decide. memory (optional; used off a CPU): names ->
+    {name: bytes of temporaries of the caller's compiled model}; of the paths within MEMORY_MARGIN of the
+    fastest, the leanest is taken.
     Off a CPU a decision is kept on disk only where memory was given."""
     if check_setting(setting, dtype) != "auto":
         return setting
