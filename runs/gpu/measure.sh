@@ -45,13 +45,13 @@ stage f32_nchw 120 env RCAN_CONV=xla-nchw $B --models official --sizes 64 128 25
 stage smoke_auto 90 $PY runs/gpu/smoke.py
 # TF32 and bfloat16 as the CLIs run them (the autotune's choice per shape), against torch channels_last.
 stage mixed_auto 200 $B --models official --sizes 64 128 256 --impls accel-tf32 torch-tf32 accel-bf16 torch-bf16
-# Device memory at 64×64 without cuDNN's autotuned workspaces: XLA's autotuning off, or XLA's own conv fusions.
 # The autotune's choice at 64×64 and its memory (a fresh process deciding, then one reading the decision).
 stage memory_auto 90 $PY runs/gpu/memory.py 64 auto auto-again
 # The autotune's decisions so far on this machine (chain and model times, temporaries), as stored.
 stage choices 10 bash -c "cat \$($PY -c 'from accel import runtime; print(runtime.default_cache_dir())')/conv_choices.json"
 # At 256×256 the NCHW path's peak was 125 MB above its temporaries (at 64×64: none): with and without command buffers.
 stage memory_256 120 $PY runs/gpu/memory.py 256 xla-nchw xla-nchw-again xla-nchw-no-command-buffers
+# Device memory at 64×64 without cuDNN's autotuned workspaces: XLA's autotuning off, or XLA's own conv fusions.
 stage memory_workspace 120 $PY runs/gpu/memory.py 64 winograd winograd-again xla-nchw-autotune0 xla-nchw-conv-fusion
 stage conv_fusion 100 env RCAN_CONV=xla-nchw $B --models official --sizes 64 256 --impls accel \
   --xla-flags=--xla_gpu_experimental_enable_conv_fusion=true
