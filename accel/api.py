@@ -22,7 +22,12 @@ from .model import LOOPS, RCAN, Loops
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 # The models this project trains and ships (each with its card: <stem>.md and <stem>.json beside it).
-SHIPPED = {"deep": WEIGHTS_DIR / "rcan_deep_x2.safetensors", "compact": WEIGHTS_DIR / "rcan_compact_x2.safetensors"}
+SHIPPED = {"deep": WEIGHTS_DIR / "rcan_deep_x2.safetensors", "compact": WEIGHTS_DIR / "rcan_compact_x2.safetensors",
+           "real": WEIGHTS_DIR / "rcan_real_x2.safetensors",
+           "real-compact": WEIGHTS_DIR / "rcan_real_compact_x2.safetensors"}
+# The real-photo models are fine-tunes of the bicubic ones (same network): --strength interpolates each pair.
+BICUBIC_OF = {"real": "deep", "real-compact": "compact"}
+REAL_OF = {bicubic: real for real, bicubic in BICUBIC_OF.items()}
 # The deep model by default: Set5 ×2 37.75 dB against the compact model's 37.08, for 11× the compute
 # (README, "Which model": the measured time of each on a 2000×1500 photo).
 DEFAULT_MODEL = "deep"
@@ -81,25 +86,60 @@ def shipped_card(name: str) -> dict | None:
     return json.loads(card.read_text()) if card.is_file() else None
 
 
+def _shipped_path(name: str) -> Path:
+    if name not in SHIPPED:
+        raise WeightsError(f"no shipped model {name!r}: choose one of {', '.join(SHIPPED)}")
+    path = SHIPPED[name]
+    if not path.is_file():
+        raise WeightsError(f"the shipped weights {path} are missing: pass --weights W.safetensors "
+                           "(or an official RCAN_BIX2.pt)")
+    return path
+
+
+def strength_pair(name: str) -> tuple[str, str]:
+    """(bicubic model, real-photo model) of the pair a shipped model belongs to."""
+    if name in BICUBIC_OF:
+        return BICUBIC_OF[name], name
+    if name in REAL_OF:
+        return name, REAL_OF[name]
+    raise WeightsError(f"--strength needs a shipped model with a real-photo twin ({', '.join(BICUBIC_OF)})")
+
+
+def shipped_weights(name: str, strength: float | None = None) -> tuple[dict, RCANConfig]:
+    """A shipped model's weights; with a strength S in [0, 1], those of its pair interpolated:
+    (1 − S)·bicubic + S·real (S = 0 and 1 are the two files exactly, not a sum)."""
+    if strength is None:
+        return load_weights(_shipped_path(name))
+    if not 0 <= strength <= 1:
+        raise WeightsError(f"strength must be in [0, 1], got {strength}")
+    bicubic, real = strength_pair(name)
+    if strength in (0, 1):
+        return load_weights(_shipped_path(real if strength == 1 else bicubic))
+    (a, config), (b, other) = load_weights(_shipped_path(bicubic)), load_weights(_shipped_path(real))
+    if config != other or a.keys() != b.keys():
+        raise WeightsError(f"{bicubic} and {real} are not the same network: they cannot be interpolated")
+    s = np.float32(strength)
+    return {k: ((1 - s) * a[k] + s * b[k]).astype(np.float32) for k in a}, config
+
+
 def load_model(path=None, scale: int | None = 2, loops=DEFAULT_LOOPS, dtype=jnp.float32, conv: str = "auto",
-               model: str | None = None) -> RCAN:
+               model: str | None = None, strength: float | None = None) -> RCAN:
     """An nnx RCAN from a weights file, or a shipped model (path=None: `model`, default DEFAULT_MODEL).
 
     scale: the factor the caller expects (a mismatch is an error); None accepts the file's own.
     conv: the CPU convolution path (accel/autotune.py); auto times the paths once per shape.
+    strength: for a shipped model, interpolate its bicubic/real-photo pair (shipped_weights).
     """
     if path is None:
         name = model or DEFAULT_MODEL
-        if name not in SHIPPED:
-            raise WeightsError(f"no shipped model {name!r}: choose one of {', '.join(SHIPPED)}")
         if scale not in (None, 2):
             raise WeightsError(f"the shipped models are ×2; for ×{scale} pass --weights (e.g. RCAN_BIX{scale}.pt)")
-        path = SHIPPED[name]
-        if not path.is_file():
-            raise WeightsError(f"the shipped weights {path} are missing: pass --weights W.safetensors "
-                               "(or an official RCAN_BIX2.pt)")
-    elif model is not None:
+        weights, config = shipped_weights(name, strength)
+        return model_from_weights(weights, config, loops, dtype, conv)
+    if model is not None:
         raise WeightsError("give a weights file or a shipped model, not both")
+    if strength is not None:
+        raise WeightsError("--strength interpolates the shipped models; it does not apply to --weights")
     weights, config = read_any_weights(path)
     if scale is not None and config.scale != scale:
         raise WeightsError(f"{path}: these weights are ×{config.scale}, not ×{scale}")

@@ -5,28 +5,35 @@ Examples:
     python -m accel.evaluate --hr tests/data/Set5/HR_x2 --sr tests/data/Set5/RCAN_x2 --scale 2
     # run the shipped model on LR made from HR (MATLAB bicubic), beside the bicubic baseline
     python -m accel.evaluate --hr tests/data/Set5/HR_x2 --scale 2 --json
+    # photos as people have them: blurred, noisy JPEGs made from the HR (seeded), bicubic beside the model
+    python -m accel.evaluate --hr tests/data/Set5/HR_x2 --scale 2 --degrade --save-lr degraded/
 
 Images pair by the part of the file name before the first '_' (baby_HR_x2.png ~ baby_RCAN_x2.png ~ baby.png).
 """
 from __future__ import annotations
 
+import io
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from reference import cli
 from reference.config import SCALES
 from reference.metrics import imresize, modcrop, psnr, quantize, ssim
 
-from . import autotune, distributed, runtime
-from .api import DEFAULT_MODEL, SHIPPED, load_model
+from . import autotune, degrade_eval, distributed, runtime
+from .api import SHIPPED, load_model
+from .choose import Choice, choose
 from .data import read_rgb
 from .images import IMAGE_SUFFIXES
 from .inference import super_resolve
+from .model import RCAN
 
 
 class EvalError(ValueError):
@@ -79,31 +86,73 @@ def evaluate_sr(hr_dir, sr_dir, scale: int, pairs=None) -> dict:
     return {"scale": scale, "mean": mean(rows), "images": rows}
 
 
-def evaluate_model(hr_dir, scale: int, model, lr_dir=None, chop=False, ensemble=False, progress=True) -> dict:
-    """Run the model on each LR (given, or made from HR with MATLAB's bicubic) and score it. Under
-    jax.distributed the images are split between processes and every process gets all the scores."""
+class Models:
+    """The shipped model each input gets (accel/choose.py), loaded once each: `--model auto` here."""
+
+    def __init__(self, **load):
+        self.load, self.loaded = load, {}
+
+    def __call__(self, choice: Choice):
+        if choice.model not in self.loaded:
+            self.loaded[choice.model] = load_model(model=choice.model, **self.load)
+        return self.loaded[choice.model]
+
+
+def _lr_of(name, hr_path, lr_path, hr, scale, degrade, save_lr):
+    """An image's LR and the model choice it gets: the file given, a degraded JPEG (seeded), or MATLAB's
+    bicubic of the HR (lossless, as a clean downscale)."""
+    if lr_path:
+        with Image.open(lr_path) as im:
+            return np.asarray(im.convert("RGB")), choose(lr_path, im)
+    if degrade is None:
+        return imresize(hr, 1 / scale), Choice("deep", "MATLAB-bicubic LR (lossless)")
+    data, draws = degrade_eval.degrade_photo(hr, scale, degrade_eval.rng_for(degrade, name))
+    if save_lr:
+        (Path(save_lr) / f"{name}_q{draws['quality']}.jpg").write_bytes(data)
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("RGB")), choose(f"{name}.jpg", im)
+
+
+def evaluate_model(hr_dir, scale: int, model, lr_dir=None, chop=False, ensemble=False, progress=True,
+                   degrade: int | None = None, save_lr=None) -> dict:
+    """Run the model on each LR (given, made from HR with MATLAB's bicubic, or with degrade=seed a blurred,
+    noisy JPEG of it, accel/degrade_eval.py) and score it. model: an RCAN, or a function of the input's
+    Choice (Models: the model `--model auto` picks). Under jax.distributed the images are split between
+    processes and every process gets all the scores."""
     if lr_dir:
         items = pair(hr_dir, lr_dir)
     else:
         items = [(k, p, None) for k, p in sorted(index(hr_dir).items())]
     mine = distributed.share(list(range(len(items))), [float(h.stat().st_size) for _, h, _ in items])
-    scored = []   # (item index, psnr, ssim, bicubic psnr, bicubic ssim)
+    if save_lr:
+        Path(save_lr).mkdir(parents=True, exist_ok=True)
+    names = sorted(SHIPPED)
+    scored = []   # (item index, psnr, ssim, bicubic psnr, bicubic ssim, index of the model in names or -1)
     for i in tqdm(mine, desc="evaluate", disable=not progress, file=sys.stderr):
         cli.check_interrupted()
         name, h, l = items[i]
         hr = modcrop(read_rgb(h), scale)
-        lr = read_rgb(l) if l else imresize(hr, 1 / scale)
+        lr, choice = _lr_of(name, h, l, hr, scale, degrade, save_lr)
         if lr.shape[0] * scale != hr.shape[0] or lr.shape[1] * scale != hr.shape[1]:
             raise EvalError(f"{name}: LR {lr.shape[1]}x{lr.shape[0]} × {scale} != HR {hr.shape[1]}x{hr.shape[0]}")
-        sr = quantize(super_resolve(model, lr.astype(np.float32), chop_=chop, ensemble_=ensemble))
+        net = model if isinstance(model, RCAN) else model(choice)
+        sr = quantize(super_resolve(net, lr.astype(np.float32), chop_=chop, ensemble_=ensemble))
         r, b = score(hr, sr, scale, name), score(hr, imresize(lr, scale), scale, name)
-        scored.append((i, r["psnr"], r["ssim"], b["psnr"], b["ssim"]))
-    every = distributed.gather(np.array(scored, np.float64).ravel()).reshape(-1, 5)
+        chosen = -1 if isinstance(model, RCAN) else names.index(choice.model)
+        scored.append((i, r["psnr"], r["ssim"], b["psnr"], b["ssim"], chosen))
+    every = distributed.gather(np.array(scored, np.float64).ravel()).reshape(-1, 6)
     every = every[np.argsort(every[:, 0])]
-    rows = [{"name": items[int(i)][0], "psnr": float(p), "ssim": float(q)} for i, p, q, _, _ in every]
-    bicubic = [{"name": items[int(i)][0], "psnr": float(p), "ssim": float(q)} for i, _, _, p, q in every]
-    return {"scale": scale, "mean": mean(rows), "bicubic": mean(bicubic), "images": rows,
-            "bicubic_images": bicubic}
+    rows = [{"name": items[int(i)][0], "psnr": float(p), "ssim": float(q),
+             **({"model": names[int(m)]} if m >= 0 else {})} for i, p, q, _, _, m in every]
+    bicubic = [{"name": items[int(i)][0], "psnr": float(p), "ssim": float(q)} for i, _, _, p, q, _ in every]
+    out = {"scale": scale, "mean": mean(rows), "bicubic": mean(bicubic), "images": rows, "bicubic_images": bicubic,
+           "beats_bicubic": float(np.mean([r["psnr"] > b["psnr"] for r, b in zip(rows, bicubic)]))}
+    if not isinstance(model, RCAN):
+        out["models"] = dict(Counter(r["model"] for r in rows))
+    if degrade is not None:
+        out["degraded"] = {"seed": degrade, "blur_sigma": degrade_eval.BLUR, "noise_sigma": degrade_eval.NOISE,
+                           "jpeg_quality": degrade_eval.QUALITY}
+    return out
 
 
 def table(result: dict) -> str:
@@ -128,8 +177,15 @@ def main(argv=None) -> int:
     ap.add_argument("--scale", type=int, required=True, choices=SCALES, help="upscaling factor")
     ap.add_argument("--sr", help="folder of SR images to score (no model run)")
     ap.add_argument("--weights", help="weights to run (canonical .safetensors or .pt/.pth); default: a shipped model")
-    ap.add_argument("--model", choices=sorted(SHIPPED), help=f"the shipped model to run (default {DEFAULT_MODEL})")
+    ap.add_argument("--model", choices=["auto", *SHIPPED], default="auto",
+                    help="the shipped model to run; auto (default): the one rcan-upscale picks for each input "
+                         "(deep for the lossless bicubic LR, real for a JPEG below quality 96)")
     ap.add_argument("--lr", help="folder of LR inputs (default: made from HR with MATLAB bicubic)")
+    ap.add_argument("--degrade", nargs="?", type=int, const=0, metavar="SEED",
+                    help="make each LR a degraded photo of its HR (Gaussian blur σ 0.2–1.2, MATLAB bicubic, noise "
+                         "σ 0–4, Pillow JPEG quality 60–90; accel/degrade_eval.py), seeded (default seed 0)")
+    ap.add_argument("--save-lr", metavar="DIR", help="with --degrade: also write the degraded JPEG files there "
+                                                     "(<name>_q<quality>.jpg), e.g. to run rcan-upscale on them")
     ap.add_argument("--chop", action="store_true", help="official forward_chop (4 overlapping quadrants)")
     ap.add_argument("--ensemble", action="store_true", help="RCAN+: mean over the 8 flips/transposes")
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
@@ -142,8 +198,15 @@ def main(argv=None) -> int:
     distributed.add_options(ap)
     args = ap.parse_args(argv)
     distributed.initialize(ap, args)
-    if args.sr and (args.weights or args.model or args.lr or args.chop or args.ensemble):
-        ap.error("--sr scores existing images: --weights/--model/--lr/--chop/--ensemble do not apply")
+    if args.sr and (args.weights or args.model != "auto" or args.lr or args.chop or args.ensemble
+                    or args.degrade is not None):
+        ap.error("--sr scores existing images: --weights/--model/--lr/--degrade/--chop/--ensemble do not apply")
+    if args.weights and args.model != "auto":
+        ap.error("--model and --weights both choose the weights: give one")
+    if args.degrade is not None and args.lr:
+        ap.error("--degrade makes the LR from the HR: --lr does not apply")
+    if args.save_lr and args.degrade is None:
+        ap.error("--save-lr writes the degraded inputs: it needs --degrade")
     runtime.configure_from_env()
     dtype = jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32
     try:   # a path this dtype or device cannot run is a usage error, whatever the weights
@@ -156,8 +219,15 @@ def main(argv=None) -> int:
         index(args.hr)   # the ground truth is there and holds images
         if pairs:
             print("paired: " + ", ".join(f"{h.name}~{o.name}" for _, h, o in pairs), file=sys.stderr)
-        model = None if args.sr else load_model(args.weights, scale=args.scale, dtype=dtype, conv=args.conv,
-                                                model=args.model)
+        if args.sr:
+            model = None
+        elif args.weights or args.model != "auto":
+            model = load_model(args.weights, scale=args.scale, dtype=dtype, conv=args.conv,
+                               model=None if args.model == "auto" else args.model)
+        else:
+            if args.scale != 2:
+                raise EvalError(f"the shipped models are ×2; for ×{args.scale} pass --weights")
+            model = Models(scale=args.scale, dtype=dtype, conv=args.conv)
     except (EvalError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return cli.USAGE
@@ -166,7 +236,8 @@ def main(argv=None) -> int:
             result = evaluate_sr(args.hr, args.sr, args.scale, pairs)
         else:
             result = evaluate_model(args.hr, args.scale, model, args.lr, args.chop, args.ensemble,
-                                    progress=not args.quiet and sys.stderr.isatty())
+                                    progress=not args.quiet and sys.stderr.isatty(), degrade=args.degrade,
+                                    save_lr=args.save_lr)
     except (EvalError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return cli.SOME_FAILED
@@ -177,6 +248,8 @@ def main(argv=None) -> int:
         print(json.dumps(out, indent=2))
     else:
         print(table(result))
+        if "models" in result:
+            print("models: " + ", ".join(f"{k} ({n} images)" for k, n in result["models"].items()))
     return 0
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import math
 import re
 import sys
@@ -51,12 +52,22 @@ def _centre(a: np.ndarray, size: int) -> tuple[np.ndarray, str]:
     return a[y:y + ch, x:x + cw], f"a centre crop of {ch}×{cw} pixels"
 
 
+def _degradation(meta: dict) -> str:
+    """The degradation a weights file was trained for: "real" (accel/degrade.py's chain) or "bicubic"."""
+    try:
+        return json.loads(meta.get("train_config", "{}")).get("degradation", "bicubic")
+    except ValueError:
+        return "bicubic"
+
+
 def _training_data(meta: dict) -> str:
     """What a weights file says it was trained on (accel.train records it); the paper's set for the
     official checkpoints."""
     if meta.get("data"):
         folders = " + ".join(Path(d).name for d in meta["data"].split())
-        return f"{meta.get('n_train_images', '?')} images ({folders}), shrunk with bicubic for the input"
+        how = ("made into blurred, noisy, resized and JPEG-compressed inputs (accel/degrade.py; a fifth kept "
+               "clean bicubic)" if _degradation(meta) == "real" else "shrunk with bicubic for the input")
+        return f"{meta.get('n_train_images', '?')} images ({folders}), {how}"
     if meta.get("source_layout"):
         return "DIV2K's 800 training images, per the RCAN paper (official checkpoint)"
     return "not recorded in the weights file"
@@ -71,7 +82,7 @@ def weights_info(weights_path, shipped: str | None = None) -> dict:
         info = {"label": f"the shipped {name} RCAN ×2 (trained by this project)",
                 "description": f"accel/weights/{path.name}, {meta.get('steps', '?')} training steps; "
                                f"see accel/weights/{path.stem}.md.", "converted": False,
-                "training_data": _training_data(meta)}
+                "training_data": _training_data(meta), "degradation": _degradation(meta)}
         if card:
             info["card"] = {"psnr": card["set5_x2"]["psnr"], "bicubic_psnr": card["set5_x2"]["bicubic_psnr"]}
         return info
@@ -88,7 +99,8 @@ def weights_info(weights_path, shipped: str | None = None) -> dict:
             "training_data": _training_data(meta if not converted else {**meta, "source_layout": "official"})}
 
 
-def build_record(src, dst, model, weights_path, run: dict, out_size, shipped: str | None = None) -> dict:
+def build_record(src, dst, model, weights_path, run: dict, out_size, shipped: str | None = None,
+                 choice: dict | None = None) -> dict:
     """Everything the report says about this run: sizes, stages, the traced reference run, the self-check
     measurements (accel/evidence.py) and the images its figures show."""
     config = model.config
@@ -99,6 +111,8 @@ def build_record(src, dst, model, weights_path, run: dict, out_size, shipped: st
               "input": {"name": Path(src).name, "height": h, "width": w, "mode": run["mode"]},
               "output": {"name": Path(dst).name, "height": out_size[1], "width": out_size[0]},
               "stages": stages(config, h, w), "seconds": run["seconds"], "tile": run.get("tile")}
+    if choice:
+        record["choice"] = choice
 
     # Traced NumPy run: stage times, channel-attention gates and feature maps, on a region small enough for
     # official-size models; the stage table shows the shapes of that same region.
@@ -142,13 +156,13 @@ def report_paths(dst) -> tuple[Path, Path, Path]:
 
 
 def write_reports(src, dst, model, weights_path, run: dict, shipped: str | None = None,
-                  overwrite: bool = True) -> tuple[Path, Path]:
+                  overwrite: bool = True, choice: dict | None = None) -> tuple[Path, Path]:
     """<output stem>.md with its figures as PNG files in <output stem>_figures/, and a self-contained
     <output stem>.html; returns the paths of the two reports. overwrite=False: an existing report or
     figure is kept (FileExistsError)."""
     with Image.open(dst) as im:
         size = im.size
-    record = build_record(src, dst, model, weights_path, run, size, shipped)
+    record = build_record(src, dst, model, weights_path, run, size, shipped, choice)
     md_path, html_path, folder = report_paths(dst)
     pngs = {name: figures.png(fig) for name, fig in make_figures(record).items()}
     links = {name: f"{folder.name}/{name}.png" for name in pngs}
@@ -186,8 +200,12 @@ def render_markdown(record: dict, links: dict | None = None) -> str:
     cfg = RCANConfig.from_json(record["config"]) if isinstance(record["config"], str) else record["config"]
     inp, w = record.get("input"), record["weights"]
     lines = [f"# Super-resolution ×{cfg.scale} with RCAN: how " + ("this run works" if inp else "it works"), "",
-             f"Weights that ran: **{w['label']}** — {w['description']}", "",
-             "Sizes are given as height×width (H×W) in pixels.", ""]
+             f"Weights that ran: **{w['label']}** — {w['description']}", ""]
+    ch = record.get("choice")
+    if ch:
+        lines += [f"Model: **{ch['model']}**, strength {ch['strength']:g} (0: the bicubic-trained weights, 1: the "
+                  f"real-photo ones). Why: {ch['reason']}.", ""]
+    lines += ["Sizes are given as height×width (H×W) in pixels.", ""]
     for section in (_section_task, _section_workflow, _section_sources):
         lines += section(record, cfg, links or {})
     return "\n".join(lines)
@@ -199,8 +217,12 @@ def _section_task(record: dict, cfg: RCANConfig, links: dict) -> list[str]:
     s, paper = cfg.scale, explain.SOURCES["rcan_paper_table"]
     lines = ["## 1. The task", "",
              f"You are doing **single-image super-resolution (SISR) ×{s}**: from one low-resolution image, "
-             f"estimate the image with {s}× the height and {s}× the width. The model was trained for the "
-             "bicubic (BI) degradation: high-resolution images shrunk with bicubic interpolation.", ""]
+             f"estimate the image with {s}× the height and {s}× the width. "
+             + ("The model was fine-tuned for photos as people have them: high-resolution images blurred, "
+                "resized, made noisy and JPEG-compressed (twice, in random amounts) before they were shrunk, "
+                "the target kept clean." if w.get("degradation") == "real" else
+                "The model was trained for the bicubic (BI) degradation: high-resolution images shrunk with "
+                "bicubic interpolation."), ""]
     if inp:
         lines += [f"This run: `{inp['name']}`, {_hw(inp['height'], inp['width'])} ({inp['mode']}) → "
                   f"`{out['name']}`, {_hw(out['height'], out['width'])}.", ""]
@@ -288,9 +310,13 @@ def _limits(sc: dict, w: dict) -> list[str]:
     for r in rows:
         lines.append(f"| {r['input']} | {r['bicubic_psnr']:.2f} dB | {r['model_psnr']:.2f} dB | {r['gain']:+.2f} dB |")
     base = rows[0]["gain"]
+    real = w.get("degradation") == "real"
     lines += ["", "The gain over bicubic goes from " + f"{base:+.2f} dB to "
               + " and ".join(f"{r['gain']:+.2f} dB ({r['input']})" for r in rows[1:])
-              + ": real photos with compression or camera blur are not the inputs the model was trained on.",
+              + (": these weights were fine-tuned on such inputs, at some cost on clean bicubic ones (for a "
+                 "clean downscale, `--model deep` or `--strength 0`)." if real else
+                 ": real photos with compression or camera blur are not the inputs the model was trained on "
+                 "(`--model real` was; `--model auto` picks it for JPEGs)."),
               "", f"Training data of the weights that ran: {w.get('training_data', 'see their source')}. Trained "
               "with an L1 (pixel) loss to maximise PSNR: where many sharp textures fit the same small input, the "
               "loss is lowest for their average, which is smooth — so the model restores what the input "

@@ -19,6 +19,13 @@ every device (a 1-D `data` mesh; weights and optimizer replicated, gradients red
 to resume from; --steps fit with --time-budget sizes the schedule to end with the budget. CPU runs unroll
 the blocks (on XLA CPU, gradients through lax.scan are ~40× slower); accelerators scan them (fast to
 compile). Checkpoints use the official key names, so a checkpoint moves between block loops and machines.
+
+The real-photo models are fine-tunes of the bicubic ones with --degrade real (accel/degrade.py: the LR of
+each patch made from its HR crop by a blur/resize/noise/JPEG chain inside the step) and --ema:
+
+    python -m accel.train --data train/T91 train/BSD200 --exclude 302003 $(cat runs/real/holdout.txt) \\
+        --preset compact --init accel/weights/rcan_compact_x2.safetensors --degrade real --ema 0.999 \\
+        --steps 3000 --lr 2e-4 --warmup 100 --out rcan_real_compact_x2.safetensors --checkpoint real_compact.ckpt
 """
 from __future__ import annotations
 
@@ -59,6 +66,7 @@ from reference.weights import (
 from . import distributed, hardware, params, runtime
 from .api import model_from_weights
 from .data import TrainingImages, list_images, random_crops, read_rgb
+from .degrade import degrade_batch
 from .distributed import is_main, local, put_replicated
 from .inference import super_resolve
 
@@ -69,6 +77,7 @@ FIT_AFTER_SECONDS, FIT_AFTER_STEPS = 5.0, 200   # steps timed before --steps fit
 REWARM = 100   # steps over which the learning rate comes back after a resume without Adam's moments
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 MOMENTS = ("float32", "bfloat16", "none")
+DEGRADATIONS = ("bicubic", "real")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +90,8 @@ class TrainConfig:
     peak_lr: float = 5e-4
     warmup: int = 200
     seed: int = 0            # initial weights and every batch
+    degradation: str = "bicubic"   # the LR inputs: MATLAB bicubic, or "real" (accel/degrade.py's chain)
+    ema: float = 0.0         # decay of the weights' exponential moving average (0: none); saved weights are it
 
     def __post_init__(self):
         for name in ("steps", "batch", "patch"):
@@ -91,6 +102,13 @@ class TrainConfig:
             raise ValueError(f"warmup must be a non-negative integer, got {self.warmup!r}")
         if not (self.peak_lr > 0 and math.isfinite(self.peak_lr)):
             raise ValueError(f"peak_lr must be a positive number, got {self.peak_lr!r}")
+        if self.degradation not in DEGRADATIONS:
+            raise ValueError(f"degradation must be one of {', '.join(DEGRADATIONS)}, got {self.degradation!r}")
+        if self.degradation == "real" and self.patch % 16:
+            raise ValueError(f"the real-photo degradations need a patch that is a multiple of 16 (JPEG's "
+                             f"macroblocks), got {self.patch}")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema must be in [0, 1), got {self.ema!r}")
 
     def to_json(self) -> str:
         return json.dumps({**dataclasses.asdict(self), "model": json.loads(self.model.to_json())}, sort_keys=True)
@@ -122,6 +140,22 @@ def fitted_steps(step: int, rate: float, seconds: float, save_seconds: float, ev
     """The last step a schedule can reach in `seconds` from `step` at `rate` steps/s, when every
     `every` steps a validation and save of `save_seconds` interrupt the training."""
     return step + max(int(seconds / (1 / rate + save_seconds / every)), 1)
+
+
+def ema_decay(tc: TrainConfig, step):
+    """The EMA's decay at a step: tc.ema, lower over the first steps ((1 + step) / (10 + step)) so that a
+    short fine-tune's average is not dominated by the weights it started from."""
+    return jnp.minimum(tc.ema, (1.0 + step) / (10.0 + step))
+
+
+def draw_batch(tc: TrainConfig, data: dict, step):
+    """The (lr, hr) batch of a step: aligned crops, then (degradation "real") the real-photo chain applied
+    to the HR crops, all on the device, from a key that depends only on (seed, step)."""
+    key = jax.random.fold_in(jax.random.key(tc.seed), step)
+    lr, hr = random_crops(data, key, tc.batch, tc.patch, tc.model.scale)
+    if tc.degradation == "real":
+        lr = degrade_batch(jax.random.fold_in(key, 1), lr, hr, tc.model.scale)
+    return lr, hr
 
 
 def default_loops() -> str:
@@ -158,18 +192,21 @@ class Trainer:
             sr = nnx.merge(graphdef, p)(lr)                       # float32 out (add_mean), bf16 convs inside
             return jnp.mean(jnp.abs(sr - hr))                      # L1 in 0..255, as the paper
 
-        def train_step(p, opt_state, data, step, rate):
-            key = jax.random.fold_in(jax.random.key(tc.seed), step)
-            lr, hr = random_crops(data, key, tc.batch, tc.patch, tc.model.scale)
+        def train_step(p, opt_state, ema, data, step, rate):
+            lr, hr = draw_batch(tc, data, step)
             lr = jax.lax.with_sharding_constraint(lr, split)
             hr = jax.lax.with_sharding_constraint(hr, split)
             loss, grads = jax.value_and_grad(loss_fn)(p, lr, hr)
             updates, opt_state = tx.update(grads, opt_state, p)
-            return optax.apply_updates(p, jax.tree.map(lambda u: -rate * u, updates)), opt_state, loss
+            p = optax.apply_updates(p, jax.tree.map(lambda u: -rate * u, updates))
+            if tc.ema:
+                decay = ema_decay(tc, step)
+                ema = jax.tree.map(lambda e, w: decay * e + (1 - decay) * w, ema, p)
+            return p, opt_state, ema, loss
 
-        self._train_step = jax.jit(train_step, donate_argnums=(0, 1))
-        self._crops = jax.jit(lambda data, step: random_crops(
-            data, jax.random.fold_in(jax.random.key(tc.seed), step), tc.batch, tc.patch, tc.model.scale))
+        self._train_step = jax.jit(train_step, donate_argnums=(0, 1, 2))
+        self._crops = jax.jit(lambda data, step: draw_batch(tc, data, step))
+        self.ema = self._copy(self.params) if tc.ema else None
 
     def set_data(self, images: TrainingImages):
         """Put the packed training images on every device (replicated: each draws from all of them)."""
@@ -179,14 +216,17 @@ class Trainer:
 
     def train_step(self) -> jax.Array:
         """One optimizer step; returns the loss as a device scalar (reading it waits for the step)."""
-        self.params, self.opt_state, loss = self._train_step(*self.step_arguments())
+        self.params, self.opt_state, self.ema, loss = self._train_step(*self.step_arguments())
         self.step += 1
         return loss
 
     def step_arguments(self) -> tuple:
-        """What the jitted step takes: state, data, the step number and its learning rate."""
-        return (self.params, self.opt_state, self.data, np.int32(self.step),
+        """What the jitted step takes: state, EMA, data, the step number and its learning rate."""
+        return (self.params, self.opt_state, self.ema, self.data, np.int32(self.step),
                 np.float32(learning_rate(self.tc, self.step)))
+
+    def _copy(self, state):
+        return put_replicated(jax.tree.map(jnp.copy, state), self.replicated)
 
     def batch(self, step: int):
         """The (lr, hr) batch of a step, as the training step draws it."""
@@ -203,11 +243,15 @@ class Trainer:
         return put_replicated(state, self.replicated)
 
     def weights(self) -> dict[str, np.ndarray]:
-        return self._official(self.params)
+        """The weights a training ends with: the EMA's when it keeps one, else the optimizer's."""
+        return self._official(self.ema if self.ema is not None else self.params)
 
-    def set_weights(self, weights: dict, step: int = 0, moments=None):
-        """Start from these weights; Adam's moments given (mu, nu) or zero. The schedule continues at step."""
+    def set_weights(self, weights: dict, step: int = 0, moments=None, ema: dict | None = None):
+        """Start from these weights; Adam's moments given (mu, nu) or zero; the EMA given or these weights.
+        The schedule continues at step."""
         self.params = self._state(weights)
+        if self.tc.ema:
+            self.ema = self._state(ema if ema is not None else weights)
         adam, rewarm = self.tx.init(self.params)
         count = np.int32(step if moments is not None else 0)   # zero moments: bias correction starts over
         if moments is not None:
@@ -219,7 +263,9 @@ class Trainer:
 
     # -- checkpoints: official names, so they move between block loops, dtypes and device counts ---------
     def save_checkpoint(self, path, moments: str = "float32", extra: dict | None = None):
-        tensors = {f"params/{k}": v for k, v in self.weights().items()}
+        tensors = {f"params/{k}": v for k, v in self._official(self.params).items()}
+        if self.ema is not None:
+            tensors.update({f"ema/{k}": v for k, v in self._official(self.ema).items()})
         if moments != "none":
             adam = self.opt_state[0]
             for name, state in (("mu", adam.mu), ("nu", adam.nu)):
@@ -245,12 +291,12 @@ class Trainer:
 
         def part(name):
             out = {k.split("/", 1)[1]: v for k, v in stored.items() if k.startswith(name + "/")}
-            if meta["moments"] == "bfloat16" and name != "params":
+            if meta["moments"] == "bfloat16" and name in ("mu", "nu"):
                 out = {k: v.view(ml_dtypes.bfloat16).astype(np.float32) for k, v in out.items()}
             return out
         step = int(meta["step"])
         moments = None if meta["moments"] == "none" else (part("mu"), part("nu"))
-        self.set_weights(part("params"), step, moments)
+        self.set_weights(part("params"), step, moments, part("ema") or None)
         if moments is not None:   # the exact counts (Adam's restarts at 0 after a resume without moments)
             adam, rewarm = self.opt_state
             self.opt_state = put_replicated((adam._replace(count=np.int32(int(meta["adam_count"]))),
@@ -465,6 +511,11 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, help="peak learning rate of Adam (default 5e-4)")
     ap.add_argument("--warmup", type=int, help="linear warm-up steps (default 200)")
     ap.add_argument("--seed", type=int, help="seed of the initial weights and of every batch (default 0)")
+    ap.add_argument("--degrade", choices=DEGRADATIONS,
+                    help="LR inputs: MATLAB bicubic (default), or real: the real-photo chain of accel/degrade.py "
+                         "(blur, resize, noise, JPEG, twice) on the device")
+    ap.add_argument("--ema", type=float, help="decay of an EMA of the weights, which is what is saved (e.g. 0.999; "
+                                              "default 0: none)")
     ap.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
                     help="convolution precision; weights, optimizer and loss stay float32")
     ap.add_argument("--loops", choices=["unrolled", "scan", "mixed"],
@@ -489,7 +540,7 @@ def main(argv=None) -> int:
     # The compilation cache, but not the malloc hand-back: training reuses its large buffers from the heap.
     runtime.configure_from_env(malloc=False)
 
-    schedule = ("scale", "preset", "config", "steps", "batch", "patch", "lr", "warmup", "seed")
+    schedule = ("scale", "preset", "config", "steps", "batch", "patch", "lr", "warmup", "seed", "degrade", "ema")
     resume = args.resume or (args.checkpoint if args.checkpoint and Path(args.checkpoint).is_file() else None)
     try:
         if resume and all(getattr(args, k) is None for k in schedule):
@@ -502,7 +553,8 @@ def main(argv=None) -> int:
             if args.config:
                 model = RCANConfig(**{**json.loads(model.to_json()), **json.loads(args.config), "scale": scale})
             given = {k: getattr(args, a) for k, a in (("batch", "batch"), ("patch", "patch"), ("peak_lr", "lr"),
-                                                       ("warmup", "warmup"), ("seed", "seed"))
+                                                       ("warmup", "warmup"), ("seed", "seed"),
+                                                       ("degradation", "degrade"), ("ema", "ema"))
                      if getattr(args, a) is not None}
             if args.steps == "fit" and (args.time_budget is None or resume):
                 ap.error("--steps fit needs --time-budget and starts a new schedule (--init takes the weights "

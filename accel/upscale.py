@@ -1,7 +1,8 @@
 """Upscale images with RCAN: the tool people run (also installed as `rcan-upscale`).
 
 Examples:
-    python -m accel.upscale photo.png                  # writes photo_x2.png beside it (the default model)
+    python -m accel.upscale photo.png                  # writes photo_x2.png beside it (the model suited to it)
+    python -m accel.upscale photo.jpg --strength 0.5   # half-way between the bicubic and the real-photo model
     python -m accel.upscale photos/ -o out/            # every image under photos/, mirrored under out/
     python -m accel.upscale photos/ -o out/ --skip-existing --json    # resume a batch; one JSON line per image
     python -m accel.upscale img.jpg --outscale 3       # ×2 by the model, then a Lanczos resample to ×3
@@ -9,6 +10,11 @@ Examples:
     python -m accel.upscale img.jpg --weights RCAN_BIX4.pt --scale 4 --format png
     python -m accel.upscale scan.tif --tile 256 --max-memory 2   # bounded memory for big images
     python -m accel.upscale butterfly.png --explain    # also writes butterfly_x2.md (+ _figures/) and .html
+
+--model auto (the default) reads each file: a JPEG below quality 96 or a lossy WebP gets the real-photo
+model (trained on blurred, noisy, JPEG-compressed inputs), a lossless file the bicubic-trained deep one
+(accel/choose.py); the first line says which ran and why. --strength S in 0..1 interpolates the weights
+of the pair (deep, real) or (compact, real-compact): 0 is the bicubic model, 1 the real-photo one.
 
 Outputs are `<stem>_<suffix>.<ext>` (suffix x2 by default); an existing output is never replaced
 without --force, not even one another process writes at the same moment. Animated GIF / APNG / WebP
@@ -36,7 +42,8 @@ from reference.config import SCALES
 from reference.weights import WeightsError
 
 from . import autotune, distributed, folder, runtime
-from .api import DEFAULT_MODEL, SHIPPED, first_run, load_model
+from .api import BICUBIC_OF, REAL_OF, SHIPPED, first_run, load_model
+from .choose import Choice, choose
 from .images import (
     FORMATS,
     IMAGE_SUFFIXES,
@@ -59,6 +66,8 @@ class Job:
     src: Path
     dst: Path
     reports: tuple[Path, ...] = ()   # --explain: <dst stem>.md, .html and _figures/
+    choice: Choice | None = None     # the shipped model that runs it, and why (None: --weights)
+    strength: float | None = None    # --strength, when the pair's weights are interpolated
 
 
 def collect_inputs(items, suffix: str) -> list[tuple[Path, Path]]:
@@ -196,7 +205,7 @@ def upscale_file(job: Job, model, args, tile, show: bool, model_name: str | None
     if args.explain:
         try:
             md, page = write_reports(job.src, job.dst, model, args.weights, record, model_name,
-                                     overwrite=args.force)
+                                     overwrite=args.force, choice=job_choice(job))
         except FileExistsError as e:
             raise ImageError(f"{e.filename} appeared while this ran; kept it, use --force to overwrite") from None
         result["reports"] = [str(md), str(page)]
@@ -223,7 +232,8 @@ def run_jobs(jobs: list[Job], model, args, tile, many: bool, show: bool, label: 
     compiled shape, tiles of several images per call, decoding and writing on threads), the rest (one
     image, animations, --chop/--ensemble/--explain, --tile 0) one by one."""
     def row_for(job):
-        return {"input": str(job.src), "output": str(job.dst), "model": label, "scale": model.config.scale}
+        return {"input": str(job.src), "output": str(job.dst), "model": label, "scale": model.config.scale,
+                **({"model_reason": job.choice.reason, "strength": job_choice(job)["strength"]} if job.choice else {})}
 
     ready = []
     for job in jobs:                   # outputs are checked before any work, in this thread
@@ -299,7 +309,12 @@ def parser():
     ap = cli.parser("python -m accel.upscale", __doc__)
     ap.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="images, or folders to walk for images")
     ap.add_argument("-o", "--output", help="output file (one input) or folder (several inputs, or a folder)")
-    ap.add_argument("--model", choices=sorted(SHIPPED), help=f"a shipped model (default {DEFAULT_MODEL})")
+    ap.add_argument("--model", choices=["auto", *SHIPPED], default="auto",
+                    help="a shipped model; auto (default): from each file, a JPEG below quality 96 or a lossy WebP "
+                         "gets real, a lossless file deep (the first line says which and why)")
+    ap.add_argument("--strength", type=float, help="0..1: interpolate the weights between the bicubic model (0) and "
+                                                   "its real-photo twin (1): how much JPEG, blur and noise is "
+                                                   "cleaned (default: the model's own, 0 for deep, 1 for real)")
     ap.add_argument("--weights", help="canonical .safetensors or official .pt/.pth instead of a shipped model")
     ap.add_argument("--scale", type=int, choices=SCALES, help="upscaling factor; must match the weights")
     ap.add_argument("--suffix", help="output name suffix: <stem>_<suffix>.<ext> (default x<scale>, or x<outscale>; "
@@ -361,8 +376,15 @@ def check_args(ap, args):
     for name in ("width", "height"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             ap.error(f"--{name} must be positive")
-    if args.model and args.weights:
+    if args.model != "auto" and args.weights:
         ap.error("--model and --weights both choose the weights: give one")
+    if args.strength is not None:
+        if not 0 <= args.strength <= 1:
+            ap.error("--strength must be in [0, 1]")
+        if args.weights:
+            ap.error("--strength interpolates the shipped models; it does not apply to --weights")
+        if args.model not in ("auto", *BICUBIC_OF, *REAL_OF):
+            ap.error(f"--strength needs a model with a real-photo twin ({', '.join([*BICUBIC_OF, *REAL_OF])})")
     if args.force and args.skip_existing:
         ap.error("--force and --skip-existing contradict each other")
     return tile
@@ -381,18 +403,16 @@ def main(argv=None) -> int:
         autotune.check_setting(args.conv, dtype)
     except ValueError as e:
         ap.error(str(e))
-    try:
-        model = load_model(args.weights, scale=args.scale, conv=args.conv, model=args.model, dtype=dtype)
-    except (WeightsError, ValueError, OSError) as e:
-        msg = str(e)
-        if args.weights and not msg.startswith(str(args.weights)):
-            msg = f"{args.weights}: {msg}"
-        print(f"error: {msg}", file=sys.stderr)
+    if args.weights is None and args.scale not in (None, 2):
+        print(f"error: the shipped models are ×2; for ×{args.scale} pass --weights (e.g. RCAN_BIX{args.scale}.pt)",
+              file=sys.stderr)
         return cli.USAGE
-    except RuntimeError as e:   # JAX cannot start the asked-for backend
-        print(f"error: --device {args.device}: {str(e).splitlines()[0]}", file=sys.stderr)
-        return cli.USAGE
-    scale = model.config.scale
+    scale = args.scale or 2
+    if args.weights:   # the file's own scale, checked when it loads
+        model = _load(args, None, None)
+        if isinstance(model, int):
+            return model
+        scale = model.config.scale
     if args.suffix is None:
         args.suffix = f"x{args.outscale:g}" if args.outscale else f"x{scale}"
     inputs = collect_inputs(args.inputs, args.suffix)
@@ -402,15 +422,19 @@ def main(argv=None) -> int:
     jobs = plan(ap, args, inputs, many)
     if jax.process_count() > 1:   # this process's part
         jobs = distributed.share(jobs, [_pixels(job.src) for job in jobs])
-    model_name = None if args.weights else (args.model or DEFAULT_MODEL)
-    label = args.weights or f"shipped:{model_name}"
-
     show = not args.quiet and not args.json and sys.stderr.isatty()
-    rows = run_jobs(jobs, model, args, tile, many, show, label, model_name)
     failures = 0
-    for job, row in rows:
-        failures += row["status"] == "failed"
-        report(job, row, args)
+    for (name, strength), group in groups(jobs, args).items():
+        if args.weights is None:
+            model = _load(args, name, strength)
+            if isinstance(model, int):
+                return model
+            if not args.quiet:
+                print(f"model: {describe(name, strength)} for {_count(group)}: {group[0].choice.reason}", file=sys.stderr)
+        label = args.weights or f"shipped:{name}"
+        for job, row in run_jobs(group, model, args, tile, many, show, label, name):
+            failures += row["status"] == "failed"
+            report(job, row, args)
     if jax.process_count() > 1:   # every process's outcome decides the exit status; process 0 reports
         counts = distributed.gather(np.array([len(jobs), failures]))
         total, failures = int(counts[0::2].sum()), int(counts[1::2].sum())
@@ -418,6 +442,71 @@ def main(argv=None) -> int:
             print(f"{total} images over {jax.process_count()} processes: {total - failures} done or skipped, "
                   f"{failures} failed", file=sys.stderr)
     return cli.SOME_FAILED if failures else cli.DONE
+
+
+def _load(args, name, strength):
+    """The model of a group, or the exit status of a usage error (unusable weights, a backend that fails)."""
+    dtype = jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32
+    try:
+        return load_model(args.weights, scale=args.scale, conv=args.conv, model=name, dtype=dtype, strength=strength)
+    except (WeightsError, ValueError, OSError) as e:
+        msg = str(e)
+        if args.weights and not msg.startswith(str(args.weights)):
+            msg = f"{args.weights}: {msg}"
+        print(f"error: {msg}", file=sys.stderr)
+        return cli.USAGE
+    except RuntimeError as e:   # JAX cannot start the asked-for backend
+        print(f"error: --device {args.device}: {str(e).splitlines()[0]}", file=sys.stderr)
+        return cli.USAGE
+
+
+def pick(src: Path, args) -> tuple[Choice, float | None]:
+    """The shipped model for one input, why, and the strength its pair is interpolated at (None: the file)."""
+    if args.model == "auto":
+        try:
+            found = choose(src)
+        except (OSError, ValueError, SyntaxError):   # unreadable: the run says why, as for any model
+            found = Choice("deep", "could not be read")
+        if args.strength is None:
+            return found, None
+        return Choice("real", f"--strength {args.strength:g} ({found.reason})", found.quality), args.strength
+    reason = f"--model {args.model}" + (f" --strength {args.strength:g}" if args.strength is not None else "")
+    return Choice(args.model, reason), args.strength
+
+
+def groups(jobs: list[Job], args) -> dict[tuple, list[Job]]:
+    """Jobs by the weights that run them, in order of first appearance: (shipped model, strength) each, or
+    one group for --weights."""
+    out: dict[tuple, list[Job]] = {}
+    for job in jobs:
+        if args.weights is None:
+            job.choice, job.strength = pick(job.src, args)
+            key = (job.choice.model, job.strength)
+        else:
+            key = (None, None)
+        out.setdefault(key, []).append(job)
+    return out
+
+
+def job_choice(job: Job) -> dict | None:
+    """What the report and --json say about the model that ran: name, why, and the real-photo share."""
+    if job.choice is None:
+        return None
+    name, s = job.choice.model, job.strength
+    strength = s if s is not None else (1.0 if name in BICUBIC_OF else 0.0 if name in REAL_OF else None)
+    return {"model": describe(name, s), "reason": job.choice.reason, "strength": strength}
+
+
+def describe(name: str, strength: float | None) -> str:
+    if strength is None or strength in (0, 1):
+        pair = BICUBIC_OF.get(name, name), REAL_OF.get(name, name)
+        return name if strength is None else pair[int(strength)]
+    bicubic, real = BICUBIC_OF.get(name, name), REAL_OF.get(name, name)
+    return f"{real} at strength {strength:g} ({1 - strength:g}·{bicubic} + {strength:g}·{real})"
+
+
+def _count(group) -> str:
+    return str(group[0].src) if len(group) == 1 else f"{len(group)} images"
 
 
 def _pixels(path: Path) -> float:
