@@ -403,6 +403,11 @@ def main(argv=None) -> int:
         autotune.check_setting(args.conv, dtype)
     except ValueError as e:
         ap.error(str(e))
+    try:   # start the backend now: a device JAX cannot start is a usage error before any work
+        jax.devices()
+    except RuntimeError as e:
+        print(f"error: --device {args.device}: {str(e).splitlines()[0]}", file=sys.stderr)
+        return cli.USAGE
     if args.weights is None and args.scale not in (None, 2):
         print(f"error: the shipped models are ×2; for ×{args.scale} pass --weights (e.g. RCAN_BIX{args.scale}.pt)",
               file=sys.stderr)

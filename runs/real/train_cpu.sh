@@ -21,5 +21,5 @@ run() {   # name preset init budget extra...
       --checkpoint "$ckpt" --out "runs/real/$name.safetensors" "$@"
   fi
 }
-run rcan_real_compact_x2 compact accel/weights/rcan_compact_x2.safetensors "${1:-2400}" --lr 2e-4 --warmup 100 --every 250
-run rcan_real_x2 deep accel/weights/rcan_deep_x2.safetensors "${2:-3900}" --lr 1e-4 --warmup 50 --batch 8 --patch 32 --every 100
+run rcan_real_compact_x2 compact accel/weights/rcan_compact_x2.safetensors "${1:-2700}" --lr 2e-4 --warmup 100 --every 250
+run rcan_real_x2 deep accel/weights/rcan_deep_x2.safetensors "${2:-4000}" --lr 1e-4 --warmup 50 --batch 8 --patch 32 --every 100
