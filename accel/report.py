@@ -203,8 +203,8 @@ def render_markdown(record: dict, links: dict | None = None) -> str:
              f"Weights that ran: **{w['label']}** — {w['description']}", ""]
     ch = record.get("choice")
     if ch:
-        lines += [f"Model: **{ch['model']}**, strength {ch['strength']:g} (0: the bicubic-trained weights, 1: the "
-                  f"real-photo ones). Why: {ch['reason']}.", ""]
+        lines += [f"Model: **{ch['model']}** — strength {ch['strength']:g} on the scale from the bicubic-trained "
+                  f"weights (0) to the real-photo ones (1). Why: {ch['reason']}.", ""]
     lines += ["Sizes are given as height×width (H×W) in pixels.", ""]
     for section in (_section_task, _section_workflow, _section_sources):
         lines += section(record, cfg, links or {})
