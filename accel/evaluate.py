@@ -30,7 +30,6 @@ from reference.metrics import imresize, modcrop, psnr, quantize, ssim
 from . import autotune, degrade_eval, distributed, runtime
 from .api import SHIPPED, load_model
 from .choose import Choice, choose
-from .data import read_rgb
 from .images import IMAGE_SUFFIXES
 from .inference import super_resolve
 from .model import RCAN
@@ -69,9 +68,28 @@ def pair(hr_dir, other_dir) -> list[tuple[str, Path, Path]]:
     return [(k, hr[k], other[k]) for k in sorted(hr)]
 
 
+SSIM_WINDOW = 11
+
+
+def read_scored(path) -> np.ndarray:
+    """An image to score, uint8 RGB. The paper's protocol is 8-bit: a 16-bit file is refused rather than
+    clipped to 255 (which scored a 16-bit HR against its own 8-bit copy at 6 dB)."""
+    with Image.open(path) as im:
+        if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+            a = np.asarray(im)
+            if a.size and (a.min() < 0 or a.max() > 255):
+                raise EvalError(f"{Path(path).name}: a {im.mode} image with values up to {a.max():.0f}; the paper's "
+                                "protocol scores 8-bit images: convert HR and SR to 8 bits first")
+            return np.repeat(np.clip(a, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+        return np.asarray(im.convert("RGB"))
+
+
 def score(hr: np.ndarray, sr: np.ndarray, scale: int, name: str = "") -> dict:
     if hr.shape != sr.shape:
         raise EvalError(f"{name}: HR is {hr.shape[1]}x{hr.shape[0]}, SR is {sr.shape[1]}x{sr.shape[0]}")
+    if min(hr.shape[:2]) - 2 * scale < SSIM_WINDOW:
+        raise EvalError(f"{name}: {hr.shape[1]}x{hr.shape[0]} is too small to score (SSIM's {SSIM_WINDOW}×{SSIM_WINDOW} "
+                        f"window must fit after a {scale}-pixel border)")
     return {"name": name, "psnr": psnr(hr, sr, scale), "ssim": ssim(hr, sr, scale)}
 
 
@@ -80,10 +98,27 @@ def mean(rows):
 
 
 def evaluate_sr(hr_dir, sr_dir, scale: int, pairs=None) -> dict:
-    rows = []
+    """Score each pair; a pair that cannot be read or scored is one line in "errors", the others are scored."""
+    rows, errors = [], []
     for name, h, s in pairs or pair(hr_dir, sr_dir):
-        rows.append(score(modcrop(read_rgb(h), scale), read_rgb(s), scale, name))
-    return {"scale": scale, "mean": mean(rows), "images": rows}
+        try:
+            rows.append(score(modcrop(read_scored(h), scale), read_scored(s), scale, name))
+        except (EvalError, ValueError, OSError) as e:
+            errors.append(f"{name}: {e}" if not str(e).startswith(name) else str(e))
+    if not rows:
+        raise EvalError("no pair could be scored: " + "; ".join(errors))
+    return {"scale": scale, "mean": mean(rows), "images": rows, "errors": errors}
+
+
+def finite(value):
+    """JSON has no Infinity: identical images (PSNR ∞) are null."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite(v) for v in value]
+    return value
 
 
 class Models:
@@ -127,26 +162,33 @@ def evaluate_model(hr_dir, scale: int, model, lr_dir=None, chop=False, ensemble=
     if save_lr:
         Path(save_lr).mkdir(parents=True, exist_ok=True)
     names = sorted(SHIPPED)
-    scored = []   # (item index, psnr, ssim, bicubic psnr, bicubic ssim, index of the model in names or -1)
+    scored, errors = [], []   # (item index, psnr, ssim, bicubic psnr, bicubic ssim, model index in names or -1)
     for i in tqdm(mine, desc="evaluate", disable=not progress, file=sys.stderr):
         cli.check_interrupted()
         name, h, l = items[i]
-        hr = modcrop(read_rgb(h), scale)
-        lr, choice = _lr_of(name, h, l, hr, scale, degrade, save_lr)
-        if lr.shape[0] * scale != hr.shape[0] or lr.shape[1] * scale != hr.shape[1]:
-            raise EvalError(f"{name}: LR {lr.shape[1]}x{lr.shape[0]} × {scale} != HR {hr.shape[1]}x{hr.shape[0]}")
-        net = model if isinstance(model, RCAN) else model(choice)
-        sr = quantize(super_resolve(net, lr.astype(np.float32), chop_=chop, ensemble_=ensemble))
-        r, b = score(hr, sr, scale, name), score(hr, imresize(lr, scale), scale, name)
+        try:   # one image that cannot be read or scored is one line; the others are scored
+            hr = modcrop(read_scored(h), scale)
+            lr, choice = _lr_of(name, h, l, hr, scale, degrade, save_lr)
+            if lr.shape[0] * scale != hr.shape[0] or lr.shape[1] * scale != hr.shape[1]:
+                raise EvalError(f"LR {lr.shape[1]}x{lr.shape[0]} × {scale} != HR {hr.shape[1]}x{hr.shape[0]}")
+            score(hr, hr, scale, name)   # too small to score: said before the model runs
+            net = model if isinstance(model, RCAN) else model(choice)
+            sr = quantize(super_resolve(net, lr.astype(np.float32), chop_=chop, ensemble_=ensemble))
+            r, b = score(hr, sr, scale, name), score(hr, imresize(lr, scale), scale, name)
+        except (EvalError, OSError) as e:
+            errors.append(str(e) if str(e).startswith(name) else f"{name}: {e}")
+            continue
         chosen = -1 if isinstance(model, RCAN) else names.index(choice.model)
         scored.append((i, r["psnr"], r["ssim"], b["psnr"], b["ssim"], chosen))
     every = distributed.gather(np.array(scored, np.float64).ravel()).reshape(-1, 6)
+    if not len(every):
+        raise EvalError("no image could be scored: " + "; ".join(errors))
     every = every[np.argsort(every[:, 0])]
     rows = [{"name": items[int(i)][0], "psnr": float(p), "ssim": float(q),
              **({"model": names[int(m)]} if m >= 0 else {})} for i, p, q, _, _, m in every]
     bicubic = [{"name": items[int(i)][0], "psnr": float(p), "ssim": float(q)} for i, _, _, p, q, _ in every]
     out = {"scale": scale, "mean": mean(rows), "bicubic": mean(bicubic), "images": rows, "bicubic_images": bicubic,
-           "beats_bicubic": float(np.mean([r["psnr"] > b["psnr"] for r, b in zip(rows, bicubic)]))}
+           "beats_bicubic": float(np.mean([r["psnr"] > b["psnr"] for r, b in zip(rows, bicubic)])), "errors": errors}
     if not isinstance(model, RCAN):
         out["models"] = dict(Counter(r["model"] for r in rows))
     if degrade is not None:
@@ -243,14 +285,16 @@ def main(argv=None) -> int:
         return cli.SOME_FAILED
     if not distributed.is_main():   # every process has the scores; process 0 prints them
         return cli.DONE
+    for line in result.get("errors", ()):
+        print(f"error: {line}", file=sys.stderr)
     if args.json:
         out = {k: v for k, v in result.items() if k != "bicubic_images"}
-        print(json.dumps(out, indent=2))
+        print(json.dumps(finite(out), indent=2, allow_nan=False))
     else:
         print(table(result))
         if "models" in result:
             print("models: " + ", ".join(f"{k} ({n} images)" for k, n in result["models"].items()))
-    return 0
+    return cli.SOME_FAILED if result.get("errors") else cli.DONE
 
 
 entry = cli.entry(main)   # the console script

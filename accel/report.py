@@ -546,6 +546,8 @@ def main(argv=None) -> int:
     ap.add_argument("--scale", type=int, default=2, choices=SCALES, help="upscaling factor")
     ap.add_argument("--size", type=int, default=64, help="input size for the shape table")
     args = ap.parse_args(argv)
+    if not 8 <= args.size <= 65536:
+        ap.error(f"--size must be from 8 to 65536 pixels, not {args.size}")
     print(render_markdown(generic_record(PRESETS[args.preset](args.scale), args.size, f"{args.preset} preset")))
     return 0
 

@@ -7,6 +7,17 @@ import os
 import tempfile
 
 
+def _process_umask() -> int:
+    """The umask, read once at import: os.umask can only be read by setting it, and setting it to 0 while
+    other threads create files would give those files the wrong permissions."""
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _process_umask()
+
+
 def atomic_write(path, write, overwrite: bool = True) -> None:
     """Call write(tmp_path) on a temporary file beside path, then publish it under path.
 
@@ -21,9 +32,7 @@ def atomic_write(path, write, overwrite: bool = True) -> None:
     try:
         write(tmp)
         # mkstemp makes the file private (0600); give it the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        os.chmod(tmp, 0o666 & ~UMASK)
         if overwrite:
             os.replace(tmp, path)
         else:
