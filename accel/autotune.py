@@ -52,9 +52,11 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import platform
 import statistics
+import sys
 import time
 
 import jax
@@ -130,8 +132,8 @@ def check_setting(value: str, dtype=None) -> str:
                          f"use one of {', '.join(('auto', *paths(dtype)))}")
     if value in winograd.KERNELS and cpu_kernel.serves(winograd.KERNELS[value], dtype) \
             and not cpu_kernel.available(winograd.KERNELS[value]):
-        raise ValueError(f"conv {value} needs a CPU with {cpu_kernel.needs(winograd.KERNELS[value])} (in "
-                         "/proc/cpuinfo) and a C++ compiler: use auto")
+        raise ValueError(f"conv {value} cannot run here: {cpu_kernel.unavailable(winograd.KERNELS[value])}; "
+                         "use auto")
     if value not in paths(dtype):
         raise ValueError(f"conv {value} is not offered for {jnp.dtype(dtype).name}: "
                          f"use one of {', '.join(paths(dtype))}")
@@ -156,14 +158,37 @@ def _store() -> str | None:
     return None if folder is None else os.path.join(folder, "conv_choices.json")
 
 
+STORE_LIMIT = 4_000_000   # bytes: the store of every shape a machine has met is a few kB; more is not ours
+_warned: set = set()
+
+
+def _warn(path: str, why: str) -> None:
+    if path not in _warned:   # one line per process, not one per forward call
+        _warned.add(path)
+        print(f"warning: {path}: {why}; ignored, the paths are timed again", file=sys.stderr)
+
+
 def _load() -> dict:
+    """The stored decisions, or {} when there is no store or it is not one (each record is checked again
+    before use, by _trusted)."""
     path = _store()
+    if path is None:
+        return {}
     try:
+        if os.path.getsize(path) > STORE_LIMIT:
+            _warn(path, f"larger than {STORE_LIMIT // 10**6} MB")
+            return {}
         with open(path) as f:
             data = json.load(f)
-        return data if isinstance(data, dict) else {}
-    except (TypeError, OSError, ValueError):
-        return {}   # no cache folder, no file yet, or a damaged file: measure again
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, RecursionError) as e:   # unreadable, not JSON, or nested beyond parsing
+        _warn(path, f"not a readable decision store ({type(e).__name__})")
+        return {}
+    if not isinstance(data, dict):
+        _warn(path, "not a decision store (not a JSON object)")
+        return {}
+    return data
 
 
 def _save(key: str, record: dict) -> None:
@@ -254,8 +279,22 @@ def spread(times: list[float]) -> float:
     return (statistics.median(times) - min(times)) / min(times)
 
 
+def _number(value) -> bool:
+    """A finite, non-negative JSON number (not a string, bool, null or an integer beyond float)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value)) and value >= 0
+    except OverflowError:
+        return False
+
+
+def _numbers(table) -> bool:
+    return isinstance(table, dict) and all(isinstance(k, str) and _number(v) for k, v in table.items())
+
+
 def _within(record: dict, field: str, limit: float) -> bool:
-    return isinstance(record.get(field), (int, float)) and record[field] <= limit
+    return _number(record.get(field)) and record[field] <= limit
 
 
 def _close(seconds: dict, device: bool = False) -> list[str]:
@@ -274,8 +313,10 @@ def _trusted(record, dtype, channels: int) -> bool:
     or ran fewer paths in the model), and off a CPU with the paths' device memory (older entries went by time
     alone)."""
     offered, device = paths(dtype, channels), jax.default_backend() != "cpu"
-    if not (isinstance(record, dict) and record.get("choice") in offered
-            and isinstance(record.get("seconds"), dict) and set(record["seconds"]) == set(offered)):
+    if not (isinstance(record, dict) and isinstance(record.get("choice"), str) and record["choice"] in offered
+            and _numbers(record.get("seconds")) and set(record["seconds"]) == set(offered)):
+        return False
+    if not all(_numbers(record[k]) for k in ("model_seconds", "temp_mb") if record.get(k) is not None):
         return False
     close = _close(record["seconds"], device)
     return (_within(record, "spread", SPREAD_LIMIT) and _within(record, "busy", BUSY_LIMIT)

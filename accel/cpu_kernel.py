@@ -39,8 +39,10 @@ import errno
 import functools
 import hashlib
 import os
+import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 
 import jax
@@ -129,8 +131,65 @@ def _variant(native, library: str) -> str:
     return native
 
 
-def _compiler() -> str | None:
-    return os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+COMPILE_TIMEOUT = 600   # seconds: a build takes 5–60 s; a compiler that never returns must not hang a run
+LOAD_TIMEOUT = 60
+
+
+def _compiler() -> list[str] | None:
+    """The compiler's command line: $CXX as a shell would split it ("g++ -fno-plt"), else c++/g++/clang++."""
+    if os.environ.get("CXX"):
+        words = shlex.split(os.environ["CXX"])
+        return words if words and shutil.which(words[0]) else None
+    found = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+    return [found] if found else None
+
+
+def _dies_with_us(cmd: list[str]) -> list[str]:
+    """cmd under util-linux's setpriv --pdeathsig, where there is one: the compiler of a build whose process
+    is killed is killed too (a preexec_fn would make subprocess fork a multithreaded process)."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--", *cmd] if setpriv else cmd
+
+
+def _file_digest(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def _intact(path: str) -> bool:
+    """Whether a cached library is the file its build published: its digest, written beside it (a file cut
+    short by a full disk or a killed copy would crash the process that maps it: SIGBUS)."""
+    try:
+        with open(path + ".sha256") as f:
+            return f.read().strip() == _file_digest(path)
+    except OSError:
+        return False
+
+
+def _remove_stale(folder: str) -> None:
+    """Temporary files of builds whose process is gone (killed mid-build)."""
+    for name in os.listdir(folder):
+        if name.startswith(".tmp-") and name.count("-") >= 2:
+            pid = name.split("-")[1]
+            if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+                try:
+                    os.remove(os.path.join(folder, name))
+                except OSError:
+                    pass
+
+
+def _test_load(path: str, symbols) -> str | None:
+    """Load a new build in a child process (a crash there costs nothing here); None or what went wrong."""
+    probe = "import ctypes, sys; h = ctypes.CDLL(sys.argv[1]); [getattr(h, s) for s in sys.argv[2:]]"
+    try:
+        done = subprocess.run([sys.executable, "-c", probe, path, *symbols], capture_output=True, text=True,
+                              timeout=LOAD_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return f"loading it did not finish in {LOAD_TIMEOUT} s"
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        return f"it does not load: {last}"
+    return None
 
 
 @functools.cache
@@ -160,7 +219,9 @@ def build(native: bool | str = True, library: str = "bf16") -> str:
     variant = _variant(native, library)
     compiler = _compiler()
     if compiler is None:
-        raise Unavailable(f"no C++ compiler (c++, g++ or clang++; or $CXX) to build {lib.source}")
+        cxx = os.environ.get("CXX")
+        raise Unavailable(f"$CXX ({cxx!r}) is not a command here" if cxx else
+                          f"no C++ compiler (c++, g++ or clang++; or $CXX) to build {lib.source}")
     flags = BASE_FLAGS + (lib.builds[variant][1] if variant != "portable" else ())
     source = os.path.join(SOURCES, lib.source)
     digest = hashlib.sha256(" ".join(flags).encode() + jax.__version__.encode() + sources_digest().encode())
@@ -169,21 +230,37 @@ def build(native: bool | str = True, library: str = "bf16") -> str:
     stem = os.path.splitext(lib.source)[0]
     path = os.path.join(folder, f"{stem}-{variant}-{digest}.so")
     if os.path.exists(path):
-        return path
+        if _intact(path):
+            return path
+        print(f"warning: {path}: damaged (not the file its build wrote); building it again", file=sys.stderr)
     os.makedirs(folder, exist_ok=True)
-    # Compiled beside its final name and renamed into place: another process never loads half a file.
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
+    _remove_stale(folder)
+    # Compiled beside its final name, loaded once in a child process, and renamed into place with its digest:
+    # another process never loads half a file, nor one that does not load.
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{os.getpid()}-", suffix=".so", dir=folder)
     os.close(fd)
-    cmd = [compiler, *flags, f"-I{jax.ffi.include_dir()}", source, "-o", tmp]
+    cmd = [*compiler, *flags, f"-I{jax.ffi.include_dir()}", source, "-o", tmp]
+    symbols = [symbol for by_dtype in lib.targets.values() for _, symbol in by_dtype.values()]
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True)
+        try:
+            done = subprocess.run(_dies_with_us(cmd), capture_output=True, text=True, timeout=COMPILE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise Unavailable(f"building {lib.source} with {shlex.join(compiler)} did not finish in "
+                              f"{COMPILE_TIMEOUT} s") from None
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-            raise Unavailable(f"building {lib.source} failed: {last}")
+            raise Unavailable(f"building {lib.source} with {shlex.join(compiler)} failed: {last}")
+        problem = _test_load(tmp, symbols)
+        if problem:
+            raise Unavailable(f"the build of {lib.source} by {shlex.join(compiler)} is unusable: {problem}")
+        with open(tmp + ".sha256", "w") as f:
+            f.write(_file_digest(tmp))
+        os.replace(tmp + ".sha256", path + ".sha256")
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        for leftover in (tmp, tmp + ".sha256"):
+            if os.path.exists(leftover):
+                os.remove(leftover)
     return path
 
 
@@ -211,10 +288,17 @@ _HANDLES: dict = {}   # (library, build) -> the loaded shared library
 
 @functools.cache
 def _register_variant(library: str, variant: str) -> str:
-    handle = _HANDLES[library, variant] = ctypes.cdll.LoadLibrary(build(variant, library))
+    path = build(variant, library)
+    try:
+        handle = ctypes.cdll.LoadLibrary(path)
+        functions = [(name, getattr(handle, symbol))
+                     for by_dtype in LIBRARIES[library].targets.values() for name, symbol in by_dtype.values()]
+    except (OSError, AttributeError) as e:   # checked when built; a file changed since is not trusted
+        raise Unavailable(f"{path} does not load ({e}); remove it to build it again") from None
+    _HANDLES[library, variant] = handle
     suffix = "_" + variant
-    for name, symbol in (t for by_dtype in LIBRARIES[library].targets.values() for t in by_dtype.values()):
-        jax.ffi.register_ffi_target(name + suffix, jax.ffi.pycapsule(getattr(handle, symbol)), platform="cpu")
+    for name, function in functions:
+        jax.ffi.register_ffi_target(name + suffix, jax.ffi.pycapsule(function), platform="cpu")
     return suffix
 
 
@@ -257,16 +341,21 @@ def amx_status() -> str | None:
 
 
 @functools.cache
-def available(scheme: str = "direct") -> bool:
-    """Whether the scheme's fast kernel can run here: a CPU with its instructions and a compiler that builds it."""
+def unavailable(scheme: str = "direct") -> str | None:
+    """Why the scheme's fast kernel cannot run here (None when it can): the CPU, the compiler or the build."""
     library = LIBRARY[scheme]
     if not cpu_has(library):
-        return False
+        return f"it needs a CPU with {needs(scheme)} (in /proc/cpuinfo)"
     try:
         _register(library, True)
-    except (Unavailable, OSError):
-        return False
-    return True
+    except (Unavailable, OSError) as e:
+        return str(e)
+    return None
+
+
+def available(scheme: str = "direct") -> bool:
+    """Whether the scheme's fast kernel can run here: a CPU with its instructions and a compiler that builds it."""
+    return unavailable(scheme) is None
 
 
 def dtypes(scheme: str) -> list:
