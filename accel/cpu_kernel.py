@@ -232,7 +232,8 @@ def build(native: bool | str = True, library: str = "bf16") -> str:
     if os.path.exists(path):
         if _intact(path):
             return path
-        print(f"warning: {path}: damaged (not the file its build wrote); building it again", file=sys.stderr)
+        if os.path.exists(path + ".sha256"):   # (a library of an older version has no digest: built again quietly)
+            print(f"warning: {path}: damaged (not the file its build wrote); building it again", file=sys.stderr)
     os.makedirs(folder, exist_ok=True)
     _remove_stale(folder)
     # Compiled beside its final name, loaded once in a child process, and renamed into place with its digest:
