@@ -7,6 +7,7 @@ import shutil
 import stat
 
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from accel import autotune, cpu_kernel, runtime
@@ -98,3 +99,30 @@ def test_an_autotune_store_nested_too_deep_or_too_big_is_ignored_with_one_warnin
     monkeypatch.setattr(autotune, "_warned", set())
     assert autotune._load() == {} and "larger than" in capsys.readouterr().err
     assert autotune.choose(1, 8, 8, 8, jnp.float32) in autotune.paths(jnp.float32, 8)
+
+
+def test_the_cli_survives_a_truncated_cached_library(tmp_path):
+    """The row that crashed every later run (SIGBUS, exit 135): one warning line, the kernel rebuilt, the
+    same pixels."""
+    import subprocess
+    import sys
+    from PIL import Image
+    from conftest import SET5
+    Image.open(SET5 / "LR_x2" / "bird_LRBI_x2.png").crop((0, 0, 40, 32)).save(tmp_path / "a.png")
+    env = dict(os.environ, RCAN_JAX_CACHE=str(tmp_path / "cache"), HOME=str(tmp_path))
+    env.pop("CXX", None)
+    run = lambda suffix: subprocess.run(   # noqa: E731
+        [sys.executable, "-m", "accel.upscale", str(tmp_path / "a.png"), "--model", "compact", "--conv",
+         "kernel-winograd4", "--suffix", suffix, "--quiet"], capture_output=True, text=True, timeout=600, env=env)
+    first = run("1")
+    if first.returncode == 2 and "cannot run here" in first.stderr:
+        pytest.skip(f"kernel-winograd4 cannot run on this CPU: {first.stderr.strip()}")
+    assert first.returncode == 0, first.stderr
+    (library,) = (tmp_path / "cache" / "kernels").glob("winograd4_f32-*.so")
+    with open(library, "r+b") as f:
+        f.truncate(8192)
+    second = run("2")
+    assert second.returncode == 0, second.stderr
+    lines = [line for line in second.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"warning: {library}: damaged"), second.stderr
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a_1.png")), np.asarray(Image.open(tmp_path / "a_2.png")))
