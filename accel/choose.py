@@ -15,9 +15,11 @@ from PIL import Image
 
 from .degrade import CHROMINANCE, LUMINANCE, scaled_table
 
-# JPEGs of lower quality get the real-photo model. Measured (accel/weights/rcan_real_x2.md, "Choice from the
-# input"): on clean downscales saved as JPEG, the real model scores above the deep one up to this quality.
-QUALITY_THRESHOLD = 96
+# JPEGs of lower quality get the real-photo model. Measured on clean downscales saved as JPEG, the hardest case
+# for it (no blur, no noise; runs/real/threshold.py on 15 held-out photos, runs/measurements/real/threshold.jsonl):
+# real − deep = +0.10 dB at quality 75, −0.17 at 85, −0.58 at 92, −1.01 at 96; so from 80 on, deep. (On blurred,
+# noisy JPEGs real still gains at quality 90: where in doubt, a JPEG keeps its detail.)
+QUALITY_THRESHOLD = 80
 REAL, BICUBIC = "real", "deep"
 
 
@@ -79,8 +81,8 @@ def choose(path, im: Image.Image | None = None) -> Choice:
             est = f"quality {q}" if exact else f"quality ≈{q} (nearest IJG tables)"
             if q < QUALITY_THRESHOLD:
                 return Choice(REAL, f"a JPEG of {est}, below {QUALITY_THRESHOLD}: the real-photo model", q)
-            return Choice(BICUBIC, f"a JPEG of {est}, {QUALITY_THRESHOLD} or above: as clean as lossless, "
-                                   "the bicubic-trained model", q)
+            return Choice(BICUBIC, f"a JPEG of {est}, {QUALITY_THRESHOLD} or above: little to clean, where "
+                                   "the bicubic-trained model keeps more detail", q)
         if fmt == "WEBP":
             lossy = webp_is_lossy(path)
             if lossy:

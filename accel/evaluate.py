@@ -221,7 +221,7 @@ def main(argv=None) -> int:
     ap.add_argument("--weights", help="weights to run (canonical .safetensors or .pt/.pth); default: a shipped model")
     ap.add_argument("--model", choices=["auto", *SHIPPED], default="auto",
                     help="the shipped model to run; auto (default): the one rcan-upscale picks for each input "
-                         "(deep for the lossless bicubic LR, real for a JPEG below quality 96)")
+                         "(deep for the lossless bicubic LR, real for a JPEG below quality 80)")
     ap.add_argument("--lr", help="folder of LR inputs (default: made from HR with MATLAB bicubic)")
     ap.add_argument("--degrade", nargs="?", type=int, const=0, metavar="SEED",
                     help="make each LR a degraded photo of its HR (Gaussian blur σ 0.2–1.2, MATLAB bicubic, noise "

@@ -11,7 +11,7 @@ Examples:
     python -m accel.upscale scan.tif --tile 256 --max-memory 2   # bounded memory for big images
     python -m accel.upscale butterfly.png --explain    # also writes butterfly_x2.md (+ _figures/) and .html
 
---model auto (the default) reads each file: a JPEG below quality 96 or a lossy WebP gets the real-photo
+--model auto (the default) reads each file: a JPEG below quality 80 or a lossy WebP gets the real-photo
 model (trained on blurred, noisy, JPEG-compressed inputs), a lossless file the bicubic-trained deep one
 (accel/choose.py); the first line says which ran and why. --strength S in 0..1 interpolates the weights
 of the pair (deep, real) or (compact, real-compact): 0 is the bicubic model, 1 the real-photo one.
@@ -310,7 +310,7 @@ def parser():
     ap.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="images, or folders to walk for images")
     ap.add_argument("-o", "--output", help="output file (one input) or folder (several inputs, or a folder)")
     ap.add_argument("--model", choices=["auto", *SHIPPED], default="auto",
-                    help="a shipped model; auto (default): from each file, a JPEG below quality 96 or a lossy WebP "
+                    help="a shipped model; auto (default): from each file, a JPEG below quality 80 or a lossy WebP "
                          "gets real, a lossless file deep (the first line says which and why)")
     ap.add_argument("--strength", type=float, help="0..1: interpolate the weights between the bicubic model (0) and "
                                                    "its real-photo twin (1): how much JPEG, blur and noise is "

@@ -33,7 +33,7 @@ DEEP_ABOUT = ("The deep RCAN ×2 (`--model deep`, the default): the official RCA
               "patches on a 2-core CPU (2.4 h, Set5 34.71 dB), then from those weights `bash runs/gpu/train.sh` — "
               "9 minutes on one H100 with bfloat16 convolutions and a warm-up + cosine schedule fitted to that "
               "time (`--steps fit`), the run this card records.")
-REAL_ABOUT = ("The real-photo RCAN ×2 (`--model {name}`; what `--model auto` runs for a JPEG below quality 96 or a "
+REAL_ABOUT = ("The real-photo RCAN ×2 (`--model {name}`; what `--model auto` runs for a JPEG below quality 80 or a "
               "lossy WebP): the shipped `{base}` model fine-tuned by this project with `python -m accel.train "
               "--degrade real --ema 0.999`, on inputs made from each HR patch by the degradation chain of "
               "accel/degrade.py (below), the HR target kept clean. Same network as `{base}`, so `--strength S` "
