@@ -126,4 +126,6 @@ def test_cli_prints_the_official_mean():
     bad = subprocess.run([sys.executable, "-m", "accel.evaluate", "--hr", str(SET5 / "HR_x2"), "--sr",
                           str(SET5 / "LR_x2"), "--scale", "2"], capture_output=True, text=True)
     err = bad.stderr.strip().splitlines()[-1]
-    assert bad.returncode == 1 and err.startswith("error: baby: HR is 512x512, SR is 256x256"), bad.stderr
+    # Every pair of the wrong size: one line naming them, exit 1 (one bad pair alone: tests/test_evaluate_inputs.py).
+    assert bad.returncode == 1 and err.startswith("error: no pair could be scored: baby: HR is 512x512, SR is "
+                                                  "256x256"), bad.stderr
