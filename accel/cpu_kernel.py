@@ -1,5 +1,5 @@
-"""The project's CPU convolution kernels: C++ in accel/kernels/, XLA FFI custom calls compiled here with the
-system's C++ compiler on first use and registered with JAX. Two libraries:
+"""The project's CPU convolution kernels: C++ in accel/kernels/, XLA FFI custom calls built at install
+(accel/kernels/build.py, run by setup.py) and loaded and registered with JAX here. Two libraries:
 
 bfloat16 on the CPU's bfloat16 dot instructions (conv3x3_bf16.cc). XLA:CPU runs a bfloat16 convolution in
 float32 and reaches the bfloat16 dot units (AVX512-BF16's vdpbf16ps, two products per float32 lane, on AMD
@@ -24,72 +24,41 @@ arithmetic, the bfloat16 input widened as it is read and the output rounded once
 Asked for, the Winograd kernels also sum their output per channel as they write it (channel attention's
 pooling, conv3x3(pooled=True)), one row of sums per work item, which XLA adds up.
 
-Each shared library is cached by a hash of its source, the compiler flags and the jax version: in the
-runtime's cache folder once runtime.configure() names one, else in a temporary folder for this process.
-On a CPU without the instructions the same source compiles to plain C++ loops (float32 arithmetic, slow):
-the autotune never offers that build (nor an emulated one), the tests run it to check the layout and the
-edges on any machine.
+Every build is made at install, whatever the CPU of the machine that builds: the one a process loads is
+chosen here by the CPU's flags. No compiler runs at run time; a library is loaded only if the manifest
+beside it names the sources it was built from (a checkout whose C++ changed says to rebuild) and its
+SHA-256 (a damaged file is named in one warning line and not loaded). The "portable" build, plain C++
+loops (float32 arithmetic, slow), runs on any CPU: the autotune never offers it (nor an emulated one), the
+tests run it to check the layout and the edges on any machine.
 """
 from __future__ import annotations
 
-import atexit
 import ctypes
-import dataclasses
 import errno
 import functools
-import hashlib
+import json
 import os
-import shlex
-import shutil
-import subprocess
 import sys
-import tempfile
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import hardware, runtime, winograd
+from . import hardware, winograd
 
 
-@dataclasses.dataclass(frozen=True)
-class Library:
-    """One C++ source (accel/kernels/) built into a shared library with its custom calls, once per build:
-    the native builds for the instructions they need, fastest first, and "portable" (plain C++) for any CPU."""
-    source: str
-    # build -> (instructions it needs, as /proc/cpuinfo names them, or None for a build only the tests run;
-    # compiler flags)
-    builds: dict
-    # scheme -> {the activations' dtype (input and output): (custom-call target, the library's handler symbol)}
-    targets: dict
+from .kernels import build as kernels_build
+from .kernels.build import LIBRARIES, SOURCES, Library  # noqa: F401  (the table lives with the build)
 
-
-LIBRARIES = {
-    "bf16": Library("conv3x3_bf16.cc",
-                    {"amx": (("avx512f", "avx512bw", "avx512vl", "avx512_bf16", "amx_tile", "amx_bf16"),
-                             ("-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-mfma", "-mamx-tile",
-                              "-mamx-bf16")),
-                     "avx512bf16": (("avx512f", "avx512bw", "avx512vl", "avx512_bf16"),
-                                    ("-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-mfma")),
-                     # The AMX tile code on amx.h's plain C++ tiles: for the tests, on any CPU.
-                     "amx-emulated": (None, ("-DRCAN_AMX_EMULATE",))},
-                    {"direct": {"bfloat16": ("rcan_conv3x3_bf16", "RcanConv3x3Bf16")},
-                     "winograd2": {"bfloat16": ("rcan_winograd2_bf16", "RcanWinograd2Bf16")}}),
-    "f32": Library("winograd4_f32.cc",
-                   {"avx512": (("avx512f", "fma"), ("-mavx512f", "-mfma")),
-                    "avx2": (("avx2", "fma"), ("-mavx2", "-mfma"))},
-                   {"winograd4": {"float32": ("rcan_winograd4_f32", "RcanWinograd4F32"),
-                                  "bfloat16": ("rcan_winograd4_bf16io", "RcanWinograd4Bf16Io")}}),
-}
 # scheme -> the library that has it
 LIBRARY = {scheme: name for name, lib in LIBRARIES.items() for scheme in lib.targets}
-SOURCES = os.path.join(os.path.dirname(__file__), "kernels")   # the kernels' C++ sources and headers
-BASE_FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-w")
 WINOGRAD4_BLOCK = 24   # tiles per work item of winograd4_f32.cc (kBlock): one row of its sums each
+FOLDER_ENV = "RCAN_KERNELS"   # a folder built by `python -m accel.kernels.build --out DIR`, instead of the package's
 
 
 class Unavailable(RuntimeError):
-    """No C++ compiler, or the build failed: the path is not offered."""
+    """The kernels were not built at install (or not this build), or the built file is damaged: the path is
+    not offered."""
 
 
 def native_builds(library: str) -> list[str]:
@@ -131,138 +100,69 @@ def _variant(native, library: str) -> str:
     return native
 
 
-COMPILE_TIMEOUT = 600   # seconds: a build takes 5–60 s; a compiler that never returns must not hang a run
-LOAD_TIMEOUT = 60
+def folder() -> str:
+    """Where the built libraries are: $RCAN_KERNELS, else the package's own (built at install)."""
+    return os.environ.get(FOLDER_ENV) or kernels_build.LIB
 
 
-def _compiler() -> list[str] | None:
-    """The compiler's command line: $CXX as a shell would split it ("g++ -fno-plt"), else c++/g++/clang++."""
-    if os.environ.get("CXX"):
-        words = shlex.split(os.environ["CXX"])
-        return words if words and shutil.which(words[0]) else None
-    found = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
-    return [found] if found else None
-
-
-def _dies_with_us(cmd: list[str]) -> list[str]:
-    """cmd under util-linux's setpriv --pdeathsig, where there is one: the compiler of a build whose process
-    is killed is killed too (a preexec_fn would make subprocess fork a multithreaded process)."""
-    setpriv = shutil.which("setpriv")
-    return [setpriv, "--pdeathsig", "KILL", "--", *cmd] if setpriv else cmd
-
-
-def _file_digest(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
-def _intact(path: str) -> bool:
-    """Whether a cached library is the file its build published: its digest, written beside it (a file cut
-    short by a full disk or a killed copy would crash the process that maps it: SIGBUS)."""
-    try:
-        with open(path + ".sha256") as f:
-            return f.read().strip() == _file_digest(path)
-    except OSError:
-        return False
-
-
-def _remove_stale(folder: str) -> None:
-    """Temporary files of builds whose process is gone (killed mid-build)."""
-    for name in os.listdir(folder):
-        if name.startswith(".tmp-") and name.count("-") >= 2:
-            pid = name.split("-")[1]
-            if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
-                try:
-                    os.remove(os.path.join(folder, name))
-                except OSError:
-                    pass
-
-
-def _test_load(path: str, symbols) -> str | None:
-    """Load a new build in a child process (a crash there costs nothing here); None or what went wrong."""
-    probe = "import ctypes, sys; h = ctypes.CDLL(sys.argv[1]); [getattr(h, s) for s in sys.argv[2:]]"
-    try:
-        done = subprocess.run([sys.executable, "-c", probe, path, *symbols], capture_output=True, text=True,
-                              timeout=LOAD_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        return f"loading it did not finish in {LOAD_TIMEOUT} s"
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-        return f"it does not load: {last}"
-    return None
-
-
-@functools.cache
-def _temporary_folder() -> str:
-    folder = tempfile.mkdtemp(prefix="rcan-kernel-")
-    # Removed at exit (a loaded library stays mapped): without a cache folder nothing is left behind.
-    atexit.register(shutil.rmtree, folder, True)
-    return folder
-
-
-@functools.cache
 def sources_digest() -> str:
-    """A digest of every kernel source and header: a build, and an autotune decision that timed one, is
-    only reused for the same code."""
-    digest = hashlib.sha256()
-    for name in sorted(os.listdir(SOURCES)):
-        if name.endswith((".cc", ".h")):
-            with open(os.path.join(SOURCES, name), "rb") as f:
-                digest.update(name.encode() + b"\0" + f.read())
-    return digest.hexdigest()[:16]
+    """A digest of the kernels' sources and headers (accel/kernels/build.py)."""
+    return _sources_digest()
+
+
+@functools.cache
+def _sources_digest() -> str:
+    return kernels_build.sources_digest()
+
+
+@functools.cache
+def manifest(where: str) -> dict:
+    """The build's manifest in that folder (accel/kernels/build.py), checked against these sources."""
+    path = os.path.join(where, kernels_build.MANIFEST)
+    try:
+        with open(path) as f:
+            found = json.load(f)
+    except FileNotFoundError:
+        raise Unavailable(f"the CPU kernels were not built at install (no {path}): reinstall with a C++ compiler "
+                          "(pip install .), or run `python -m accel.kernels.build` in a checkout") from None
+    except (OSError, ValueError) as e:
+        raise Unavailable(f"{path} is not readable ({type(e).__name__}): reinstall, or run "
+                          "`python -m accel.kernels.build`") from None
+    if not isinstance(found, dict) or not isinstance(found.get("builds"), dict):
+        raise Unavailable(f"{path} is not a kernel build's manifest: reinstall, or run `python -m accel.kernels.build`")
+    if found.get("sources") != sources_digest():
+        raise Unavailable(f"the CPU kernels in {where} were built from other sources than {SOURCES}: rebuild them "
+                          "(`python -m accel.kernels.build`, or reinstall)")
+    return found
 
 
 def build(native: bool | str = True, library: str = "bf16") -> str:
-    """Path of the compiled library (built now if not cached). native: True for the fastest build this CPU
-    runs, a build's name (only a CPU with its instructions can run it), or False for plain C++."""
-    lib = LIBRARIES[library]
+    """Path of the built library (no compiler runs here: the kernels are built at install). native: True for
+    the fastest build this CPU runs, a build's name, or False for plain C++."""
     variant = _variant(native, library)
-    compiler = _compiler()
-    if compiler is None:
-        cxx = os.environ.get("CXX")
-        raise Unavailable(f"$CXX ({cxx!r}) is not a command here" if cxx else
-                          f"no C++ compiler (c++, g++ or clang++; or $CXX) to build {lib.source}")
-    flags = BASE_FLAGS + (lib.builds[variant][1] if variant != "portable" else ())
-    source = os.path.join(SOURCES, lib.source)
-    digest = hashlib.sha256(" ".join(flags).encode() + jax.__version__.encode() + sources_digest().encode())
-    digest = digest.hexdigest()[:16]
-    folder = os.path.join(runtime.cache_dir(), "kernels") if runtime.cache_dir() else _temporary_folder()
-    stem = os.path.splitext(lib.source)[0]
-    path = os.path.join(folder, f"{stem}-{variant}-{digest}.so")
-    if os.path.exists(path):
-        if _intact(path):
-            return path
-        if os.path.exists(path + ".sha256"):   # (a library of an older version has no digest: built again quietly)
-            print(f"warning: {path}: damaged (not the file its build wrote); building it again", file=sys.stderr)
-    os.makedirs(folder, exist_ok=True)
-    _remove_stale(folder)
-    # Compiled beside its final name, loaded once in a child process, and renamed into place with its digest:
-    # another process never loads half a file, nor one that does not load.
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{os.getpid()}-", suffix=".so", dir=folder)
-    os.close(fd)
-    cmd = [*compiler, *flags, f"-I{jax.ffi.include_dir()}", source, "-o", tmp]
-    symbols = [symbol for by_dtype in lib.targets.values() for _, symbol in by_dtype.values()]
+    where = folder()
+    found = manifest(where)
+    key = f"{library}/{variant}"
+    entry = found["builds"].get(key)
+    if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+        why = found.get("refused", {}).get(key) if isinstance(found.get("refused"), dict) else None
+        raise Unavailable(f"{kernels_build.filename(library, variant)} was not built at install"
+                          + (f" ({why})" if why else ""))
+    path = os.path.join(where, os.path.basename(entry["file"]))
     try:
-        try:
-            done = subprocess.run(_dies_with_us(cmd), capture_output=True, text=True, timeout=COMPILE_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            raise Unavailable(f"building {lib.source} with {shlex.join(compiler)} did not finish in "
-                              f"{COMPILE_TIMEOUT} s") from None
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-            raise Unavailable(f"building {lib.source} with {shlex.join(compiler)} failed: {last}")
-        problem = _test_load(tmp, symbols)
-        if problem:
-            raise Unavailable(f"the build of {lib.source} by {shlex.join(compiler)} is unusable: {problem}")
-        with open(tmp + ".sha256", "w") as f:
-            f.write(_file_digest(tmp))
-        os.replace(tmp + ".sha256", path + ".sha256")
-        os.replace(tmp, path)
-    finally:
-        for leftover in (tmp, tmp + ".sha256"):
-            if os.path.exists(leftover):
-                os.remove(leftover)
+        intact = kernels_build.file_digest(path) == entry.get("sha256")
+    except OSError as e:
+        raise Unavailable(f"{path}: {e.strerror or e}; reinstall, or run `python -m accel.kernels.build`") from None
+    if not intact:   # a file cut short (full disk, killed copy) would crash the process that maps it: SIGBUS
+        message = f"{path}: damaged (not the file its build wrote); reinstall, or run `python -m accel.kernels.build`"
+        if (where, library) not in _WARNED:   # said once, though every build and path of it is then left out
+            _WARNED.add((where, library))
+            print(f"warning: {message}", file=sys.stderr)
+        raise Unavailable(message)
     return path
+
+
+_WARNED: set = set()
 
 
 def _register(library: str, native) -> str:
@@ -272,7 +172,7 @@ def _register(library: str, native) -> str:
 
 @functools.cache
 def _fastest(library: str) -> str:
-    """The fastest native build this CPU runs that the compiler builds (an older compiler may not know the
+    """The fastest native build this CPU runs that was built at install (an older compiler may not know the
     newest instructions' flags: the next build then)."""
     failure = Unavailable(f"this CPU has none of the instructions of {LIBRARIES[library].source}'s builds")
     for variant in native_builds(library):
@@ -294,8 +194,8 @@ def _register_variant(library: str, variant: str) -> str:
         handle = ctypes.cdll.LoadLibrary(path)
         functions = [(name, getattr(handle, symbol))
                      for by_dtype in LIBRARIES[library].targets.values() for name, symbol in by_dtype.values()]
-    except (OSError, AttributeError) as e:   # checked when built; a file changed since is not trusted
-        raise Unavailable(f"{path} does not load ({e}); remove it to build it again") from None
+    except (OSError, AttributeError) as e:   # test-loaded when built, and its digest checked: not expected
+        raise Unavailable(f"{path} does not load ({e}); reinstall, or run `python -m accel.kernels.build`") from None
     _HANDLES[library, variant] = handle
     suffix = "_" + variant
     for name, function in functions:
@@ -343,7 +243,7 @@ def amx_status() -> str | None:
 
 @functools.cache
 def unavailable(scheme: str = "direct") -> str | None:
-    """Why the scheme's fast kernel cannot run here (None when it can): the CPU, the compiler or the build."""
+    """Why the scheme's fast kernel cannot run here (None when it can): the CPU, or the install's build."""
     library = LIBRARY[scheme]
     if not cpu_has(library):
         return f"it needs a CPU with {needs(scheme)} (in /proc/cpuinfo)"
@@ -355,7 +255,7 @@ def unavailable(scheme: str = "direct") -> str | None:
 
 
 def available(scheme: str = "direct") -> bool:
-    """Whether the scheme's fast kernel can run here: a CPU with its instructions and a compiler that builds it."""
+    """Whether the scheme's fast kernel can run here: a CPU with its instructions and its build installed."""
     return unavailable(scheme) is None
 
 

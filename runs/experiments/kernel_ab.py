@@ -9,9 +9,11 @@ Run, from the repository root (the other version from git, e.g. the commit befor
 BUILD: avx512, avx2 or portable (with avx2 on an AVX-512 CPU, XLA_FLAGS=--xla_cpu_max_isa=AVX2 holds XLA's
 own code to the same instructions).
 """
+import ctypes
 import os
 import shutil
 import sys
+import tempfile
 
 import jax
 import jax.numpy as jnp
@@ -19,26 +21,32 @@ import numpy as np
 from jax import lax
 
 from accel import cpu_kernel
+from accel.kernels import build as kernels_build
 from interleaved import compare
 
 N, C = 10, 64
 
 
 def register(before: str, build: str) -> dict:
-    """The target names of this checkout's kernel and of the other version, each in the given build."""
-    # The other version is built as a library of its own, beside the headers it includes; the digest that
-    # names this checkout's build is taken first, so that the copy does not enter it.
+    """The target names of this checkout's kernel (as installed) and of the other version, each in the given
+    build."""
+    # The other version is compiled as a library of its own, beside the headers it includes; the digest that
+    # checks this checkout's build is taken first, so that the copy does not enter it.
     cpu_kernel.sources_digest()
-    copy = os.path.join(cpu_kernel.SOURCES, "zz_kernel_ab_before.cc")
+    copy = os.path.join(kernels_build.SOURCES, "zz_kernel_ab_before.cc")
     shutil.copy(before, copy)
     try:
-        cpu_kernel.LIBRARIES["f32-before"] = cpu_kernel.Library(
-            os.path.basename(copy), cpu_kernel.LIBRARIES["f32"].builds,
+        kernels_build.LIBRARIES["f32-before"] = kernels_build.Library(
+            os.path.basename(copy), kernels_build.LIBRARIES["f32"].builds,
             {"winograd4": {"float32": ("rcan_winograd4_f32_before", "RcanWinograd4F32")}})
-        return {"this": "rcan_winograd4_f32" + cpu_kernel._register_variant("f32", build),
-                "before": "rcan_winograd4_f32_before" + cpu_kernel._register_variant("f32-before", build)}
+        path = kernels_build.compile_one("f32-before", build, tempfile.mkdtemp(prefix="kernel-ab-"))
     finally:
         os.remove(copy)
+    handle = ctypes.CDLL(path)
+    jax.ffi.register_ffi_target("rcan_winograd4_f32_before", jax.ffi.pycapsule(handle.RcanWinograd4F32),
+                                platform="cpu")
+    return {"this": "rcan_winograd4_f32" + cpu_kernel._register_variant("f32", build),
+            "before": "rcan_winograd4_f32_before"}
 
 
 def chain(target: str, bias):
