@@ -127,7 +127,7 @@ def load_model(path=None, scale: int | None = 2, loops=DEFAULT_LOOPS, dtype=jnp.
     """An nnx RCAN from a weights file, or a shipped model (path=None: `model`, default DEFAULT_MODEL).
 
     scale: the factor the caller expects (a mismatch is an error); None accepts the file's own.
-    conv: the CPU convolution path (accel/autotune.py); auto times the paths once per shape.
+    conv: the CPU convolution path (accel/autotune.py); auto times the paths once per size class (autotune.size_class).
     strength: for a shipped model, interpolate its bicubic/real-photo pair (shipped_weights).
     """
     if path is None:

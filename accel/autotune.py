@@ -1,4 +1,4 @@
-"""Per-shape choice of the convolution path, measured like cuDNN's benchmark mode.
+"""Per-size-class choice of the convolution path, measured like cuDNN's benchmark mode.
 
 XLA:CPU can run RCAN's 3×3 convolutions four ways here: its own direct convolution (Eigen, "xla"),
 the same through YNNPACK (its dot fusions switched on for that compilation, "ynn"), or as Winograd
@@ -28,8 +28,9 @@ decision it skews would be kept for good). One made otherwise holds for this pro
 one without both readings in bounds (or a close call without the model's times) is measured again.
 
 The paths sum in different orders (outputs differ by ~1e-6 relative; Winograd ~4e-6). The decision is
-keyed by the per-sample shape (H, W, channels, dtype), not the batch, so a batch split over several
-devices takes the same path as on one device and gives the same numbers. F(2×2), whose coefficients
+keyed by the per-sample size class (√(H·W) to the nearest power of two: size_class), channels and dtype, not
+the batch, so a batch split over several devices takes the same path as on one device and gives the same
+numbers, and an image of a new size but a known class reuses the decision: it pays only its compile. F(2×2), whose coefficients
 are at most 1, is offered for bfloat16 only. F(4×4) is offered for both, but its GEMMs stay in float32
 (its transforms multiply by up to 25 and 8, too much for bfloat16's 8-bit mantissa): for a bfloat16
 model it is what XLA does with a bfloat16 convolution on a CPU (float32 arithmetic, the output rounded
@@ -324,12 +325,21 @@ def _trusted(record, dtype, channels: int) -> bool:
             and (not device or isinstance(record.get("temp_mb"), dict)))
 
 
+def size_class(height: int, width: int) -> int:
+    """The size class a decision holds for: log2 of the per-sample side √(H·W), rounded (classes …, 128,
+    256, 512, … with bounds at 181, 362, 724, …). The fastest path changes with the size only across such
+    steps (cache sizes), while timing the paths at every new size cost seconds for each image of a size
+    not seen before; now a new size in a known class costs only its compile."""
+    return max(0, round(math.log2(max(1, height * width)) / 2))
+
+
 def _key(height: int, width: int, channels: int, dtype) -> str:
     # The candidates are part of the key, and the kernels' code where one is a candidate: a decision made
     # before a path existed, or with an older kernel, is measured again.
     offered = paths(dtype, channels)
     kernels = f"|kernels {cpu_kernel.sources_digest()}" if any(p in winograd.KERNELS for p in offered) else ""
-    return f"{_machine()}|{height}x{width}x{channels}|{jnp.dtype(dtype).name}|{','.join(offered)}{kernels}"
+    return (f"{_machine()}|side 2^{size_class(height, width)}x{channels}|{jnp.dtype(dtype).name}"
+            f"|{','.join(offered)}{kernels}")
 
 
 def decided(height: int, width: int, channels: int, dtype) -> bool:

@@ -233,7 +233,7 @@ def main(argv=None) -> int:
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
                     help="compute precision; bfloat16 costs under 0.01 dB on Set5 (accel/PERFORMANCE.md)")
     ap.add_argument("--conv", choices=autotune.SETTINGS, default=autotune.env_setting(),
-                    help="convolution path (default: $RCAN_CONV or auto: timed once per shape; on a GPU of "
+                    help="convolution path (default: $RCAN_CONV or auto: timed once per size class; on a GPU of "
                          "near-equal paths the one with less device memory, accel/PERFORMANCE.md)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -8,17 +8,23 @@ Padding, by contrast, is exact: padded pixels are masked out of every conv and e
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
 from .api import forward
 
-BUCKET = 16        # pad H and W up to a multiple of this: new image sizes do not each compile
+BUCKET = 16        # the finest step of the shape ladder (bucket)
+STEPS_PER_OCTAVE = 8
 
 
-def _bucket(n: int, multiple: int = BUCKET) -> int:
-    return max(multiple, int(math.ceil(n / multiple)) * multiple)
+def bucket(n: int, multiple: int = BUCKET) -> int:
+    """The length a side of n pixels is zero-padded to (masked, so exactly): the next step of a ladder of
+    STEPS_PER_OCTAVE steps per doubling, multiples of `multiple` (…, 240, 256, 288, 320, …, 512, 576, …).
+    Images of nearby sizes share one compiled shape: each new size compiled again (and timed the paths
+    again), a few seconds for every image of a size not seen before; a step adds at most 1/8 of a side in
+    padding (≈ 6 % on average at 300 pixels)."""
+    step = max(multiple, 2 ** (max(n - 1, 1).bit_length() - 1) // STEPS_PER_OCTAVE)
+    return max(multiple, -(-n // step) * step)
 
 
 def run_batch(model, images: list[np.ndarray], shape=None, batch: int | None = None,
@@ -30,7 +36,7 @@ def run_batch(model, images: list[np.ndarray], shape=None, batch: int | None = N
     H = max(im.shape[0] for im in images) if shape is None else shape[0]
     W = max(im.shape[1] for im in images) if shape is None else shape[1]
     if shape is None:
-        H, W = _bucket(H), _bucket(W)
+        H, W = bucket(H), bucket(W)
     n = batch or len(images)
     out = []
     for i in range(0, len(images), n):
@@ -58,7 +64,7 @@ def fit_tile(length: int, tile: int, overlap: int) -> int:
     if length <= tile:
         return length
     n = -(-(length - overlap) // (tile - overlap))
-    return min(tile, _bucket(-(-(length + (n - 1) * overlap) // n), 8))
+    return min(tile, bucket(-(-(length + (n - 1) * overlap) // n), 8))
 
 
 def tile_shape(shape, tile: int, overlap: int, fit: bool = True) -> tuple[int, int]:
@@ -130,7 +136,7 @@ def tiled(model, img: np.ndarray, tile: int, overlap: int = 16, batch: int = 4, 
           forward=forward) -> np.ndarray:
     """Tiles of tile×tile LR pixels overlapping by `overlap`, blended with linear ramps (no seams)."""
     canvas = Canvas(img, tile, overlap, model.config.scale)
-    shape = (_bucket(canvas.th, 8), _bucket(canvas.tw, 8))
+    shape = (bucket(canvas.th, 8), bucket(canvas.tw, 8))
     for i in range(0, len(canvas.coords), batch):
         group = canvas.coords[i:i + batch]
         outs = run_batch(model, [canvas.crop(y, x) for y, x in group], shape=shape, batch=batch, forward=forward)

@@ -61,10 +61,10 @@ def planned_shape(shape, tile: int | None, overlap: int = 16) -> tuple[tuple[int
     """The batch shape [N, H, W, 3] the model will run for an image of this shape, and whether masked."""
     H, W = shape[:2]
     if not tile:
-        bh, bw = inference._bucket(H), inference._bucket(W)
+        bh, bw = inference.bucket(H), inference.bucket(W)
         return (1, bh, bw, 3), (bh, bw) != (H, W)
     th, tw = inference.tile_shape(shape, tile, overlap)
-    return (tile_batch(), inference._bucket(th, 8), inference._bucket(tw, 8), 3), True
+    return (tile_batch(), inference.bucket(th, 8), inference.bucket(tw, 8), 3), True
 
 
 def upscale_image(image, model=None, *, tile="auto", overlap: int = 16, chop: bool = False,
@@ -93,13 +93,17 @@ def upscale_image(image, model=None, *, tile="auto", overlap: int = 16, chop: bo
         progress.reset(total=len(inference.tiles_for(d.rgb.shape, tile, overlap)) * (8 if ensemble else 1)
                        if tile else 1)
     shape, masked = planned_shape(d.rgb.shape, tile, overlap)
-    if notice is not None and not chop and first_run(model, shape, masked):
+    first = notice is not None and not chop and first_run(model, shape, masked)
+    if first:
         what = f"{shape[0]} tiles of {shape[1]}×{shape[2]}" if tile else f"{shape[1]}×{shape[2]}"
-        notice(f"first run at {what} (H×W) here: compiling and tuning, typically 5–40 s on a CPU; "
-               "later runs of this size reuse it")
+        notice(f"first run at {what} (H×W) here: timing the convolution paths and compiling, once for images "
+               "of about this size")
     sr = inference.super_resolve(model, d.rgb, tile=tile, overlap=overlap, chop_=chop, ensemble_=ensemble,
                                  progress=progress, batch=tile_batch())
     seconds = time.perf_counter() - t0
+    if first:
+        notice(f"first run done in {seconds:.1f} s, tuning and compiling included; later images of about this size "
+               "reuse both")
     if record is not None:
         record.update(lr_shape=d.rgb.shape, sr_shape=sr.shape, tile=tile, overlap=overlap, chop=chop, icc=d.icc,
                       ensemble=ensemble, seconds=seconds, mode=d.mode, bits=d.bits, sr_float=sr, lr_float=d.rgb)

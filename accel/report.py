@@ -100,7 +100,7 @@ def weights_info(weights_path, shipped: str | None = None) -> dict:
 
 
 def build_record(src, dst, model, weights_path, run: dict, out_size, shipped: str | None = None,
-                 choice: dict | None = None) -> dict:
+                 choice: dict | None = None, precision: dict | None = None) -> dict:
     """Everything the report says about this run: sizes, stages, the traced reference run, the self-check
     measurements (accel/evidence.py) and the images its figures show."""
     config = model.config
@@ -113,6 +113,8 @@ def build_record(src, dst, model, weights_path, run: dict, out_size, shipped: st
               "stages": stages(config, h, w), "seconds": run["seconds"], "tile": run.get("tile")}
     if choice:
         record["choice"] = choice
+    if precision:
+        record["precision"] = precision
 
     # Traced NumPy run: stage times, channel-attention gates and feature maps, on a region small enough for
     # official-size models; the stage table shows the shapes of that same region.
@@ -156,13 +158,14 @@ def report_paths(dst) -> tuple[Path, Path, Path]:
 
 
 def write_reports(src, dst, model, weights_path, run: dict, shipped: str | None = None,
-                  overwrite: bool = True, choice: dict | None = None) -> tuple[Path, Path]:
+                  overwrite: bool = True, choice: dict | None = None,
+                  precision: dict | None = None) -> tuple[Path, Path]:
     """<output stem>.md with its figures as PNG files in <output stem>_figures/, and a self-contained
     <output stem>.html; returns the paths of the two reports. overwrite=False: an existing report or
     figure is kept (FileExistsError)."""
     with Image.open(dst) as im:
         size = im.size
-    record = build_record(src, dst, model, weights_path, run, size, shipped, choice)
+    record = build_record(src, dst, model, weights_path, run, size, shipped, choice, precision)
     md_path, html_path, folder = report_paths(dst)
     pngs = {name: figures.png(fig) for name, fig in make_figures(record).items()}
     links = {name: f"{folder.name}/{name}.png" for name in pngs}
@@ -205,6 +208,9 @@ def render_markdown(record: dict, links: dict | None = None) -> str:
     if ch:
         lines += [f"Model: **{ch['model']}** — strength {ch['strength']:g} on the scale from the bicubic-trained "
                   f"weights (0) to the real-photo ones (1). Why: {ch['reason']}.", ""]
+    if record.get("precision"):
+        p = record["precision"]
+        lines += [f"Precision: **{p['dtype']}** — {p['reason']}.", ""]
     lines += ["Sizes are given as height×width (H×W) in pixels.", ""]
     for section in (_section_task, _section_workflow, _section_sources):
         lines += section(record, cfg, links or {})

@@ -32,7 +32,6 @@ from collections import Counter
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
@@ -41,7 +40,7 @@ from reference import cli
 from reference.config import SCALES
 from reference.weights import WeightsError
 
-from . import autotune, distributed, folder, runtime
+from . import autotune, distributed, folder, precision, runtime
 from .api import BICUBIC_OF, REAL_OF, SHIPPED, first_run, load_model
 from .choose import Choice, choose
 from .images import (
@@ -205,7 +204,8 @@ def upscale_file(job: Job, model, args, tile, show: bool, model_name: str | None
     if args.explain:
         try:
             md, page = write_reports(job.src, job.dst, model, args.weights, record, model_name,
-                                     overwrite=args.force, choice=job_choice(job))
+                                     overwrite=args.force, choice=job_choice(job),
+                                     precision={"dtype": args.precision.name, "reason": args.precision.reason})
         except FileExistsError as e:
             raise ImageError(f"{e.filename} appeared while this ran; kept it, use --force to overwrite") from None
         result["reports"] = [str(md), str(page)]
@@ -233,6 +233,7 @@ def run_jobs(jobs: list[Job], model, args, tile, many: bool, show: bool, label: 
     image, animations, --chop/--ensemble/--explain, --tile 0) one by one."""
     def row_for(job):
         return {"input": str(job.src), "output": str(job.dst), "model": label, "scale": model.config.scale,
+                "dtype": args.precision.name, "dtype_reason": args.precision.reason,
                 **({"model_reason": job.choice.reason, "strength": job_choice(job)["strength"]} if job.choice else {})}
 
     ready = []
@@ -252,8 +253,8 @@ def run_jobs(jobs: list[Job], model, args, tile, many: bool, show: bool, label: 
     if together:
         size = tile if isinstance(tile, int) else folder.TILE
         if not args.quiet and first_run(model, folder.shapes(size)[0], True):
-            tqdm.write(f"first run at tiles of {size}×{size} here: compiling and tuning once for the whole folder, "
-                       "typically 5–40 s on a CPU", file=sys.stderr)
+            tqdm.write(f"first run at tiles of {size}×{size} here: timing the convolution paths and compiling, "
+                       "once for the whole folder", file=sys.stderr)
         seconds = folder.warm_up(model, size)
         if not args.quiet:
             tqdm.write(f"ready: {len(ready)} images in tiles of {size}×{size}, one compiled shape "
@@ -333,12 +334,12 @@ def parser():
     ap.add_argument("--chop", action="store_true", help="the official test code's forward_chop (official pixels)")
     ap.add_argument("--ensemble", action="store_true", help="RCAN+: mean over the 8 flips/transposes (8× slower)")
     ap.add_argument("--device", choices=sorted(DEVICES), help="where to run (default: the best JAX finds)")
-    ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
-                    help="compute precision; bfloat16 costs under 0.01 dB PSNR on Set5 (accel/PERFORMANCE.md), is "
-                         "2.5-5x faster on GPUs, and on CPUs with AVX512-BF16 (AMD Zen 4, recent Intel Xeons) "
-                         "within 20%% of float32's time")
+    ap.add_argument("--dtype", choices=precision.CHOICES, default="auto",
+                    help="compute precision (default auto: bfloat16 where this CPU kind's stored measurements show "
+                         "it faster for the model at no more than 0.01 dB on Set5, e.g. Intel Xeons with AMX; "
+                         "float32 elsewhere: accel/precision.py); float32 is exact float32")
     ap.add_argument("--conv", choices=autotune.SETTINGS, default=autotune.env_setting(),
-                    help="convolution path (default: $RCAN_CONV or auto: timed once per shape; on a GPU of "
+                    help="convolution path (default: $RCAN_CONV or auto: timed once per size class; on a GPU of "
                          "near-equal paths the one with less device memory, accel/PERFORMANCE.md)")
     ap.add_argument("--force", action="store_true", help="overwrite existing outputs and reports")
     ap.add_argument("--skip-existing", action="store_true", help="skip inputs whose output exists (resume a batch)")
@@ -398,9 +399,9 @@ def main(argv=None) -> int:
     if args.device:
         jax.config.update("jax_platforms", DEVICES[args.device])
     runtime.configure_from_env()
-    dtype = jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32
     try:   # a path this dtype or device cannot run is a usage error, whatever the weights
-        autotune.check_setting(args.conv, dtype)
+        if args.dtype != "auto":   # (auto's dtype depends on the model: checked as each loads)
+            autotune.check_setting(args.conv, precision.choose(args.dtype, None).dtype)
     except ValueError as e:
         ap.error(str(e))
     try:   # start the backend now: a device JAX cannot start is a usage error before any work
@@ -435,7 +436,8 @@ def main(argv=None) -> int:
             if isinstance(model, int):
                 return model
             if not args.quiet:
-                print(f"model: {describe(name, strength)} for {_count(group)}: {group[0].choice.reason}", file=sys.stderr)
+                print(f"model: {describe(name, strength)} for {_count(group)}: {group[0].choice.reason}; "
+                      f"{args.precision.name}: {args.precision.reason}", file=sys.stderr)
         label = args.weights or f"shipped:{name}"
         for job, row in run_jobs(group, model, args, tile, many, show, label, name):
             failures += row["status"] == "failed"
@@ -450,10 +452,14 @@ def main(argv=None) -> int:
 
 
 def _load(args, name, strength):
-    """The model of a group, or the exit status of a usage error (unusable weights, a backend that fails)."""
-    dtype = jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32
+    """The model of a group (args.precision: its dtype and why), or the exit status of a usage error
+    (unusable weights, a backend that fails, a --conv the dtype cannot run)."""
+    chosen = precision.choose(args.dtype, None if args.weights else name)
     try:
-        return load_model(args.weights, scale=args.scale, conv=args.conv, model=name, dtype=dtype, strength=strength)
+        model = load_model(args.weights, scale=args.scale, conv=args.conv, model=name, dtype=chosen.dtype,
+                           strength=strength)
+        args.precision = chosen   # the group's, for its output line, JSON rows and reports
+        return model
     except (WeightsError, ValueError, OSError) as e:
         msg = str(e)
         if args.weights and not msg.startswith(str(args.weights)):
