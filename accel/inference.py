@@ -24,7 +24,13 @@ def bucket(n: int, multiple: int = BUCKET) -> int:
     again), a few seconds for every image of a size not seen before; a step adds at most 1/8 of a side in
     padding (≈ 6 % on average at 300 pixels)."""
     step = max(multiple, 2 ** (max(n - 1, 1).bit_length() - 1) // STEPS_PER_OCTAVE)
-    return max(multiple, -(-n // step) * step)
+    return round_up(n, step)
+
+
+def round_up(n: int, multiple: int) -> int:
+    """n up to a multiple (at least one multiple). Tiles of a large image are sized to it this finely:
+    there the work of the padding would cost more than the compile it saves."""
+    return max(multiple, -(-n // multiple) * multiple)
 
 
 def run_batch(model, images: list[np.ndarray], shape=None, batch: int | None = None,
@@ -64,7 +70,7 @@ def fit_tile(length: int, tile: int, overlap: int) -> int:
     if length <= tile:
         return length
     n = -(-(length - overlap) // (tile - overlap))
-    return min(tile, bucket(-(-(length + (n - 1) * overlap) // n), 8))
+    return min(tile, round_up(-(-(length + (n - 1) * overlap) // n), 8))
 
 
 def tile_shape(shape, tile: int, overlap: int, fit: bool = True) -> tuple[int, int]:
@@ -136,7 +142,7 @@ def tiled(model, img: np.ndarray, tile: int, overlap: int = 16, batch: int = 4, 
           forward=forward) -> np.ndarray:
     """Tiles of tile×tile LR pixels overlapping by `overlap`, blended with linear ramps (no seams)."""
     canvas = Canvas(img, tile, overlap, model.config.scale)
-    shape = (bucket(canvas.th, 8), bucket(canvas.tw, 8))
+    shape = (round_up(canvas.th, 8), round_up(canvas.tw, 8))
     for i in range(0, len(canvas.coords), batch):
         group = canvas.coords[i:i + batch]
         outs = run_batch(model, [canvas.crop(y, x) for y, x in group], shape=shape, batch=batch, forward=forward)

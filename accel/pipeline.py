@@ -64,7 +64,7 @@ def planned_shape(shape, tile: int | None, overlap: int = 16) -> tuple[tuple[int
         bh, bw = inference.bucket(H), inference.bucket(W)
         return (1, bh, bw, 3), (bh, bw) != (H, W)
     th, tw = inference.tile_shape(shape, tile, overlap)
-    return (tile_batch(), inference.bucket(th, 8), inference.bucket(tw, 8), 3), True
+    return (tile_batch(), inference.round_up(th, 8), inference.round_up(tw, 8), 3), True
 
 
 def upscale_image(image, model=None, *, tile="auto", overlap: int = 16, chop: bool = False,

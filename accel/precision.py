@@ -85,5 +85,6 @@ def choose(setting: str, model_name: str | None, backend: str | None = None, fla
         return Precision(jnp.float32, "auto: float32 (bfloat16's quality cost is not measured for these weights)")
     if cost > MAX_COST_DB:
         return Precision(jnp.float32, f"auto: float32 (bfloat16 costs {cost:.3f} dB on Set5 with {model_name})")
+    change = ("−" if cost > 0 else "+") + f"{abs(cost):.3f}"
     return Precision(jnp.bfloat16, f"auto: bfloat16 ({fast:.2f}× float32's speed on this CPU kind, {kind}; "
-                                   f"Set5 −{cost:.3f} dB with {model_name})")
+                                   f"Set5 {change} dB with {model_name})")

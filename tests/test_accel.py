@@ -306,7 +306,8 @@ def test_autotune_measures_once_and_remembers(monkeypatch, tmp_path):
     assert len(measured) == n
     stored = json.loads((tmp_path / "conv_choices.json").read_text())
     (key, record), = stored.items()
-    assert record["choice"] == "ynn" and record["spread"] == 0.025 and "40x48x16|float32" in key
+    side = f"side 2^{autotune.size_class(40, 48)}x16|float32"   # keyed by the size class: √(40·48) ≈ 2^5
+    assert record["choice"] == "ynn" and record["spread"] == 0.025 and side in key
     assert record["busy"] <= autotune.BUSY_LIMIT
     assert "cores" in key and "jax" in key                           # keyed by the machine
 
@@ -423,7 +424,7 @@ def test_autotune_rechecks_close_paths_in_the_model(monkeypatch, tmp_path):
     out = np.asarray(accel.forward(accel.model_from_weights(weights, SMALL), lr))[0]
     assert_close(out, reference.forward(weights, SMALL, lr[0]), 1e-3, 0, "rechecked forward vs reference")
     stored = json.loads((tmp_path / "conv_choices.json").read_text())
-    (record,) = [r for k, r in stored.items() if "12x16x" in k]
+    (record,) = [r for k, r in stored.items() if f"side 2^{autotune.size_class(12, 16)}x" in k]
     assert set(record["model_seconds"]) == {"xla", "winograd"} and all(t > 0 for t in record["model_seconds"].values())
     assert record["choice"] == min(record["model_seconds"], key=record["model_seconds"].get)
 
