@@ -1,6 +1,6 @@
 # Two commands on a fresh clone (Python >= 3.10):
 #   make demo   create .venv, install, upscale the example photo (says where the output is)
-#   make test   install what the tests need (the test extra; chromium and g++ where missing), run the suite
+#   make test   install what the tests need (chromium, chromedriver and g++ where missing; the test extra), run the suite
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -16,6 +16,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml setup.py
 	touch $@
 
 $(VENV)/.installed-test: $(BIN)/python pyproject.toml setup.py
+	bash .ci/system-packages
 	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $@ $(VENV)/.installed
 
@@ -24,5 +25,4 @@ demo: $(VENV)/.installed
 	@echo "output: accel/examples/photo_lr_x2.png (from accel/examples/photo_lr.jpg)"
 
 test: $(VENV)/.installed-test
-	bash .ci/system-packages
 	$(BIN)/python -m pytest
