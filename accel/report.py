@@ -34,7 +34,7 @@ from reference.files import atomic_write
 from reference.metrics import imresize, modcrop, quantize
 from reference.weights import read_metadata, stages
 
-from . import evidence, figures
+from . import evidence
 from .api import DEFAULT_MODEL, SHIPPED, model_weights, shipped_card
 
 # Multiply-adds of the traced NumPy run (a few seconds on a CPU core): its region is the centre square
@@ -167,6 +167,7 @@ def write_reports(src, dst, model, weights_path, run: dict, shipped: str | None 
         size = im.size
     record = build_record(src, dst, model, weights_path, run, size, shipped, choice, precision)
     md_path, html_path, folder = report_paths(dst)
+    from . import figures   # (matplotlib, the `report` extra: only reports need it)
     pngs = {name: figures.png(fig) for name, fig in make_figures(record).items()}
     links = {name: f"{folder.name}/{name}.png" for name in pngs}
     md = render_markdown(record, links)
@@ -429,6 +430,7 @@ CAPTIONS = {
 
 def make_figures(record: dict) -> dict:
     """The record's figures as matplotlib Figures, by name (the keys of CAPTIONS)."""
+    from . import figures
     figs = {}
     sc = record.get("self_check")
     if sc:

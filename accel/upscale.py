@@ -395,6 +395,11 @@ def main(argv=None) -> int:
     ap = parser()
     args = ap.parse_args(argv)
     tile = check_args(ap, args)
+    if args.explain:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            ap.error("--explain draws figures with matplotlib: pip install 'rcan-threeways[report]'")
     distributed.initialize(ap, args)
     if args.device:
         jax.config.update("jax_platforms", DEVICES[args.device])

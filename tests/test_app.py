@@ -40,7 +40,8 @@ def server(tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("app") / "log.txt"
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "accel.app", "--port", str(port), "--max-pixels", "4000000"],
+        proc = subprocess.Popen([sys.executable, "-m", "accel.app", "--port", str(port), "--max-pixels", "4000000",
+                                 "--max-upload-mb", "1"],
                                 stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 180
@@ -113,6 +114,11 @@ def test_bombs_and_corrupt_files_are_errors_and_the_server_keeps_serving(server,
     assert status["bomb.png"].startswith("error: image has 36,000,000 pixels, over the 4,000,000-pixel"), status
     assert status["corrupt.png"].startswith("error: ") and status["good.png"] == "done", status
     assert [Path(f).name for f in files] == ["good_x2.png"]
+    big = tmp_path / "big.png"   # 2 MB of noise: over --max-upload-mb 1, refused before it is stored
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (820, 820, 3), dtype=np.uint8)).save(big)
+    assert big.stat().st_size > 1024 * 1024
+    with pytest.raises(Exception, match="(?i)file size|too large|exceed"):
+        upscale(client, [big])
     rows, _, _, _ = upscale(client, [good])   # still serving
     assert rows[0]["status"] == "done" and server["proc"].poll() is None
 

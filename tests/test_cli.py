@@ -21,7 +21,7 @@ TINY = RCANConfig(scale=2, n_resgroups=1, n_resblocks=1, n_feats=8, reduction=2)
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 COMMANDS = {"rcan-upscale": "accel.upscale", "rcan-evaluate": "accel.evaluate", "rcan-convert": "weights_convert",
-            "rcan-train": "accel.train", "rcan-bench": "accel.bench", "rcan-report": "accel.report"}
+            "rcan-train": "accel.train", "rcan-bench": "accel.bench", "rcan-report": "accel.report", "rcan-app": "accel.app"}
 
 
 @pytest.fixture(scope="module")
@@ -198,3 +198,18 @@ def test_no_user_facing_text_points_at_the_workspace():
     for m in modules:
         r = subprocess.run([sys.executable, "-m", m, "--help"], capture_output=True, text=True, timeout=120)
         assert "../shared" not in r.stdout, m
+
+
+def test_the_base_install_runs_the_main_job(tmp_path):
+    """`pip install .` without extras (no matplotlib, gradio or torch) upscales, as `make demo` does; --explain
+    names the extra it needs."""
+    src = tmp_path / "a.png"
+    Image.open(ROOT / "accel/examples/butterfly_lr.png").crop((0, 0, 32, 24)).save(src)
+    blocked = "import sys; [sys.modules.__setitem__(m, None) for m in ('matplotlib', 'gradio', 'torch')]; "
+    code = blocked + "from accel import upscale; sys.exit(upscale.main(sys.argv[1:]))"
+    run = lambda *extra: subprocess.run([sys.executable, "-c", code, str(src), "--model", "compact", "--quiet", "--force",   # noqa: E731
+                                         *extra], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    done = run()
+    assert done.returncode == 0 and (tmp_path / "a_x2.png").is_file(), done.stderr
+    explain = run("--explain")
+    assert explain.returncode == 2 and "pip install 'rcan-threeways[report]'" in explain.stderr, explain.stderr
