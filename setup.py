@@ -14,7 +14,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def _kernels_build():
     """accel/kernels/build.py, loaded by path: the package is not installed yet (nor importable without jax)."""
-    spec = importlib.util.spec_from_file_location("rcan_kernels_build", os.path.join(HERE, "accel", "kernels", "build.py"))
+    path = os.path.join(HERE, "accel", "kernels", "build.py")
+    spec = importlib.util.spec_from_file_location("rcan_kernels_build", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module   # (its dataclass looks its module up there)
     spec.loader.exec_module(module)

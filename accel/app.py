@@ -13,7 +13,6 @@ file is an error for that file and the others finish.
 """
 from __future__ import annotations
 
-import argparse
 import atexit
 import html
 import os
@@ -165,13 +164,15 @@ def build(session: Session):
                     "nothing leaves it.")
         with gr.Row():
             with gr.Column(scale=1):
-                files = gr.File(label="Images", file_count="multiple", type="filepath")   # any file: a bad one is its own error line
+                # Any file: a bad one is its own error row, the others are done.
+                files = gr.File(label="Images", file_count="multiple", type="filepath")
                 model = gr.Dropdown(list(MODELS), value="auto", label="Model",
                                     info="auto: a JPEG below quality 80 or a lossy WebP gets the real-photo model, "
                                          "a lossless file the deep one (the table says why)")
                 use_strength = gr.Checkbox(False, label="Set the strength (else the model's own)")
                 strength = gr.Slider(0, 1, value=0.5, step=0.05, label="Strength",
-                                     info="0: the bicubic-trained model, 1: the real-photo one (cleans JPEG, blur, noise)")
+                                     info="0: the bicubic-trained model, 1: the real-photo one "
+                                          "(cleans JPEG, blur, noise)")
                 outscale = gr.Number(2, label="Scale", minimum=0.25, maximum=16,
                                      info="×2 by the model; another factor resamples its output (Lanczos)")
                 fmt = gr.Dropdown(list(FORMATS), value="png", label="Output format")

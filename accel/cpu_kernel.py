@@ -48,7 +48,7 @@ from . import hardware, winograd
 
 
 from .kernels import build as kernels_build
-from .kernels.build import LIBRARIES, SOURCES, Library  # noqa: F401  (the table lives with the build)
+from .kernels.build import LIBRARIES, SOURCES  # (the table lives with the build)
 
 # scheme -> the library that has it
 LIBRARY = {scheme: name for name, lib in LIBRARIES.items() for scheme in lib.targets}

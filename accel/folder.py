@@ -25,9 +25,9 @@ import numpy as np
 from reference import cli
 
 from .images import Decoded, ImageError, decode
-from .inference import Canvas, run_batch
+from .inference import OVERLAP, Canvas, run_batch
 
-TILE, OVERLAP, BATCH = 128, 16, 4   # LR pixels; tiles per call. 128: the fastest of 128/192/256 (PERFORMANCE.md)
+TILE, BATCH = 128, 4   # LR pixels; tiles per call. 128: the fastest of 128/192/256 (PERFORMANCE.md)
 AHEAD = 3                           # decoded images waiting for the model, at most
 
 

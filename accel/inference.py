@@ -14,6 +14,7 @@ import numpy as np
 from .api import forward
 
 BUCKET = 16        # the finest step of the shape ladder (bucket)
+OVERLAP = 16       # LR pixels two neighbouring tiles share by default (blended with linear ramps)
 STEPS_PER_OCTAVE = 8
 
 
@@ -138,7 +139,7 @@ class Canvas:
         return self.acc / self.wsum
 
 
-def tiled(model, img: np.ndarray, tile: int, overlap: int = 16, batch: int = 4, progress=None,
+def tiled(model, img: np.ndarray, tile: int, overlap: int = OVERLAP, batch: int = 4, progress=None,
           forward=forward) -> np.ndarray:
     """Tiles of tile×tile LR pixels overlapping by `overlap`, blended with linear ramps (no seams)."""
     canvas = Canvas(img, tile, overlap, model.config.scale)
@@ -210,7 +211,7 @@ def ensemble(run, img: np.ndarray) -> np.ndarray:
     return (total / len(TRANSFORMS)).astype(np.float32)
 
 
-def super_resolve(model, img: np.ndarray, tile: int | None = None, overlap: int = 16, chop_: bool = False,
+def super_resolve(model, img: np.ndarray, tile: int | None = None, overlap: int = OVERLAP, chop_: bool = False,
                   ensemble_: bool = False, progress=None, batch: int = 4) -> np.ndarray:
     """One float32 HWC image in [0, rgb_range] -> the model's output, float32, unclamped."""
     if chop_:

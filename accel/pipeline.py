@@ -57,7 +57,8 @@ def plan_tile(shape, config, max_memory_gb: float, batch: int | None = None) -> 
     return fitting[-1] if fitting else TILE_SIZES[0]
 
 
-def planned_shape(shape, tile: int | None, overlap: int = 16) -> tuple[tuple[int, int, int, int], bool]:
+def planned_shape(shape, tile: int | None,
+                  overlap: int = inference.OVERLAP) -> tuple[tuple[int, int, int, int], bool]:
     """The batch shape [N, H, W, 3] the model will run for an image of this shape, and whether masked."""
     H, W = shape[:2]
     if not tile:
@@ -67,7 +68,7 @@ def planned_shape(shape, tile: int | None, overlap: int = 16) -> tuple[tuple[int
     return (tile_batch(), inference.round_up(th, 8), inference.round_up(tw, 8), 3), True
 
 
-def upscale_image(image, model=None, *, tile="auto", overlap: int = 16, chop: bool = False,
+def upscale_image(image, model=None, *, tile="auto", overlap: int = inference.OVERLAP, chop: bool = False,
                   ensemble: bool = False, max_memory_gb: float | None = None, progress=None, record=None,
                   notice=None):
     """Upscale a numpy array (HWC/HW uint8 or uint16, or float in 0..255) or a PIL image; returns the same kind.

@@ -52,6 +52,7 @@ from .images import (
     open_image,
     save_atomic,
 )
+from .inference import OVERLAP
 from .pipeline import TILE_SIZES, default_max_memory_gb, upscale_image
 from .report import report_paths, write_reports
 
@@ -327,8 +328,8 @@ def parser():
     ap.add_argument("--width", type=int, help="final width in pixels (height keeps the aspect unless --height)")
     ap.add_argument("--height", type=int, help="final height in pixels")
     ap.add_argument("--tile", default="auto", help="tile size in LR pixels, 0 for whole image, or auto (default)")
-    ap.add_argument("--tile-overlap", type=int, default=16, help="overlap between tiles in LR pixels (default 16; "
-                                                                  "at most half the tile)")
+    ap.add_argument("--tile-overlap", type=int, default=OVERLAP,
+                    help=f"overlap between tiles in LR pixels (default {OVERLAP}; at most half the tile)")
     ap.add_argument("--max-memory", type=float, help="GB of working memory for --tile auto "
                                                       f"(default {default_max_memory_gb():.1f}: min(2, RAM/4))")
     ap.add_argument("--chop", action="store_true", help="the official test code's forward_chop (official pixels)")

@@ -81,7 +81,7 @@ def pixels(path) -> np.ndarray:
 
 
 def test_listens_on_localhost_only_by_default(server):
-    assert f"http://127.0.0.1:" in server["url"]
+    assert "http://127.0.0.1:" in server["url"]
     log = server["log"].read_text()
     assert "warning: listening on" not in log and "rcan-app: http://127.0.0.1:" in log
 
