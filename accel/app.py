@@ -91,8 +91,11 @@ class Session:
             job = upscale.Job(src, dst, upscale.report_paths(dst) if explain else ())
             job.choice, job.strength = upscale.pick(src, args)
             loaded = self.model(args, job.choice.model, job.strength)
-            with open_image(src, self.max_pixels) as im:
-                shape, masked = pipeline.planned_shape((im.height, im.width), None if tile == "auto" else tile)
+            with open_image(src, self.max_pixels) as im:   # (the bomb check; the header's size)
+                size = (im.height, im.width)
+            planned = pipeline.plan_tile(size, loaded.config, pipeline.default_max_memory_gb()) \
+                if tile == "auto" else tile
+            shape, masked = pipeline.planned_shape(size, planned)
             if api.first_run(loaded, shape, masked):
                 progress(0.1, desc=f"{src.name}: first run at this size here: timing the convolution paths and "
                                    "compiling (once)")

@@ -482,7 +482,8 @@ def pick(src: Path, args) -> tuple[Choice, float | None]:
     if args.model == "auto":
         try:
             found = choose(src)
-        except (OSError, ValueError, SyntaxError):   # unreadable: the run says why, as for any model
+        # Unreadable, or over Pillow's bomb limit even to open: the run says why, as for any model.
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
             found = Choice("deep", "could not be read")
         if args.strength is None:
             return found, None

@@ -355,3 +355,16 @@ def test_tiles_go_one_per_device_call_on_one_device():
     tile = plan_tile((1500, 2000, 3), config, 2.0)
     assert tile == 768 and inference.tile_shape((1500, 2000), tile, 16) == (760, 680)
     assert len(inference.tiles_for((1500, 2000), tile, 16)) == 6
+
+
+def test_a_bomb_too_large_even_to_open_is_one_line_under_auto(tmp_path, capsys):
+    """--model auto reads each file's header to choose a model; a file over twice Pillow's bomb limit makes
+    Image.open itself refuse it: one error line for that file, the others done."""
+    d = tmp_path / "in"
+    d.mkdir()
+    Image.new("1", (20000, 20000)).save(d / "bomb.png")   # 400 M pixels in 48 kB
+    photo((20, 16)).save(d / "good.png")
+    code, err = cli(d, "-o", tmp_path / "out", "--quiet")
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and lines[0].startswith(f"error: {d / 'bomb.png'}: image has 400,000,000"), err
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["good_x2.png"]
