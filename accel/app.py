@@ -78,8 +78,10 @@ class Session:
     def upscale_one(self, src: Path, model: str, strength, outscale, fmt: str, explain: bool, progress):
         """One uploaded file, as `rcan-upscale SRC -o DST --model … [--strength …] [--outscale …]` runs it;
         returns the table row and the output path (None on failure)."""
+        from PIL import Image
+
         from . import api, pipeline, upscale
-        from .images import ImageError, open_image
+        from .images import ImageError
         run = self.workdir / f"run{self.runs}"
         run.mkdir(parents=True, exist_ok=True)
         dst = run / upscale.output_name(src, "x2" if not outscale or float(outscale) == 2 else f"x{float(outscale):g}",
@@ -91,12 +93,14 @@ class Session:
             job = upscale.Job(src, dst, upscale.report_paths(dst) if explain else ())
             job.choice, job.strength = upscale.pick(src, args)
             loaded = self.model(args, job.choice.model, job.strength)
-            with open_image(src, self.max_pixels) as im:   # (the bomb check; the header's size)
-                size = (im.height, im.width)
+            try:   # the header's size, for the message (upscale_file decodes and checks the file)
+                with Image.open(src) as im:
+                    size = (im.height, im.width)
+            except (OSError, ValueError, Image.DecompressionBombError):
+                size = None
             planned = pipeline.plan_tile(size, loaded.config, pipeline.default_max_memory_gb()) \
-                if tile == "auto" else tile
-            shape, masked = pipeline.planned_shape(size, planned)
-            if api.first_run(loaded, shape, masked):
+                if size and tile == "auto" else tile
+            if size and api.first_run(loaded, *pipeline.planned_shape(size, planned)):
                 progress(0.1, desc=f"{src.name}: first run at this size here: timing the convolution paths and "
                                    "compiling (once)")
             else:
