@@ -32,7 +32,7 @@ FORMATS = ("png", "jpg", "webp")
 COLUMNS = ["run", "file", "status", "model", "why", "precision", "input", "output", "seconds"]
 
 
-class Session:
+class AppState:
     """The app's state: the working folder, the loaded models (by weights and dtype) and one lock, so that
     a single model run happens at a time whatever the queue allows."""
 
@@ -136,20 +136,20 @@ def _explanation(reports) -> str:
             f'srcdoc="{html.escape(page.read_text(encoding="utf-8"), quote=True)}"></iframe>')
 
 
-def build(session: Session):
+def build(state: AppState):
     import gradio as gr
 
     def run(files, model, use_strength, strength, outscale, fmt, explain, progress=gr.Progress()):
         if not files:
             raise gr.Error("drop one or more images first")
-        with session.lock:
-            session.prune()
-            session.runs += 1
+        with state.lock:
+            state.prune()
+            state.runs += 1
             rows, outputs, slider, reports = [], [], None, ()
             for i, f in enumerate(files):
                 src = Path(f if isinstance(f, str) else f.name)
                 progress(i / len(files), desc=src.name)
-                row, dst, rep = session.upscale_one(src, model, strength if use_strength else None, outscale, fmt,
+                row, dst, rep = state.upscale_one(src, model, strength if use_strength else None, outscale, fmt,
                                                     explain and i == 0, progress)
                 rows.append([row[c] for c in COLUMNS])
                 if dst is not None:
@@ -158,7 +158,7 @@ def build(session: Session):
                         slider, reports = _before(src, dst), rep
             bundle = None
             if len(outputs) > 1:
-                bundle = session.workdir / f"run{session.runs}" / "upscaled.zip"
+                bundle = state.workdir / f"run{state.runs}" / "upscaled.zip"
                 with zipfile.ZipFile(bundle, "w") as z:
                     for p in outputs:
                         z.write(p, Path(p).name)
@@ -236,7 +236,7 @@ def main(argv=None) -> int:
     port = args.port or _free_port(args.host)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {args.host}: other machines can reach this app", file=sys.stderr)
-    demo = build(Session(workdir, args.max_pixels))
+    demo = build(AppState(workdir, args.max_pixels))
     # SIGTERM as Ctrl+C: Gradio closes the server, and the temporary folder is removed on the way out.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     print(f"rcan-app: http://{args.host}:{port}/ (Ctrl+C to stop; uploads and outputs in {workdir}, removed then)",
