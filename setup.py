@@ -29,9 +29,12 @@ class BuildKernels(build_ext):
     def get_ext_filename(self, ext_name):
         return os.path.join(*ext_name.split(".")) + ".json"
 
+    def folder(self):
+        return os.path.dirname(self.get_ext_fullpath("accel.kernels.lib.manifest"))
+
     def run(self):
         kernels = _kernels_build()
-        folder = os.path.dirname(self.get_ext_fullpath("accel.kernels.lib.manifest"))
+        folder = self.folder()
         if os.environ.get(kernels.OPT_OUT, "") not in ("", "0"):
             print(f"{kernels.OPT_OUT} is set: the CPU kernels are not built (XLA's convolutions only)")
             os.makedirs(folder, exist_ok=True)
@@ -42,7 +45,7 @@ class BuildKernels(build_ext):
             sys.exit(f"error: {e}")
 
     def get_outputs(self):
-        folder = os.path.dirname(self.get_ext_fullpath("accel.kernels.lib.manifest"))
+        folder = self.folder()
         if not os.path.isdir(folder):
             return []
         return [os.path.join(folder, name) for name in sorted(os.listdir(folder))

@@ -61,9 +61,17 @@ class AppState:
         model, args.precision = self.models[key]
         return model
 
-    def cli_args(self, src: Path, dst: Path, model: str, strength, outscale, explain: bool):
+    @property
+    def folder(self) -> Path:
+        """The current run's outputs."""
+        return self.workdir / f"run{self.runs}"
+
+    def plan(self, src: Path, model: str, strength, outscale, fmt: str, explain: bool):
+        """The command line's own arguments, tile setting and job (output name, reports) for one upload:
+        `rcan-upscale SRC -o RUN/ --format FMT --model … [--strength …] [--outscale …] [--explain]`."""
         from . import upscale
-        argv = [str(src), "-o", str(dst), "--force", "--quiet", "--model", model,
+        self.folder.mkdir(parents=True, exist_ok=True)
+        argv = [str(src), "-o", str(self.folder) + os.sep, "--format", fmt, "--force", "--quiet", "--model", model,
                 "--max-pixels", str(self.max_pixels)]
         if strength is not None:
             argv += ["--strength", f"{strength:g}"]
@@ -73,24 +81,22 @@ class AppState:
             argv.append("--explain")
         ap = upscale.parser()
         args = ap.parse_args(argv)
-        return args, upscale.check_args(ap, args)
+        tile = upscale.check_args(ap, args)
+        args.suffix = upscale.default_suffix(args, 2)   # (the shipped models are ×2)
+        (job,) = upscale.plan(ap, args, [(src, Path(src.name))], False)
+        return args, tile, job
 
     def upscale_one(self, src: Path, model: str, strength, outscale, fmt: str, explain: bool, progress):
-        """One uploaded file, as `rcan-upscale SRC -o DST --model … [--strength …] [--outscale …]` runs it;
-        returns the table row and the output path (None on failure)."""
+        """One uploaded file, as `rcan-upscale` runs it (plan); returns the table row, the output path (None
+        on failure) and the reports written."""
         from PIL import Image
 
         from . import api, pipeline, upscale
         from .images import ImageError
-        run = self.workdir / f"run{self.runs}"
-        run.mkdir(parents=True, exist_ok=True)
-        dst = run / upscale.output_name(src, "x2" if not outscale or float(outscale) == 2 else f"x{float(outscale):g}",
-                                        fmt)
         row = dict.fromkeys(COLUMNS, "")
         row.update(run=self.runs, file=src.name)
         try:
-            args, tile = self.cli_args(src, dst, model, strength, outscale, explain)
-            job = upscale.Job(src, dst, upscale.report_paths(dst) if explain else ())
+            args, tile, job = self.plan(src, model, strength, outscale, fmt, explain)
             job.choice, job.strength = upscale.pick(src, args)
             loaded = self.model(args, job.choice.model, job.strength)
             try:   # the header's size, for the message (upscale_file decodes and checks the file)
@@ -110,11 +116,11 @@ class AppState:
             row.update(status="done", model=upscale.describe(job.choice.model, job.strength), why=job.choice.reason,
                        precision=args.precision.name, input="×".join(map(str, result["input_size"])),
                        output="×".join(map(str, result["output_size"])), seconds=f"{time.perf_counter() - t0:.1f}")
-            return row, dst, result.get("reports", ())
+            return row, job.dst, result.get("reports", ())
         except (ImageError, OSError, ValueError) as e:
             row.update(status=f"error: {e}")
             return row, None, ()
-        except SystemExit:   # argparse's usage error (check_args): already printed to stderr
+        except SystemExit:   # argparse's usage error (check_args, plan): already printed to stderr
             row.update(status="error: invalid settings")
             return row, None, ()
 
@@ -158,7 +164,7 @@ def build(state: AppState):
                         slider, reports = _before(src, dst), rep
             bundle = None
             if len(outputs) > 1:
-                bundle = state.workdir / f"run{state.runs}" / "upscaled.zip"
+                bundle = state.folder / "upscaled.zip"
                 with zipfile.ZipFile(bundle, "w") as z:
                     for p in outputs:
                         z.write(p, Path(p).name)

@@ -45,8 +45,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import hardware, winograd
-
-
 from .kernels import build as kernels_build
 from .kernels.build import LIBRARIES, SOURCES  # (the table lives with the build)
 
@@ -105,13 +103,9 @@ def folder() -> str:
     return os.environ.get(FOLDER_ENV) or kernels_build.LIB
 
 
-def sources_digest() -> str:
-    """A digest of the kernels' sources and headers (accel/kernels/build.py)."""
-    return _sources_digest()
-
-
 @functools.cache
-def _sources_digest() -> str:
+def sources_digest() -> str:
+    """A digest of the kernels' sources and headers (accel/kernels/build.py), read once."""
     return kernels_build.sources_digest()
 
 

@@ -88,6 +88,11 @@ def collect_inputs(items, suffix: str) -> list[tuple[Path, Path]]:
     return out
 
 
+def default_suffix(args, scale: int) -> str:
+    """The output name's suffix without --suffix: x<outscale>, or x<the model's scale>."""
+    return f"x{args.outscale:g}" if args.outscale else f"x{scale}"
+
+
 def output_name(src: Path, suffix: str, fmt: str | None) -> str:
     ext = fmt or src.suffix.lower().lstrip(".")
     return f"{src.stem}{'_' + suffix if suffix else ''}.{ext if ext in FORMATS else 'png'}"
@@ -426,7 +431,7 @@ def main(argv=None) -> int:
             return model
         scale = model.config.scale
     if args.suffix is None:
-        args.suffix = f"x{args.outscale:g}" if args.outscale else f"x{scale}"
+        args.suffix = default_suffix(args, scale)
     inputs = collect_inputs(args.inputs, args.suffix)
     if not inputs:
         ap.error("no images found")
