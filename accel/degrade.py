@@ -47,10 +47,12 @@ class Degradations:
     resize1: tuple[float, float, float] = (0.2, 0.5, 0.3)   # up / down / keep
     up1: tuple[float, float] = (1.0, 1.3)
     down1: tuple[float, float] = (0.5, 1.0)
+    noisy1: float = 1.0                      # share of samples given round 1's noise
     gaussian1: float = 0.5                   # Gaussian, else Poisson noise
     noise1: tuple[float, float] = (1.0, 12.0)    # σ in grey levels
     poisson1: tuple[float, float] = (0.05, 1.0)
     grey1: float = 0.4
+    jpeg1_prob: float = 1.0                  # share of samples given round 1's JPEG
     jpeg1: tuple[float, float] = (50.0, 95.0)
     # round 2, at LR size
     blur2: float = 0.5
@@ -59,6 +61,7 @@ class Degradations:
     resize2: tuple[float, float, float] = (0.3, 0.4, 0.3)
     up2: tuple[float, float] = (1.0, 1.2)
     down2: tuple[float, float] = (0.7, 1.0)
+    noisy2: float = 1.0
     gaussian2: float = 0.5
     noise2: tuple[float, float] = (1.0, 8.0)
     poisson2: tuple[float, float] = (0.05, 0.8)
@@ -68,9 +71,24 @@ class Degradations:
     jpeg2: tuple[float, float] = (40.0, 95.0)
 
 
-def table() -> list[tuple[str, str, str]]:
-    """(step, round 1, round 2 / final) rows describing Degradations(), for model cards."""
-    d = Degradations()
+# The chains by name (`rcan-train --degrade`). "real" is the second-order chain above, for harsh inputs.
+# "photo" is milder, for the photos people enlarge: mostly one blur before the shrink, the noise at LR size
+# (after a phone's processing, where the held-out set has it too), one JPEG at the end, a second round and a
+# first JPEG only for a share of the samples. Its ranges cover the everyday ones with room on each side: blur σ
+# to 1.6 HR pixels, noise σ to 6, JPEG quality 45–95.
+CHAINS = {
+    "real": Degradations(),
+    "photo": Degradations(
+        clean=0.15, sinc1=0.05, sigma1=(0.1, 1.6), resize1=(0.1, 0.2, 0.7), up1=(1.0, 1.2), down1=(0.7, 1.0),
+        noisy1=0.3, noise1=(0.5, 4.0), poisson1=(0.05, 0.5), jpeg1_prob=0.2, jpeg1=(60.0, 95.0),
+        blur2=0.2, sinc2=0.05, sigma2=(0.2, 0.8), resize2=(0.1, 0.2, 0.7), up2=(1.0, 1.1), down2=(0.8, 1.0),
+        noisy2=0.8, noise2=(0.5, 6.0), poisson2=(0.05, 0.6), final_sinc=0.1, jpeg2=(45.0, 95.0)),
+}
+
+
+def table(chain: str = "real") -> list[tuple[str, str, str]]:
+    """(step, round 1, round 2 / final) rows describing a chain of CHAINS, for model cards."""
+    d = CHAINS[chain]
     rng = lambda r: f"{r[0]:g}–{r[1]:g}"   # noqa: E731
     fam = ", ".join(f"{f} {p:g}" for f, p in zip(FAMILIES, FAMILY_PROBS))
     return [
@@ -81,9 +99,10 @@ def table() -> list[tuple[str, str, str]]:
          f"down {rng(d.down1)}; area/bilinear/bicubic",
          f"{'/'.join(f'{p:g}' for p in d.resize2)}; up {rng(d.up2)}, down {rng(d.down2)}"),
         ("to LR ×½", "", "area / bilinear / bicubic"),
-        ("noise", f"Gaussian σ {rng(d.noise1)} (p {d.gaussian1:g}) or Poisson ×{rng(d.poisson1)}; grey p {d.grey1:g}",
-         f"Gaussian σ {rng(d.noise2)} or Poisson ×{rng(d.poisson2)}; grey p {d.grey2:g}"),
-        ("JPEG (4:2:0)", f"quality {rng(d.jpeg1)}",
+        ("noise", f"p {d.noisy1:g}: Gaussian σ {rng(d.noise1)} (p {d.gaussian1:g}) or Poisson ×{rng(d.poisson1)}; "
+                  f"grey p {d.grey1:g}",
+         f"p {d.noisy2:g}: Gaussian σ {rng(d.noise2)} or Poisson ×{rng(d.poisson2)}; grey p {d.grey2:g}"),
+        ("JPEG (4:2:0)", f"p {d.jpeg1_prob:g}: quality {rng(d.jpeg1)}",
          f"final: sinc (p {d.final_sinc:g}) and quality {rng(d.jpeg2)}, in a random order"),
     ]
 
@@ -247,10 +266,11 @@ def _grey(img):
     return jnp.sum(img * jnp.array([0.299, 0.587, 0.114]), axis=-1, keepdims=True)
 
 
-def random_noise(key, img, gaussian_prob, sigma, poisson_scale, grey_prob):
-    """Gaussian (σ in grey levels) or shot noise (an 8-bit sensor's Poisson noise, of variance equal to the
-    intensity, times a scale), in colour or the same in every channel (grey); clipped to 0..255. The shot
-    noise is drawn as the Gaussian of that variance: jax.random.poisson's rejection loop cost 0.5 s a batch."""
+def random_noise(key, img, gaussian_prob, sigma, poisson_scale, grey_prob, prob=1.0):
+    """With probability prob, Gaussian (σ in grey levels) or shot noise (an 8-bit sensor's Poisson noise, of
+    variance equal to the intensity, times a scale), in colour or the same in every channel (grey); clipped to
+    0..255. The shot noise is drawn as the Gaussian of that variance: jax.random.poisson's rejection loop cost
+    0.5 s a batch."""
     k = jax.random.split(key, 5)
     grey = jax.random.uniform(k[0]) < grey_prob
     noise = jax.random.normal(k[1], img.shape)
@@ -258,7 +278,8 @@ def random_noise(key, img, gaussian_prob, sigma, poisson_scale, grey_prob):
     s = jax.random.uniform(k[2], (), minval=sigma[0], maxval=sigma[1])
     scale = jax.random.uniform(k[3], (), minval=poisson_scale[0], maxval=poisson_scale[1])
     shot = scale * jnp.sqrt(jnp.clip(jnp.where(grey, _grey(img), img), 0, 255))
-    return jnp.clip(img + noise * jnp.where(jax.random.uniform(k[4]) < gaussian_prob, s, shot), 0, 255)
+    noisy = jnp.clip(img + noise * jnp.where(jax.random.uniform(k[4]) < gaussian_prob, s, shot), 0, 255)
+    return jnp.where(jax.random.uniform(jax.random.fold_in(key, 5)) < prob, noisy, img)
 
 
 # --- JPEG --------------------------------------------------------------------------------------------
@@ -340,8 +361,9 @@ def jpeg(img, quality):
     return jnp.clip(jnp.round(out), 0, 255)
 
 
-def random_jpeg(key, img, quality_range):
-    return jpeg(img, jnp.round(jax.random.uniform(key, (), minval=quality_range[0], maxval=quality_range[1])))
+def random_jpeg(key, img, quality_range, prob=1.0):
+    coded = jpeg(img, jnp.round(jax.random.uniform(key, (), minval=quality_range[0], maxval=quality_range[1])))
+    return jnp.where(jax.random.uniform(jax.random.fold_in(key, 1)) < prob, coded, img)
 
 
 # --- the chain ---------------------------------------------------------------------------------------
@@ -352,13 +374,13 @@ def degrade(key, hr, scale: int, d: Degradations = Degradations()):
     k = jax.random.split(key, 12)
     x = filter2d(hr, random_kernel(k[0], d.sigma1, d.sinc1))
     x = random_resize(k[1], x, d.resize1, d.up1, d.down1)
-    x = random_noise(k[2], x, d.gaussian1, d.noise1, d.poisson1, d.grey1)
-    x = random_jpeg(k[3], x, d.jpeg1)
+    x = random_noise(k[2], x, d.gaussian1, d.noise1, d.poisson1, d.grey1, d.noisy1)
+    x = random_jpeg(k[3], x, d.jpeg1, d.jpeg1_prob)
     x = downscale(k[4], x, scale)
     blur2 = jnp.where(jax.random.uniform(k[5]) < d.blur2, random_kernel(k[6], d.sigma2, d.sinc2), identity_kernel())
     x = filter2d(x, blur2)
     x = random_resize(k[7], x, d.resize2, d.up2, d.down2)
-    x = random_noise(k[8], x, d.gaussian2, d.noise2, d.poisson2, d.grey2)
+    x = random_noise(k[8], x, d.gaussian2, d.noise2, d.poisson2, d.grey2, d.noisy2)
     sinc = random_sinc(k[9], d.final_sinc)
     sinc_first = jax.random.uniform(k[10]) < 0.5
     q = jnp.round(jax.random.uniform(k[11], (), minval=d.jpeg2[0], maxval=d.jpeg2[1]))

@@ -66,7 +66,7 @@ from reference.weights import (
 from . import distributed, hardware, params, runtime
 from .api import model_from_weights
 from .data import TrainingImages, list_images, random_crops, read_rgb
-from .degrade import degrade_batch
+from .degrade import CHAINS, degrade_batch
 from .distributed import is_main, local, put_replicated
 from .inference import super_resolve
 
@@ -77,7 +77,7 @@ FIT_AFTER_SECONDS, FIT_AFTER_STEPS = 5.0, 200   # steps timed before --steps fit
 REWARM = 100   # steps over which the learning rate comes back after a resume without Adam's moments
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 MOMENTS = ("float32", "bfloat16", "none")
-DEGRADATIONS = ("bicubic", "real")
+DEGRADATIONS = ("bicubic", *CHAINS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +90,7 @@ class TrainConfig:
     peak_lr: float = 5e-4
     warmup: int = 200
     seed: int = 0            # initial weights and every batch
-    degradation: str = "bicubic"   # the LR inputs: MATLAB bicubic, or "real" (accel/degrade.py's chain)
+    degradation: str = "bicubic"   # the LR inputs: MATLAB bicubic, or a chain of accel/degrade.py (real, photo)
     ema: float = 0.0         # decay of the weights' exponential moving average (0: none); saved weights are it
 
     def __post_init__(self):
@@ -104,7 +104,7 @@ class TrainConfig:
             raise ValueError(f"peak_lr must be a positive number, got {self.peak_lr!r}")
         if self.degradation not in DEGRADATIONS:
             raise ValueError(f"degradation must be one of {', '.join(DEGRADATIONS)}, got {self.degradation!r}")
-        if self.degradation == "real" and self.patch % 16:
+        if self.degradation != "bicubic" and self.patch % 16:
             raise ValueError(f"the real-photo degradations need a patch that is a multiple of 16 (JPEG's "
                              f"macroblocks), got {self.patch}")
         if not 0 <= self.ema < 1:
@@ -153,8 +153,8 @@ def draw_batch(tc: TrainConfig, data: dict, step):
     to the HR crops, all on the device, from a key that depends only on (seed, step)."""
     key = jax.random.fold_in(jax.random.key(tc.seed), step)
     lr, hr = random_crops(data, key, tc.batch, tc.patch, tc.model.scale)
-    if tc.degradation == "real":
-        lr = degrade_batch(jax.random.fold_in(key, 1), lr, hr, tc.model.scale)
+    if tc.degradation != "bicubic":
+        lr = degrade_batch(jax.random.fold_in(key, 1), lr, hr, tc.model.scale, CHAINS[tc.degradation])
     return lr, hr
 
 
@@ -512,8 +512,8 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, help="linear warm-up steps (default 200)")
     ap.add_argument("--seed", type=int, help="seed of the initial weights and of every batch (default 0)")
     ap.add_argument("--degrade", choices=DEGRADATIONS,
-                    help="LR inputs: MATLAB bicubic (default), or real: the real-photo chain of accel/degrade.py "
-                         "(blur, resize, noise, JPEG, twice) on the device")
+                    help="LR inputs: MATLAB bicubic (default), or a chain of accel/degrade.py on the device: real "
+                         "(blur, resize, noise, JPEG, twice) or photo (milder: mostly once, as phones and the web)")
     ap.add_argument("--ema", type=float, help="decay of an EMA of the weights, which is what is saved (e.g. 0.999; "
                                               "default 0: none)")
     ap.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
