@@ -153,7 +153,7 @@ def _merge_and_run(graphdef, state, lr, mask):
 # One jitted entry per convolution path (accel/autotune.py). Plain jax.jit over (graphdef, state), not
 # nnx.jit: nnx.jit hands the module's state back as fresh outputs on every call, a copy of all weights
 # (62 MB for the official model) per call.
-_JITTED = {path: autotune.jit(_merge_and_run, path, static_argnums=0) for path in autotune.OPTIONS}
+_JITTED = {path: autotune.jit(_merge_and_run, path, static_argnums=0) for path in autotune.PATHS}
 
 
 _RUN: set = set()   # (model, input shape, masked) run at least once in this process: compiled

@@ -1,23 +1,13 @@
 """Per-size-class choice of the convolution path, measured like cuDNN's benchmark mode.
 
-XLA:CPU can run RCAN's 3×3 convolutions four ways here: its own direct convolution (Eigen, "xla"),
-the same through YNNPACK (its dot fusions switched on for that compilation, "ynn"), or as Winograd
-F(4×4, 3×3) (accel/winograd.py: 2.25× fewer multiplications, ≈ 4e-6 relative error per convolution)
-with XLA's default fusions ("winograd") or with YNNPACK's dot fusions, which take in the bias add
-after the 36 GEMMs ("winograd-ynn"); in bfloat16, as Winograd F(2×2, 3×3) with bfloat16 GEMMs summed in
-float32 ("winograd2", runs/experiments/bf16_conv_paths.py), and, on a CPU with AVX512-BF16, as the
-project's own C++ kernels on the bfloat16 dot instructions ("kernel-direct", on AMX tiles where the CPU has
-them, "kernel-winograd2":
-accel/cpu_kernel.py; XLA's bfloat16 GEMMs at 64 channels run no faster than its float32 ones, those kernels
-near the instructions' peak); in float32, on a CPU with AVX-512, also as the project's F(4×4) kernel with
-its transforms and GEMMs fused in cache ("kernel-winograd4"). Of XLA's paths none wins everywhere on the
-project's 2-core CPU (accel/PERFORMANCE.md): at 64 channels "winograd-ynn" is fastest from 32×32 to 256×256
-(1.8× XLA's at 128×128), but at 32 channels YNNPACK's direct convolution wins on 64×64 and 512×512 inputs;
-where the CPU runs the kernels, "kernel-winograd4" wins from 24×24 up (at 16×16 "winograd-ynn" still did),
-but not every CPU runs them. So the
-first forward of a shape times a short chain of the model's own convolutions every way, interleaved,
-and keeps the fastest; where the chain's two fastest are within RECHECK_MARGIN, the caller's model runs
-both ways and decides (the chain's margins are smaller than the model's, and noise can flip them).
+The paths are accel/convpaths.py's records: XLA's own convolution (with or without YNNPACK, and in NCHW on
+a GPU), Winograd F(4×4) and F(2×2) written in XLA (accel/winograd.py), and the project's C++ kernels
+(accel/cpu_kernel.py). None wins everywhere: which is fastest depends on the CPU (its vector and bfloat16
+instructions, whether it has AMX), the channels, the image size and the dtype (`python -m accel.bench --conv
+64 --sizes 64 128 256` shows one CPU's ranking; accel/PERFORMANCE.md the models'). So the first forward of a
+size class times a short chain of the model's own convolutions every way, interleaved, and keeps the
+fastest; where the chain's two fastest are within RECHECK_MARGIN, the caller's model runs both ways and
+decides (the chain's margins are smaller than the model's, and noise can flip them).
 Decisions are kept per process and, once runtime.configure() names a cache folder, on disk beside the
 compilation cache, keyed by the machine (CPU model, cores, the flags that matter: AVX-512, bfloat16 dot
 units, AMX) and the jax version. A decision is written to disk only when its timing was steady (the
@@ -30,24 +20,17 @@ one without both readings in bounds (or a close call without the model's times) 
 The paths sum in different orders (outputs differ by ~1e-6 relative; Winograd ~4e-6). The decision is
 keyed by the per-sample size class (√(H·W) to the nearest power of two: size_class), channels and dtype, not
 the batch, so a batch split over several devices takes the same path as on one device and gives the same
-numbers, and an image of a new size but a known class reuses the decision: it pays only its compile. F(2×2), whose coefficients
-are at most 1, is offered for bfloat16 only. F(4×4) is offered for both, but its GEMMs stay in float32
-(its transforms multiply by up to 25 and 8, too much for bfloat16's 8-bit mantissa): for a bfloat16
-model it is what XLA does with a bfloat16 convolution on a CPU (float32 arithmetic, the output rounded
-to bfloat16) with 2.25× fewer multiplications, and where the bfloat16 dot units do not make up for
-F(2×2)'s 1.8× the multiplications and Winograd-domain data of F(4×4), it wins (accel/PERFORMANCE.md).
+numbers, and an image of a new size but a known class reuses the decision: it pays only its compile.
 
-On a GPU the same measurement chooses between XLA's convolution (cuDNN, in the layout XLA picks: "xla"),
-the same forced to NCHW ("xla-nchw", torch's fastest float32 layout on an H100) and Winograd F(4×4, 3×3)
-as GEMMs ("winograd": on an H100 the fastest float32 path at 64×64, with a fifth of cuDNN's device memory
-there, and half its speed at 256×256: accel/PERFORMANCE.md, "GPU"). There every path within
+On a GPU the same measurement chooses between XLA's convolution ("xla", cuDNN in the layout XLA picks),
+the same forced to NCHW ("xla-nchw") and Winograd F(4×4, 3×3) as GEMMs ("winograd", whose GEMMs need no
+cuDNN workspace: at small inputs it can be as fast with a fraction of the device memory). There every path within
 DEVICE_RECHECK_MARGIN of the chain's fastest runs in the model, and device memory weighs in: of the paths
 within MEMORY_MARGIN of the fastest, the one whose compiled forward has the fewest temporaries is taken.
 Decisions there are keyed by the GPU too.
 
-The model's `conv` setting (load_model(conv=...), the CLIs' --conv, default RCAN_CONV or auto) is
-auto | xla | xla-nchw | ynn | winograd | winograd-ynn | winograd2 | kernel-direct | kernel-winograd2 | kernel-winograd4;
-anything but auto fixes the path.
+The model's `conv` setting (load_model(conv=...), the CLIs' --conv, default RCAN_CONV or auto) is auto or a
+path of convpaths.PATHS, which fixes it.
 """
 from __future__ import annotations
 
@@ -67,32 +50,13 @@ from jax import lax
 
 from reference.files import atomic_write
 
-from . import cpu_kernel, hardware, runtime, winograd
+from . import convpaths, cpu_kernel, hardware, runtime
+from .convpaths import PATHS
 
-# path -> XLA compiler options for its compilation; "winograd…" paths also trace under winograd.enabled().
-OPTIONS = {
-    "xla": {},
-    # cuDNN's convolutions in NCHW (XLA:GPU otherwise picks the layout per dtype; torch's fastest float32
-    # layout on an H100 is NCHW).
-    "xla-nchw": {"xla_gpu_force_conv_nchw": True},
-    "ynn": {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"},
-    "winograd": {},
-    "winograd-ynn": {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"},
-    "winograd2": {},
-    "kernel-direct": {},
-    "kernel-winograd2": {},
-    "kernel-winograd4": {},
-}
-# The scheme each path traces with (accel/winograd.py); F(2×2) is the bfloat16 one, "kernel-…" the custom
-# calls of accel/cpu_kernel.py.
-SCHEME = {"winograd": "f4", "winograd-ynn": "f4", "winograd2": "f2", **{k: k for k in winograd.KERNELS}}
-# Paths that exist on a CPU only (XLA:CPU's options, or a CPU custom call), or on a GPU only (XLA:GPU's).
-CPU_ONLY = {"ynn", "winograd-ynn", *winograd.KERNELS}
-GPU_ONLY = {"xla-nchw"}
 _decided: dict[str, str] = {}
 
 
-SETTINGS = ("auto", *OPTIONS)
+SETTINGS = ("auto", *PATHS)
 SPREAD_LIMIT = 0.15   # (median - best) / best of the winner's timed runs, above which nothing is persisted
 BUSY_LIMIT = 0.10     # share of our cores' CPU time others took while timing, above which nothing is persisted
 ATTEMPTS = 3          # measurements of a shape before an unsteady decision is kept for this process only
@@ -129,11 +93,12 @@ def check_setting(value: str, dtype=None) -> str:
         return value
     backend = jax.default_backend()
     if not runs_on(value, backend):
-        raise ValueError(f"conv {value} runs on a {'CPU' if value in CPU_ONLY else 'GPU'} only: on a {backend} "
+        where = " or ".join(b.upper() for b in PATHS[value].backends)
+        raise ValueError(f"conv {value} runs on a {where} only: on a {backend} "
                          f"use one of {', '.join(('auto', *paths(dtype)))}")
-    if value in winograd.KERNELS and cpu_kernel.serves(winograd.KERNELS[value], dtype) \
-            and not cpu_kernel.available(winograd.KERNELS[value]):
-        raise ValueError(f"conv {value} cannot run here: {cpu_kernel.unavailable(winograd.KERNELS[value])}; "
+    kernel = PATHS[value].kernel
+    if kernel is not None and cpu_kernel.serves(kernel, dtype) and not cpu_kernel.available(kernel):
+        raise ValueError(f"conv {value} cannot run here: {cpu_kernel.unavailable(kernel)}; "
                          "use auto")
     if value not in paths(dtype):
         raise ValueError(f"conv {value} is not offered for {jnp.dtype(dtype).name}: "
@@ -141,9 +106,7 @@ def check_setting(value: str, dtype=None) -> str:
     return value
 
 
-def runs_on(path: str, backend: str) -> bool:
-    """Whether this path exists on this jax backend ("cpu", "gpu", "tpu")."""
-    return (path not in CPU_ONLY or backend == "cpu") and (path not in GPU_ONLY or backend == "gpu")
+runs_on = convpaths.runs_on
 
 
 @functools.cache   # read once: choose() runs on every forward call
@@ -214,8 +177,8 @@ def _chain(x, w, b, rounds: int = 3):
     of buffers inside one call count as they do there (a lone call also pays for fresh pages, which
     would wrongly count against Winograd's larger intermediates on small images)."""
     def conv(x):
-        if winograd.applies(w.shape):
-            return winograd.square_conv(x, w, b)
+        if convpaths.applies(w.shape):
+            return convpaths.square_conv(x, w, b)
         return lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) + b
 
     def rcab(x, _):
@@ -228,22 +191,17 @@ def _chain(x, w, b, rounds: int = 3):
 def jit(fun, path: str, **kwargs):
     """fun jit-compiled for one convolution path (its compiler options; Winograd traced in where asked)."""
     def traced(*args):
-        with winograd.enabled(SCHEME.get(path)):
+        with convpaths.enabled(path):
             return fun(*args)
-    return jax.jit(traced, compiler_options=OPTIONS[path] or None, **kwargs)
+    return jax.jit(traced, compiler_options=PATHS[path].options or None, **kwargs)
 
 
 def paths(dtype, channels: int | None = None) -> list[str]:
-    """The paths worth timing for this dtype: F(2×2) (bfloat16 GEMMs) for bfloat16 only; a C++ kernel for
-    the dtypes it serves on a CPU that has its instructions (and a compiler to build it), and, given the
-    channels, only where its register tiles fit them."""
+    """The paths worth timing for this dtype here (convpaths.offered): F(2×2) (bfloat16 GEMMs) for bfloat16
+    only; a C++ kernel for the dtypes it serves on a CPU that runs its build, and, given the channels, only
+    where its register tiles fit them."""
     backend = jax.default_backend()
-
-    def kernel_runs(scheme):
-        return cpu_kernel.serves(scheme, dtype) and backend == "cpu" \
-            and (channels is None or cpu_kernel.fits(scheme, channels, channels)) and cpu_kernel.available(scheme)
-    return [p for p in OPTIONS if (SCHEME.get(p) != "f2" or jnp.dtype(dtype) != jnp.float32) and runs_on(p, backend)
-            and (p not in winograd.KERNELS or kernel_runs(winograd.KERNELS[p]))]
+    return [p for p in PATHS if convpaths.offered(p, dtype, backend, channels)]
 
 
 def time_paths(names, batch: int, height: int, width: int, channels: int, dtype) -> dict[str, list[float]]:
@@ -337,7 +295,7 @@ def _key(height: int, width: int, channels: int, dtype) -> str:
     # The candidates are part of the key, and the kernels' code where one is a candidate: a decision made
     # before a path existed, or with an older kernel, is measured again.
     offered = paths(dtype, channels)
-    kernels = f"|kernels {cpu_kernel.sources_digest()}" if any(p in winograd.KERNELS for p in offered) else ""
+    kernels = f"|kernels {cpu_kernel.sources_digest()}" if any(p in convpaths.KERNEL_PATHS for p in offered) else ""
     return (f"{_machine()}|side 2^{size_class(height, width)}x{channels}|{jnp.dtype(dtype).name}"
             f"|{','.join(offered)}{kernels}")
 
@@ -350,7 +308,7 @@ def decided(height: int, width: int, channels: int, dtype) -> bool:
 
 def choose(batch: int, height: int, width: int, channels: int, dtype, setting: str = "auto",
            recheck=None, memory=None) -> str:
-    """The convolution path for this per-device batch shape (a key of OPTIONS); setting as check_setting.
+    """The convolution path for this per-device batch shape (a key of convpaths.PATHS); setting as check_setting.
 
     recheck (optional): names -> {name: [seconds of the caller's model forward]}; when the chain's top two
     within RECHECK_MARGIN of the fastest (off a CPU: all its paths within DEVICE_RECHECK_MARGIN) are two or

@@ -19,7 +19,7 @@ from flax import nnx
 
 from reference.config import RCANConfig
 
-from . import winograd
+from . import convpaths, winograd
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,17 +34,17 @@ LOOPS = {"unrolled": Loops(False, False), "scan": Loops(True, True), "mixed": Lo
 
 class Conv(nnx.Conv):
     """nnx.Conv ('SAME', stride 1) whose 3×3 convolutions run as Winograd (or one of the C++ kernels) when the
-    forward is traced under winograd.enabled() and winograd.applies() to them (accel/winograd.py, the path
+    forward is traced under convpaths.enabled() and convpaths.applies() to them (accel/convpaths.py, the path
     chosen by accel/autotune.py)."""
 
     def __call__(self, inputs, pooled: bool = False):
         """pooled: return (output, its mean over H and W in float32), which the C++ Winograd kernels take as
         they write the output (channel attention's pooling without another pass over it)."""
         plain = self.padding == "SAME" and self.strides in (1, (1, 1)) and self.kernel_dilation in (1, (1, 1))
-        if plain and self.feature_group_count == 1 and winograd.applies(self.kernel.shape):
+        if plain and self.feature_group_count == 1 and convpaths.applies(self.kernel.shape):
             bias = self.bias[...] if self.bias is not None else None
             x, kernel, bias = self.promote_dtype((inputs, self.kernel[...], bias), dtype=self.dtype)
-            return winograd.square_conv(x, kernel, bias, pooled)
+            return convpaths.square_conv(x, kernel, bias, pooled)
         return winograd.with_pooling(super().__call__(inputs), pooled)
 
 

@@ -36,6 +36,7 @@ from reference.weights import read_metadata, stages
 
 from . import evidence
 from .api import DEFAULT_MODEL, SHIPPED, model_weights, shipped_card
+from .degrade import CHAINS
 
 # Multiply-adds of the traced NumPy run (a few seconds on a CPU core): its region is the centre square
 # that costs about this much, at most 256 pixels a side (compact model: 256, deep: 72, official: 40).
@@ -53,7 +54,7 @@ def _centre(a: np.ndarray, size: int) -> tuple[np.ndarray, str]:
 
 
 def _degradation(meta: dict) -> str:
-    """The degradation a weights file was trained for: "real" (accel/degrade.py's chain) or "bicubic"."""
+    """The degradation a weights file was trained for: "bicubic", or a chain of accel/degrade.py ("real", "photo")."""
     try:
         return json.loads(meta.get("train_config", "{}")).get("degradation", "bicubic")
     except ValueError:
@@ -65,8 +66,9 @@ def _training_data(meta: dict) -> str:
     official checkpoints."""
     if meta.get("data"):
         folders = " + ".join(Path(d).name for d in meta["data"].split())
-        how = ("made into blurred, noisy, resized and JPEG-compressed inputs (accel/degrade.py; a fifth kept "
-               "clean bicubic)" if _degradation(meta) == "real" else "shrunk with bicubic for the input")
+        chain = _degradation(meta)
+        how = (f"made into blurred, noisy, resized and JPEG-compressed inputs (accel/degrade.py, the {chain} chain; "
+               f"{CHAINS[chain].clean:.0%} kept clean bicubic)" if chain in CHAINS else "shrunk with bicubic for the input")
         return f"{meta.get('n_train_images', '?')} images ({folders}), {how}"
     if meta.get("source_layout"):
         return "DIV2K's 800 training images, per the RCAN paper (official checkpoint)"
@@ -226,8 +228,8 @@ def _section_task(record: dict, cfg: RCANConfig, links: dict) -> list[str]:
              f"You are doing **single-image super-resolution (SISR) ×{s}**: from one low-resolution image, "
              f"estimate the image with {s}× the height and {s}× the width. "
              + ("The model was fine-tuned for photos as people have them: high-resolution images blurred, "
-                "resized, made noisy and JPEG-compressed (twice, in random amounts) before they were shrunk, "
-                "the target kept clean." if w.get("degradation") == "real" else
+                "resized, made noisy and JPEG-compressed (in random amounts) as they were shrunk, "
+                "the target kept clean." if w.get("degradation") in CHAINS else
                 "The model was trained for the bicubic (BI) degradation: high-resolution images shrunk with "
                 "bicubic interpolation."), ""]
     if inp:
@@ -317,7 +319,7 @@ def _limits(sc: dict, w: dict) -> list[str]:
     for r in rows:
         lines.append(f"| {r['input']} | {r['bicubic_psnr']:.2f} dB | {r['model_psnr']:.2f} dB | {r['gain']:+.2f} dB |")
     base = rows[0]["gain"]
-    real = w.get("degradation") == "real"
+    real = w.get("degradation") in CHAINS
     lines += ["", "The gain over bicubic goes from " + f"{base:+.2f} dB to "
               + " and ".join(f"{r['gain']:+.2f} dB ({r['input']})" for r in rows[1:])
               + (": these weights were fine-tuned on such inputs, at some cost on clean bicubic ones (for a "

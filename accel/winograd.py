@@ -17,9 +17,6 @@ Float32 error: ≈ 4e-6 relative per convolution (tests/test_accel.py measures i
 """
 from __future__ import annotations
 
-import contextlib
-import contextvars
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -60,50 +57,6 @@ SCHEMES = {"f4": (BT, G, AT), "f2": (BT2, G2, AT2)}
 # operands stay in cache (YNNPACK's fused GEMMs at 256×256: 33–37 ms per conv whole, 19–20 ms in strips
 # of 512 or 1024 tiles); up to MAX_TILES whole (at 128×128, 1024 tiles: 3.0 ms per conv, 3.3 in strips).
 MAX_TILES = 1024
-_ACTIVE = contextvars.ContextVar("rcan_winograd", default=None)
-
-
-# Schemes of accel/cpu_kernel.py's C++ kernels (its custom calls, not this module's XLA code): the bfloat16
-# direct and F(2×2) convolutions, and F(4×4) in float32 with its three steps fused.
-KERNELS = {"kernel-direct": "direct", "kernel-winograd2": "winograd2", "kernel-winograd4": "winograd4"}
-
-
-@contextlib.contextmanager
-def enabled(scheme: str | None = "f4"):
-    """Within this block, models traced run the 3×3 convolutions that applies() through square_conv with this
-    scheme ("f4", "f2" or one of KERNELS; None: not at all)."""
-    token = _ACTIVE.set(scheme)
-    try:
-        yield
-    finally:
-        _ACTIVE.reset(token)
-
-
-def applies(kernel_shape) -> bool:
-    """Whether a SAME, stride-1 conv with this HWIO kernel runs as Winograd (or a C++ kernel) in the current trace.
-
-    Here the square convolutions of the body qualify (≈ 99 % of the official model's work): the head and
-    tail have 3 channels on one side (a GEMM that thin gains nothing) and the upsampler's 4× wider output
-    would quadruple the Winograd-domain memory. The C++ kernels (KERNELS) keep that data in cache, so they
-    take the upsampler too wherever its channels tile (4 % of the deep model's work, 11 % of the compact
-    one's, which XLA's convolution ran at a third of the kernel's speed).
-    """
-    scheme = _ACTIVE.get()
-    if scheme is None or tuple(kernel_shape[:2]) != (3, 3):
-        return False
-    if scheme in KERNELS:
-        from . import cpu_kernel   # imported on use (it imports this module)
-        return cpu_kernel.fits(KERNELS[scheme], kernel_shape[2], kernel_shape[3])
-    return kernel_shape[2] == kernel_shape[3]
-
-
-def square_conv(x, kernel, bias=None, pooled: bool = False):
-    """A convolution that applies(): Winograd with the enabled scheme (square), or one of the C++ kernels.
-    pooled: return (y, its mean over H and W) (see pooled())."""
-    if _ACTIVE.get() in KERNELS:
-        from . import cpu_kernel   # imported on use (it imports this module)
-        return cpu_kernel.conv3x3(x, kernel, bias, KERNELS[_ACTIVE.get()], pooled=pooled)
-    return with_pooling(conv3x3(x, kernel, bias), pooled)
 
 
 def with_pooling(y, pooled: bool = True):
@@ -165,10 +118,10 @@ def conv3x3(x, kernel, bias=None, max_tiles: int | None = None, scheme: str | No
     max_tiles / 2 tiles, one after another (the GEMMs' operands stay in cache; default MAX_TILES on a CPU,
     one strip elsewhere: a GPU spreads each op over the whole tensor, and strips would only add kernel
     launches).
-    scheme: "f4" or "f2" (default: the one enabled(), else "f4"). The transforms run in float32 at
-    least, the GEMMs sum in float32, and the output has x's dtype.
+    scheme: a key of SCHEMES ("f4", default, or "f2"). The transforms run in float32 at least, the GEMMs
+    sum in float32, and the output has x's dtype.
     """
-    scheme = scheme or _ACTIVE.get() or "f4"
+    scheme = scheme or "f4"
     if max_tiles is None and jax.default_backend() == "cpu":
         max_tiles = MAX_TILES
     bt, g, at = SCHEMES[scheme]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The measurements behind one "Results per CPU kind" table of accel/PERFORMANCE.md, on an otherwise idle
+# The measurements behind one CPU kind's rows of accel/PERFORMANCE.md, on an otherwise idle
 # machine: `bash runs/cpu_kind.sh` from the repository root (about 25 minutes on 2 cores). Files go to
 # runs/measurements/cpu_<vendor>_<flags>/ (the CPU named by its model line and the flags that decide
 # which paths can win: AVX-512, AVX512-BF16, AMX).

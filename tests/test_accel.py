@@ -224,8 +224,8 @@ SHARD_PROBE = r"""
 import sys, jax, numpy as np, accel
 from reference import RCANConfig, init_weights
 assert jax.device_count() == 4, jax.devices()
-from accel import cpu_kernel, winograd
-scheme = winograd.KERNELS.get(sys.argv[1])
+from accel import convpaths, cpu_kernel
+scheme = convpaths.PATHS[sys.argv[1]].kernel if sys.argv[1] in convpaths.PATHS else None
 if scheme and not cpu_kernel.cpu_has(cpu_kernel.LIBRARY[scheme]):   # the portable build there
     real = cpu_kernel.conv3x3
     cpu_kernel.available = lambda scheme="direct": True
@@ -269,7 +269,7 @@ def test_all_conv_paths_run_and_agree(monkeypatch):
     w = jnp.asarray(rng.normal(size=(3, 3, 64, 64)) * 0.05, jnp.float32)
     b = jnp.asarray(rng.normal(size=(64,)), jnp.float32)
     # (The C++ kernels: tests/test_cpu_kernel.py; the float32 one is among the paths checked below where it runs.)
-    outs = {name: np.asarray(autotune.jit(autotune._chain, name)(x, w, b)) for name in autotune.OPTIONS
+    outs = {name: np.asarray(autotune.jit(autotune._chain, name)(x, w, b)) for name in autotune.PATHS
             if not name.startswith("kernel") and autotune.runs_on(name, "cpu")}
     for name in ("ynn", "winograd", "winograd-ynn"):
         assert not np.array_equal(outs["xla"], outs[name]), name
@@ -528,7 +528,7 @@ def test_autotune_keeps_no_decision_timed_beside_a_busy_neighbour(monkeypatch, t
 def test_autotune_real_measurement_and_fixed_setting(monkeypatch):
     from accel import autotune
     monkeypatch.setattr(autotune, "_decided", {})
-    assert autotune.choose(1, 16, 16, 8, jnp.float32) in autotune.OPTIONS
+    assert autotune.choose(1, 16, 16, 8, jnp.float32) in autotune.PATHS
     times = autotune.time_paths(["ynn", "winograd"], 1, 16, 16, 8, jnp.float32)
     assert sorted(times) == ["winograd", "ynn"] and all(0 < min(t) < 1 and len(t) >= 2 for t in times.values())
     assert autotune.choose(1, 16, 16, 8, jnp.float32, "xla") == "xla"
@@ -706,17 +706,17 @@ def test_bfloat16_winograd_f2_stays_at_bfloat16_accuracy():
 
 
 def test_winograd_replaces_only_square_3x3_convs():
-    """Under winograd.enabled() the model's Cin = Cout 3×3 convs change (different rounding) while the
+    """Under convpaths.enabled() the model's Cin = Cout 3×3 convs change (different rounding) while the
     head (3 → C), the upsampler (C → 4C), the tail and the 1×1 mean shifts stay bit-identical; outside it
     nothing changes."""
-    from accel import winograd
+    from accel import convpaths
     _, model = small()
     x = jnp.asarray(np.random.default_rng(5).normal(size=(1, 9, 10, 16)), jnp.float32)
     rgb = jnp.asarray(np.random.default_rng(6).uniform(0, 255, (1, 9, 10, 3)), jnp.float32)
     layers = {"body conv": (model.body_conv, x), "head": (model.head, rgb), "upsampler": (model.upsampler[0], x),
               "tail": (model.tail, x), "sub_mean": (model.sub_mean, rgb)}
     direct = {name: np.asarray(jax.jit(lambda a, f=f: f(a))(a)) for name, (f, a) in layers.items()}
-    with winograd.enabled():
+    with convpaths.enabled():
         wino = {name: np.asarray(jax.jit(lambda a, f=f: f(a))(a)) for name, (f, a) in layers.items()}
     assert not np.array_equal(wino["body conv"], direct["body conv"])
     assert_close(wino["body conv"], direct["body conv"], 1e-5 * np.abs(direct["body conv"]).max(), 0, "body conv")

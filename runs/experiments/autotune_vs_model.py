@@ -1,4 +1,4 @@
-"""Experiment for accel/PERFORMANCE.md: does the autotune's short chain of convolutions rank the paths as
+"""Experiment for accel/PERFORMANCE.md (history: runs/PERFORMANCE_LOG.md): does the autotune's short chain of convolutions rank the paths as
 the full model does? For one input size and dtype: the chain's time per convolution for every path
 (autotune.time_paths, as the autotune measures it) beside the official ×2 model's forward with that
 path fixed (best of N after a warm-up; random weights), fastest chain first.

@@ -1,4 +1,4 @@
-"""Experiment for accel/PERFORMANCE.md: ways to run one 3×3 conv 64→64 at 128×128 in bfloat16 on a CPU with
+"""Experiment for accel/PERFORMANCE.md (history: runs/PERFORMANCE_LOG.md): ways to run one 3×3 conv 64→64 at 128×128 in bfloat16 on a CPU with
 bfloat16 dot units (AVX512-BF16, AMX), against XLA's own convolution and torch (oneDNN).
 
 Each path gets float32 input and weights and returns float32; "rms" is its RMS error relative to the

@@ -1,4 +1,4 @@
-"""Experiment for accel/PERFORMANCE.md: RCAN body (10 groups x 20 RCABs under lax.scan) with and without the non-conv RCAB ops, 128x128.
+"""Experiment for accel/PERFORMANCE.md (history: runs/PERFORMANCE_LOG.md): RCAN body (10 groups x 20 RCABs under lax.scan) with and without the non-conv RCAB ops, 128x128.
 
 Run: python runs/experiments/body_overhead.py
 """

@@ -1,4 +1,4 @@
-"""Experiment for accel/PERFORMANCE.md: the convolution kernels of accel/cpu_kernel.py against the XLA paths
+"""Experiment for accel/PERFORMANCE.md (history: runs/PERFORMANCE_LOG.md): the convolution kernels of accel/cpu_kernel.py against the XLA paths
 and torch (oneDNN) in the model's setting: a scanned chain of 10 convs 64→64 (each followed by a ReLU),
 in one dtype (bfloat16 or float32) in and out, ms per conv (min / median of 5 interleaved rounds) and
 GFLOP/s counted as the direct convolution's FLOPs (so Winograd's fewer multiplications show as more);
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from jax import lax
 
-from accel import autotune, cpu_kernel, runtime, winograd
+from accel import autotune, convpaths, cpu_kernel, runtime
 from interleaved import compare
 
 C, N = 64, 10
@@ -28,8 +28,8 @@ PATHS = {jnp.bfloat16: ["kernel-direct", "kernel-winograd2", "kernel-winograd4",
 
 
 def conv(x, w, b):
-    if winograd.applies(w.shape):
-        return winograd.square_conv(x, w, b)
+    if convpaths.applies(w.shape):
+        return convpaths.square_conv(x, w, b)
     y = lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
     return (y + b).astype(x.dtype)
 

@@ -1,4 +1,4 @@
-"""Experiment for accel/PERFORMANCE.md: XLA vs YNNPACK conv time for the same pixel count in different N/H/W shapes.
+"""Experiment for accel/PERFORMANCE.md (history: runs/PERFORMANCE_LOG.md): XLA vs YNNPACK conv time for the same pixel count in different N/H/W shapes.
 
 Run: python runs/experiments/conv_shapes.py
 """

@@ -1,4 +1,4 @@
-"""Experiment for accel/PERFORMANCE.md: two versions of the float32 kernel (accel/kernels/winograd4_f32.cc)
+"""Experiment for accel/PERFORMANCE.md (history: runs/PERFORMANCE_LOG.md): two versions of the float32 kernel (accel/kernels/winograd4_f32.cc)
 in one process, run in turns on the same inputs, so that a slow stretch of the shared machine hits both:
 a scanned chain of 10 convs 64→64 (each followed by a ReLU), ms per conv (min / median of 9), and the
 largest difference between the two chains' outputs.

@@ -1,4 +1,4 @@
-"""Experiment for accel/PERFORMANCE.md: the official ×2 model (random weights) in bfloat16 (or float32) with
+"""Experiment for accel/PERFORMANCE.md (history: runs/PERFORMANCE_LOG.md): the official ×2 model (random weights) in bfloat16 (or float32) with
 each named convolution path fixed, one process, the paths taking turns: best of 3 forwards after a warm-up;
 at 64×64 also the largest and mean absolute difference from the float32 model's output through XLA's own
 convolution (0..255 scale).

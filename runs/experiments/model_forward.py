@@ -1,4 +1,4 @@
-"""Experiment for accel/PERFORMANCE.md: one model's float32 forward at one size on one convolution path,
+"""Experiment for accel/PERFORMANCE.md (history: runs/PERFORMANCE_LOG.md): one model's float32 forward at one size on one convolution path,
 best of 4 after a warm-up, in this process. To compare two versions of the code, run it from two checkouts
 in turns (e.g. `git worktree add /tmp/before REV`), so the machine's slow stretches hit both.
 

@@ -1,4 +1,4 @@
-"""Experiment for accel/PERFORMANCE.md: single images of new sizes, one `accel.upscale` process each (as people
+"""Experiment for accel/PERFORMANCE.md (history: runs/PERFORMANCE_LOG.md): single images of new sizes, one `accel.upscale` process each (as people
 run it), from an empty persistent cache: a first image, then three photos of new sizes, then the same three
 again; and a 597×900 photo, then a 620×877 one, twice. Wall time of each process, and its first-run lines.
 

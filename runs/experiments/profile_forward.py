@@ -1,4 +1,4 @@
-"""Experiment for accel/PERFORMANCE.md: where the official ×2 model's CPU forward spends its time, from a
+"""Experiment for accel/PERFORMANCE.md (history: runs/PERFORMANCE_LOG.md): where the official ×2 model's CPU forward spends its time, from a
 jax.profiler trace of one forward (after two warm-up calls): the time per XLA fusion kind (summed over
 its runs, as ms per forward) and how long one, two or no XLA threads were busy.
 

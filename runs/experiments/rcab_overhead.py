@@ -1,4 +1,4 @@
-"""Experiment for accel/PERFORMANCE.md: 20 RCABs vs the same 40 bare convs, 128x128, unrolled.
+"""Experiment for accel/PERFORMANCE.md (history: runs/PERFORMANCE_LOG.md): 20 RCABs vs the same 40 bare convs, 128x128, unrolled.
 
 Run: python runs/experiments/rcab_overhead.py
 """

@@ -1,4 +1,4 @@
-"""Experiment for accel/PERFORMANCE.md: why a float32 forward sometimes takes 2–3× its usual time on the
+"""Experiment for accel/PERFORMANCE.md (history: runs/PERFORMANCE_LOG.md): why a float32 forward sometimes takes 2–3× its usual time on the
 project's 2-core VMs (whole processes or runs of calls; seen in older code as well). One process runs the
 official ×2 model at 64×64 N times under a jax.profiler trace, then prints each call's idle gaps: moments
 between two XLA ops when no op runs on any XLA worker thread. Slow calls have ~1,450 gaps over 50 µs

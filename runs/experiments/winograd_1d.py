@@ -1,4 +1,4 @@
-"""Experiment for accel/PERFORMANCE.md: 1-D Winograd F(4,3) along W with 3x1 convs over H vs lax.conv (S=256 env for 256x256).
+"""Experiment for accel/PERFORMANCE.md (history: runs/PERFORMANCE_LOG.md): 1-D Winograd F(4,3) along W with 3x1 convs over H vs lax.conv (S=256 env for 256x256).
 
 Run: python runs/experiments/winograd_1d.py
 """

@@ -1,4 +1,4 @@
-"""Experiment for accel/PERFORMANCE.md: would Winograd F(3×3, 3×3) (25 multiplications per 9 outputs, between
+"""Experiment for accel/PERFORMANCE.md (history: runs/PERFORMANCE_LOG.md): would Winograd F(3×3, 3×3) (25 multiplications per 9 outputs, between
 F(2×2)'s 16 per 4 and F(4×4)'s 36 per 16) keep bfloat16 GEMM operands accurate enough?
 
 Builds F(3, 3) by Cook-Toom on four finite points and ∞ (Aᵀ and G from the points, Bᵀ solved from the

@@ -1,4 +1,4 @@
-"""Experiment for accel/PERFORMANCE.md: Winograd F(4x4,3x3) for one 64->64 3x3 conv vs lax.conv: error and time of 10 chained convs, and of its parts (S=256 env for 256x256).
+"""Experiment for accel/PERFORMANCE.md (history: runs/PERFORMANCE_LOG.md): Winograd F(4x4,3x3) for one 64->64 3x3 conv vs lax.conv: error and time of 10 chained convs, and of its parts (S=256 env for 256x256).
 
 Run: python runs/experiments/winograd_f4x4.py
 """

@@ -1,4 +1,4 @@
-"""Experiment for accel/PERFORMANCE.md: the 36 batched GEMMs of Winograd F(4x4,3x3) at 128x128 (T=1024 tiles,
+"""Experiment for accel/PERFORMANCE.md (history: runs/PERFORMANCE_LOG.md): the 36 batched GEMMs of Winograd F(4x4,3x3) at 128x128 (T=1024 tiles,
 64->64), 10 chained, with XLA's default fusions and with YNNPACK's dot fusion, by what follows the dot.
 
 Run: PYTHONPATH=. python runs/experiments/winograd_gemm.py   (T=4096 env: 256x256)

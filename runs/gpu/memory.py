@@ -1,4 +1,4 @@
-"""Where accel's device memory goes on a GPU (accel/PERFORMANCE.md, "GPU"): the official ×2 model in full
+"""Where accel's device memory goes on a GPU (accel/PERFORMANCE.md, "GPU"; history in runs/PERFORMANCE_LOG.md): the official ×2 model in full
 float32 at one size, each setting in a fresh process, with the allocator's bytes in use and its peak (jax
 memory_stats, which cannot reset its peak) after each step: model built, forward compiled ahead of time
 (XLA's conv autotuning allocates scratch here unless the persistent cache has the executable), first call,
