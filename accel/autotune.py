@@ -3,11 +3,11 @@
 The paths are accel/convpaths.py's records: XLA's own convolution (with or without YNNPACK, and in NCHW on
 a GPU), Winograd F(4×4) and F(2×2) written in XLA (accel/winograd.py), and the project's C++ kernels
 (accel/cpu_kernel.py). None wins everywhere: which is fastest depends on the CPU (its vector and bfloat16
-instructions, whether it has AMX), the channels, the image size and the dtype (`python -m accel.bench --conv
-64 --sizes 64 128 256` shows one CPU's ranking; accel/PERFORMANCE.md the models'). So the first forward of a
-size class times a short chain of the model's own convolutions every way, interleaved, and keeps the
-fastest; where the chain's two fastest are within RECHECK_MARGIN, the caller's model runs both ways and
-decides (the chain's margins are smaller than the model's, and noise can flip them).
+instructions, whether it has AMX), the channels, the image size and the dtype (one CPU's ranking:
+`python -m accel.bench --conv-channels 64 --sizes 64 128 256`; the models': accel/PERFORMANCE.md). So the
+first forward of a size class times a short chain of the model's own convolutions every way, interleaved,
+and keeps the fastest; where the chain's two fastest are within RECHECK_MARGIN, the caller's model runs
+both ways and decides (the chain's margins are smaller than the model's, and noise can flip them).
 Decisions are kept per process and, once runtime.configure() names a cache folder, on disk beside the
 compilation cache, keyed by the machine (CPU model, cores, the flags that matter: AVX-512, bfloat16 dot
 units, AMX) and the jax version. A decision is written to disk only when its timing was steady (the

@@ -39,7 +39,7 @@ from pathlib import Path
 
 from reference import cli
 
-from . import hardware, runtime
+from . import hardware, options, runtime
 
 IMPLS = ("reference", "accel", "accel-tf32", "accel-bf16", "torch", "torch-nchw", "torch-tf32", "torch-bf16")
 GPU_IMPLS = ["accel", "accel-tf32", "accel-bf16", "torch-nchw", "torch", "torch-tf32", "torch-bf16"]
@@ -394,7 +394,7 @@ def parser() -> argparse.ArgumentParser:
                                                           "fresh processes (medians over all rounds)")
     ap.add_argument("--xla-flags", help="extra XLA_FLAGS for the accel cases")
     ap.add_argument("--loops", choices=["scan", "mixed", "unrolled"], help="accel block loops (default: accel's)")
-    ap.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    options.json_output(ap)
     ap.add_argument("--upscale", metavar="WxH", help="instead: time python -m accel.upscale on a WxH image and "
                                                      "report its peak memory (e.g. 2000x1500)")
     ap.add_argument("--weights", help="with --upscale: weights to pass (default: each shipped model in turn, "
@@ -403,8 +403,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--folder", metavar="DIR", help="instead: upscale a folder twice (empty cache, then cached): "
                                                     "wall vs model time, compiled shapes, images/s, peak memory")
     ap.add_argument("--compile", action="store_true", help="instead: accel's cold and cached compile times")
-    ap.add_argument("--conv", type=int, metavar="CHANNELS", help="instead: one 3×3 conv (CHANNELS → CHANNELS) at "
-                                                                  "each size, by each CPU convolution path")
+    ap.add_argument("--conv-channels", type=int, metavar="C", help="instead: one 3×3 conv (C → C channels) at each "
+                                                                   "size, by each convolution path")
     ap.add_argument("--table", metavar="JSON", help="instead: print the table of a saved --json result")
     ap.add_argument("--case", nargs=4, metavar=("IMPL", "MODEL", "SIZE", "REPEATS"), help=argparse.SUPPRESS)
     return ap
@@ -427,8 +427,8 @@ def main(argv=None) -> int:
     if args.compile:
         print(json.dumps([bench_compile(m, int(s)) for m in args.models for s in args.sizes], indent=2))
         return 0
-    if args.conv:
-        print(json.dumps([bench_conv(args.conv, int(s)) for s in args.sizes], indent=2))
+    if args.conv_channels:
+        print(json.dumps([bench_conv(args.conv_channels, int(s)) for s in args.sizes], indent=2))
         return 0
     if args.folder:
         print(json.dumps(bench_folder(args.folder, args.weights, args.upscale_args.split()), indent=2))

@@ -18,18 +18,16 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
 from reference import cli
-from reference.config import SCALES
 from reference.metrics import imresize, modcrop, psnr, quantize, ssim
 
-from . import autotune, degrade_eval, distributed, runtime
+from . import autotune, degrade_eval, distributed, options, runtime
 from .api import SHIPPED, load_model
-from .choose import Choice, choose
+from .choose import QUALITY_THRESHOLD, Choice, choose
 from .images import IMAGE_SUFFIXES
 from .inference import super_resolve
 from .model import RCAN
@@ -216,12 +214,12 @@ def table(result: dict) -> str:
 def main(argv=None) -> int:
     ap = cli.parser("python -m accel.evaluate", __doc__)
     ap.add_argument("--hr", required=True, help="folder of HR (ground truth) images")
-    ap.add_argument("--scale", type=int, required=True, choices=SCALES, help="upscaling factor")
+    options.scale(ap, required=True)
     ap.add_argument("--sr", help="folder of SR images to score (no model run)")
-    ap.add_argument("--weights", help="weights to run (canonical .safetensors or .pt/.pth); default: a shipped model")
-    ap.add_argument("--model", choices=["auto", *SHIPPED], default="auto",
-                    help="the shipped model to run; auto (default): the one rcan-upscale picks for each input "
-                         "(deep for the lossless bicubic LR, real for a JPEG below quality 80)")
+    options.weights(ap, model_help="the shipped model to run; auto (default): the one rcan-upscale picks for each "
+                                   f"input (deep for the lossless bicubic LR, real for a JPEG below quality "
+                                   f"{QUALITY_THRESHOLD})",
+                    weights_help="weights to run (canonical .safetensors or .pt/.pth); default: a shipped model")
     ap.add_argument("--lr", help="folder of LR inputs (default: made from HR with MATLAB bicubic)")
     ap.add_argument("--degrade", nargs="?", type=int, const=0, metavar="SEED",
                     help="make each LR a degraded photo of its HR (Gaussian blur σ 0.2–1.2, MATLAB bicubic, noise "
@@ -230,13 +228,11 @@ def main(argv=None) -> int:
                                                      "(<name>_q<quality>.jpg), e.g. to run rcan-upscale on them")
     ap.add_argument("--chop", action="store_true", help="official forward_chop (4 overlapping quadrants)")
     ap.add_argument("--ensemble", action="store_true", help="RCAN+: mean over the 8 flips/transposes")
-    ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
-                    help="compute precision; bfloat16 costs under 0.01 dB on Set5 (accel/PERFORMANCE.md)")
-    ap.add_argument("--conv", choices=autotune.SETTINGS, default=autotune.env_setting(),
-                    help="convolution path (default: $RCAN_CONV or auto: timed once per size class; on a GPU of "
-                         "near-equal paths the one with less device memory, accel/PERFORMANCE.md)")
-    ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    options.dtype(ap, auto=False, help="compute precision (default float32: scores are the model's own; bfloat16 "
+                                       "costs under 0.01 dB on Set5, accel/weights/precision.json)")
+    options.conv(ap)
+    options.json_output(ap, help="print one JSON object instead of the table")
+    options.quiet(ap)
     distributed.add_options(ap)
     args = ap.parse_args(argv)
     distributed.initialize(ap, args)
@@ -250,7 +246,7 @@ def main(argv=None) -> int:
     if args.save_lr and args.degrade is None:
         ap.error("--save-lr writes the degraded inputs: it needs --degrade")
     runtime.configure_from_env()
-    dtype = jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32
+    dtype = options.DTYPES[args.dtype]
     try:   # a path this dtype or device cannot run is a usage error, whatever the weights
         autotune.check_setting(args.conv, dtype)
     except ValueError as e:

@@ -29,12 +29,12 @@ from PIL import Image
 
 import reference
 from reference import cli, explain
-from reference.config import PRESETS, SCALES, RCANConfig
+from reference.config import PRESETS, RCANConfig
 from reference.files import atomic_write
 from reference.metrics import imresize, modcrop, quantize
 from reference.weights import read_metadata, stages
 
-from . import evidence
+from . import evidence, options
 from .api import DEFAULT_MODEL, SHIPPED, model_weights, shipped_card
 from .degrade import CHAINS
 
@@ -553,7 +553,7 @@ def generic_record(config: RCANConfig, size: int = 64, label: str = "") -> dict:
 def main(argv=None) -> int:
     ap = cli.parser("python -m accel.report", __doc__)
     ap.add_argument("--preset", choices=sorted(PRESETS), default="deep", help="model size (default deep)")
-    ap.add_argument("--scale", type=int, default=2, choices=SCALES, help="upscaling factor")
+    options.scale(ap, default=2)
     ap.add_argument("--size", type=int, default=64, help="input size for the shape table")
     args = ap.parse_args(argv)
     if not 8 <= args.size <= 65536:

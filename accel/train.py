@@ -52,7 +52,7 @@ except ImportError as e:   # the `train` extra
     raise SystemExit(f"error: training needs {e.name}: pip install 'rcan-threeways[train]'") from None
 
 from reference import cli
-from reference.config import PRESETS, SCALES, RCANConfig, known_fields
+from reference.config import PRESETS, RCANConfig, known_fields
 from reference.files import atomic_write
 from reference.metrics import imresize, modcrop, psnr, quantize
 from reference.weights import (
@@ -63,7 +63,7 @@ from reference.weights import (
     stages,
 )
 
-from . import distributed, hardware, params, runtime
+from . import distributed, hardware, options, params, runtime
 from .api import model_from_weights
 from .data import TrainingImages, list_images, random_crops, read_rgb
 from .degrade import CHAINS, degrade_batch
@@ -499,7 +499,7 @@ def main(argv=None) -> int:
     ap = cli.parser("python -m accel.train", __doc__)
     ap.add_argument("--data", nargs="+", required=True, help="folders (or files) of HR training images")
     ap.add_argument("--exclude", nargs="*", default=[], help="image stems or names to leave out (e.g. 302003)")
-    ap.add_argument("--scale", type=int, choices=SCALES, help="upscaling factor (default 2)")
+    options.scale(ap, help="upscaling factor (default 2)")
     ap.add_argument("--preset", choices=sorted(PRESETS), help="model size preset (default compact)")
     ap.add_argument("--config", help="RCANConfig fields as JSON over the preset, e.g. '{\"n_resgroups\": 2}'")
     ap.add_argument("--steps", type=steps_option,
@@ -516,7 +516,7 @@ def main(argv=None) -> int:
                          "(blur, resize, noise, JPEG, twice) or photo (milder: mostly once, as phones and the web)")
     ap.add_argument("--ema", type=float, help="decay of an EMA of the weights, which is what is saved (e.g. 0.999; "
                                               "default 0: none)")
-    ap.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
+    options.dtype(ap, auto=False,
                     help="convolution precision; weights, optimizer and loss stay float32")
     ap.add_argument("--loops", choices=["unrolled", "scan", "mixed"],
                     help="block loops (default: unrolled on CPU, scan on accelerators)")
@@ -533,7 +533,7 @@ def main(argv=None) -> int:
     ap.add_argument("--stop-after", type=int, help="stop after this many steps of this run")
     ap.add_argument("--time-budget", type=float, help="seconds for this whole run (data, compile, training, the "
                                                        "final validation and save); stops early with a checkpoint")
-    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    options.quiet(ap)
     distributed.add_options(ap)
     args = ap.parse_args(argv)
     distributed.initialize(ap, args)

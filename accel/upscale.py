@@ -37,12 +37,11 @@ from PIL import Image
 from tqdm import tqdm
 
 from reference import cli
-from reference.config import SCALES
 from reference.weights import WeightsError
 
-from . import autotune, distributed, folder, precision, runtime
-from .api import BICUBIC_OF, REAL_OF, SHIPPED, first_run, load_model
-from .choose import Choice, choose
+from . import autotune, distributed, folder, options, precision, runtime
+from .api import BICUBIC_OF, REAL_OF, first_run, load_model
+from .choose import QUALITY_THRESHOLD, Choice, choose
 from .images import (
     FORMATS,
     IMAGE_SUFFIXES,
@@ -316,14 +315,14 @@ def parser():
     ap = cli.parser("python -m accel.upscale", __doc__)
     ap.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="images, or folders to walk for images")
     ap.add_argument("-o", "--output", help="output file (one input) or folder (several inputs, or a folder)")
-    ap.add_argument("--model", choices=["auto", *SHIPPED], default="auto",
-                    help="a shipped model; auto (default): from each file, a JPEG below quality 80 or a lossy WebP "
-                         "gets real, a lossless file deep (the first line says which and why)")
+    options.weights(ap, model_help=f"a shipped model; auto (default): from each file, a JPEG below quality "
+                                   f"{QUALITY_THRESHOLD} or a lossy WebP gets real, a lossless file deep (the first "
+                                   "line says which and why)",
+                    weights_help="canonical .safetensors or official .pt/.pth instead of a shipped model")
     ap.add_argument("--strength", type=float, help="0..1: interpolate the weights between the bicubic model (0) and "
                                                    "its real-photo twin (1): how much JPEG, blur and noise is "
                                                    "cleaned (default: the model's own, 0 for deep, 1 for real)")
-    ap.add_argument("--weights", help="canonical .safetensors or official .pt/.pth instead of a shipped model")
-    ap.add_argument("--scale", type=int, choices=SCALES, help="upscaling factor; must match the weights")
+    options.scale(ap, help="upscaling factor; must match the weights")
     ap.add_argument("--suffix", help="output name suffix: <stem>_<suffix>.<ext> (default x<scale>, or x<outscale>; "
                                      "'' for none)")
     ap.add_argument("--format", type=str.lower, choices=sorted(FORMATS),
@@ -340,19 +339,17 @@ def parser():
     ap.add_argument("--chop", action="store_true", help="the official test code's forward_chop (official pixels)")
     ap.add_argument("--ensemble", action="store_true", help="RCAN+: mean over the 8 flips/transposes (8× slower)")
     ap.add_argument("--device", choices=sorted(DEVICES), help="where to run (default: the best JAX finds)")
-    ap.add_argument("--dtype", choices=precision.CHOICES, default="auto",
-                    help="compute precision (default auto: bfloat16 where this CPU kind's stored measurements show "
+    options.dtype(ap, auto=True,
+                  help="compute precision (default auto: bfloat16 where this CPU kind's stored measurements show "
                          "it faster for the model at no more than 0.01 dB on Set5, e.g. Intel Xeons with AMX; "
                          "float32 elsewhere: accel/precision.py); float32 is exact float32")
-    ap.add_argument("--conv", choices=autotune.SETTINGS, default=autotune.env_setting(),
-                    help="convolution path (default: $RCAN_CONV or auto: timed once per size class; on a GPU of "
-                         "near-equal paths the one with less device memory, accel/PERFORMANCE.md)")
+    options.conv(ap)
     ap.add_argument("--force", action="store_true", help="overwrite existing outputs and reports")
     ap.add_argument("--skip-existing", action="store_true", help="skip inputs whose output exists (resume a batch)")
     ap.add_argument("--max-pixels", type=int, help="raise Pillow's decompression-bomb limit (pixels per image)")
-    ap.add_argument("--quiet", action="store_true", help="no progress bars, notices or per-image lines")
-    ap.add_argument("--json", action="store_true", help="one JSON object per image on stdout (input, output, "
-                                                        "status, sizes, seconds, model)")
+    options.quiet(ap, help="no progress bars, notices or per-image lines")
+    options.json_output(ap, help="one JSON object per image on stdout (input, output, status, sizes, seconds, "
+                                 "model)")
     ap.add_argument("--explain", action="store_true",
                     help="also write <output stem>.md (figures in <output stem>_figures/) and a self-contained "
                          ".html explaining the run")

@@ -14,8 +14,8 @@ $PY -m accel.evaluate --hr tests/data/Set5/HR_x2 --sr /tmp/set5_up --scale 2 > $
 $PY -m accel.bench --models official compact --sizes 64 128 256 --repeats 3 --rounds 2 --json > $out/bench.json
 $PY -m accel.bench --table $out/bench.json > $out/bench.txt
 $PY -m accel.bench --compile --models official compact --sizes 64 > $out/compile.json
-$PY -m accel.bench --conv 64 --sizes 32 64 96 128 192 256 > $out/conv_paths_c64.json
-$PY -m accel.bench --conv 32 --sizes 64 128 256 512 > $out/conv_paths_c32.json
+$PY -m accel.bench --conv-channels 64 --sizes 32 64 96 128 192 256 > $out/conv_paths_c64.json
+$PY -m accel.bench --conv-channels 32 --sizes 64 128 256 512 > $out/conv_paths_c32.json
 $PY -m accel.bench --upscale 2000x1500 > $out/upscale_shipped_2000x1500.json   # every shipped model, vs compact
 $PY -m accel.evaluate --hr tests/data/Set5/HR_x2 --scale 2 --model compact --json > $out/set5_float32.json 2>/dev/null
 $PY -m accel.evaluate --hr tests/data/Set5/HR_x2 --scale 2 --dtype bfloat16 --model compact --json > $out/set5_bfloat16.json 2>/dev/null
