@@ -171,7 +171,7 @@ def evaluate_model(hr_dir, scale: int, model, lr_dir=None, chop=False, ensemble=
                 raise EvalError(f"LR {lr.shape[1]}x{lr.shape[0]} × {scale} != HR {hr.shape[1]}x{hr.shape[0]}")
             score(hr, hr, scale, name)   # too small to score: said before the model runs
             net = model if isinstance(model, RCAN) else model(choice)
-            sr = quantize(super_resolve(net, lr.astype(np.float32), chop_=chop, ensemble_=ensemble))
+            sr = quantize(super_resolve(net, lr.astype(np.float32), chop=chop, ensemble=ensemble))
             r, b = score(hr, sr, scale, name), score(hr, imresize(lr, scale), scale, name)
         except (EvalError, OSError) as e:
             errors.append(str(e) if str(e).startswith(name) else f"{name}: {e}")

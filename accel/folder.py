@@ -25,9 +25,9 @@ import numpy as np
 from reference import cli
 
 from .images import Decoded, ImageError, decode
-from .inference import OVERLAP, Canvas, run_batch
+from .inference import BATCH, OVERLAP, Canvas, run_batch
 
-TILE, BATCH = 128, 4   # LR pixels; tiles per call. 128: the fastest of 128/192/256 (PERFORMANCE.md)
+TILE = 128   # LR pixels: the fastest of 128/192/256 on a folder of photos (`python -m accel.bench --folder DIR`)
 AHEAD = 3                           # decoded images waiting for the model, at most
 
 

@@ -15,6 +15,7 @@ from .api import forward
 
 BUCKET = 16        # the finest step of the shape ladder (bucket)
 OVERLAP = 16       # LR pixels two neighbouring tiles share by default (blended with linear ramps)
+BATCH = 4          # tiles per call where the caller does not choose (the folder runner's fixed calls)
 STEPS_PER_OCTAVE = 8
 
 
@@ -139,7 +140,7 @@ class Canvas:
         return self.acc / self.wsum
 
 
-def tiled(model, img: np.ndarray, tile: int, overlap: int = OVERLAP, batch: int = 4, progress=None,
+def tiled(model, img: np.ndarray, tile: int, overlap: int = OVERLAP, batch: int = BATCH, progress=None,
           forward=forward) -> np.ndarray:
     """Tiles of tile×tile LR pixels overlapping by `overlap`, blended with linear ramps (no seams)."""
     canvas = Canvas(img, tile, overlap, model.config.scale)
@@ -154,7 +155,7 @@ def tiled(model, img: np.ndarray, tile: int, overlap: int = OVERLAP, batch: int 
     return canvas.result()
 
 
-def chop(model, img: np.ndarray, shave: int = 10, min_size: int = 160000) -> np.ndarray:
+def forward_chop(model, img: np.ndarray, shave: int = 10, min_size: int = 160000) -> np.ndarray:
     """The official test code's forward_chop: 4 overlapping quadrants of (h//2 + shave) × (w//2 + shave),
     recursing while a quadrant has >= min_size pixels; each quadrant runs alone; centres are pasted."""
     s = model.config.scale
@@ -167,7 +168,7 @@ def chop(model, img: np.ndarray, shave: int = 10, min_size: int = 160000) -> np.
         # One sample each, batched: channel attention pools per sample, so this equals 4 runs.
         srs = run_batch(model, quads, shape=quads[0].shape[:2])
     else:
-        srs = [chop(model, q, shave, min_size) for q in quads]
+        srs = [forward_chop(model, q, shave, min_size) for q in quads]
     H, W = s * h, s * w
     hh, wh, hs, ws = s * h_half, s * w_half, s * h_size, s * w_size
     out = np.empty((H, W, 3), np.float32)
@@ -202,7 +203,7 @@ def _undo(img, v, h, t):
     return img
 
 
-def ensemble(run, img: np.ndarray) -> np.ndarray:
+def self_ensemble(run, img: np.ndarray) -> np.ndarray:
     """RCAN+: the mean of run() over the 8 dihedral transforms of the input, each transformed back."""
     total = None
     for v, h, t in TRANSFORMS:
@@ -211,13 +212,13 @@ def ensemble(run, img: np.ndarray) -> np.ndarray:
     return (total / len(TRANSFORMS)).astype(np.float32)
 
 
-def super_resolve(model, img: np.ndarray, tile: int | None = None, overlap: int = OVERLAP, chop_: bool = False,
-                  ensemble_: bool = False, progress=None, batch: int = 4) -> np.ndarray:
+def super_resolve(model, img: np.ndarray, tile: int | None = None, overlap: int = OVERLAP, chop: bool = False,
+                  ensemble: bool = False, progress=None, batch: int = BATCH) -> np.ndarray:
     """One float32 HWC image in [0, rgb_range] -> the model's output, float32, unclamped."""
-    if chop_:
-        run = lambda im: chop(model, im)
+    if chop:
+        run = lambda im: forward_chop(model, im)
     elif tile:
         run = lambda im: tiled(model, im, tile, overlap, batch=batch, progress=progress)
     else:
         run = lambda im: whole(model, im)
-    return ensemble(run, img) if ensemble_ else run(img)
+    return self_ensemble(run, img) if ensemble else run(img)

@@ -99,7 +99,7 @@ def upscale_image(image, model=None, *, tile="auto", overlap: int = inference.OV
         what = f"{shape[0]} tiles of {shape[1]}×{shape[2]}" if tile else f"{shape[1]}×{shape[2]}"
         notice(f"first run at {what} (H×W) here: timing the convolution paths and compiling, once for images "
                "of about this size")
-    sr = inference.super_resolve(model, d.rgb, tile=tile, overlap=overlap, chop_=chop, ensemble_=ensemble,
+    sr = inference.super_resolve(model, d.rgb, tile=tile, overlap=overlap, chop=chop, ensemble=ensemble,
                                  progress=progress, batch=tile_batch())
     seconds = time.perf_counter() - t0
     if first:

@@ -273,7 +273,7 @@ def test_chop_equals_the_official_forward_chop(size, min_size):
     weights = init_weights(TINY, 1)
     model = accel.model_from_weights(weights, TINY)
     x = np.random.default_rng(1).uniform(0, 255, (*size, 3)).astype(np.float32)
-    ours = inference.chop(model, x, min_size=min_size)
+    ours = inference.forward_chop(model, x, min_size=min_size)
     theirs = official_forward_chop(lambda p: reference.forward(weights, TINY, p), x, 2, min_size=min_size)
     assert_close(ours, theirs, 1e-3, 1e-6, "chop")
 
@@ -282,7 +282,7 @@ def test_ensemble_is_the_mean_of_8_transforms():
     weights = init_weights(TINY, 2)
     model = accel.model_from_weights(weights, TINY)
     x = np.random.default_rng(2).uniform(0, 255, (9, 13, 3)).astype(np.float32)
-    ours = inference.super_resolve(model, x, ensemble_=True)
+    ours = inference.super_resolve(model, x, ensemble=True)
     outs = [reference.forward(weights, TINY, x)]
     outs.append(reference.forward(weights, TINY, x[::-1].copy())[::-1])
     outs.append(reference.forward(weights, TINY, x[:, ::-1].copy())[:, ::-1])
