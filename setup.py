@@ -1,4 +1,4 @@
-"""Builds the C++ CPU kernels at install (accel/kernels/build.py): `pip install .` compiles every build
+"""Builds the C++ CPU kernels at install (accel/conv/kernels/build.py): `pip install .` compiles every build
 this architecture's compiler makes into the package, so that a wheel (`python -m build`) carries them to
 machines without a compiler. No compiler: a one-line error naming the fix, or RCAN_NO_KERNELS=1 to install
 without the kernels (XLA's convolutions only). Everything else is in pyproject.toml."""
@@ -13,8 +13,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _kernels_build():
-    """accel/kernels/build.py, loaded by path: the package is not installed yet (nor importable without jax)."""
-    path = os.path.join(HERE, "accel", "kernels", "build.py")
+    """accel/conv/kernels/build.py, loaded by path: the package is not installed yet (nor importable without jax)."""
+    path = os.path.join(HERE, "accel", "conv", "kernels", "build.py")
     spec = importlib.util.spec_from_file_location("rcan_kernels_build", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module   # (its dataclass looks its module up there)
@@ -30,7 +30,7 @@ class BuildKernels(build_ext):
         return os.path.join(*ext_name.split(".")) + ".json"
 
     def folder(self):
-        return os.path.dirname(self.get_ext_fullpath("accel.kernels.lib.manifest"))
+        return os.path.dirname(self.get_ext_fullpath("accel.conv.kernels.lib.manifest"))
 
     def run(self):
         kernels = _kernels_build()
@@ -52,4 +52,4 @@ class BuildKernels(build_ext):
                 if name.endswith(".so") or name == "manifest.json"]
 
 
-setup(ext_modules=[Extension("accel.kernels.lib.manifest", sources=[])], cmdclass={"build_ext": BuildKernels})
+setup(ext_modules=[Extension("accel.conv.kernels.lib.manifest", sources=[])], cmdclass={"build_ext": BuildKernels})

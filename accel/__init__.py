@@ -11,8 +11,9 @@ from .api import (
            model_from_weights,
            model_weights,
 )
-from .model import LOOPS, RCAN, Loops
-from .pipeline import upscale_image
+from .model.rcan import LOOPS, RCAN, Loops
+from .platform import runtime   # accel.runtime.configure(): the CLIs' process settings, for library use
+from .run.pipeline import upscale_image
 
 __all__ = ["load_model", "forward", "upscale_image", "model_from_weights", "model_weights", "RCAN", "Loops", "LOOPS",
-           "DEFAULT_WEIGHTS", "DEFAULT_MODEL", "SHIPPED"]
+           "DEFAULT_WEIGHTS", "DEFAULT_MODEL", "SHIPPED", "runtime"]

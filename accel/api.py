@@ -17,8 +17,10 @@ from reference.config import RCANConfig
 from reference.weights import FORMAT, WeightsError, load_weights, read_metadata
 from weights_convert import load_checkpoint
 
-from . import autotune, params, runtime
-from .model import LOOPS, RCAN, Loops
+from .conv import autotune
+from .model import params
+from .platform import runtime
+from .model.rcan import LOOPS, RCAN, Loops
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 # The models this project trains and ships (each with its card: <stem>.md and <stem>.json beside it).
@@ -42,7 +44,7 @@ def _loops(loops) -> Loops:
 def model_from_weights(weights: dict, config: RCANConfig, loops=DEFAULT_LOOPS, dtype=jnp.float32,
                        conv: str = "auto") -> RCAN:
     """Build an nnx RCAN holding these official weights: eval_shape -> split -> fill -> merge.
-    conv: the CPU convolution path (one of accel/autotune.py's SETTINGS: auto, xla, winograd, …)."""
+    conv: the CPU convolution path (one of accel/conv/autotune.py's SETTINGS: auto, xla, winograd, …)."""
     loops = _loops(loops)
     conv = autotune.check_setting(conv, dtype)
     abstract = nnx.eval_shape(lambda: RCAN(config, loops, dtype, rngs=nnx.Rngs(0), conv_path=conv))
@@ -127,7 +129,8 @@ def load_model(path=None, scale: int | None = 2, loops=DEFAULT_LOOPS, dtype=jnp.
     """An nnx RCAN from a weights file, or a shipped model (path=None: `model`, default DEFAULT_MODEL).
 
     scale: the factor the caller expects (a mismatch is an error); None accepts the file's own.
-    conv: the CPU convolution path (accel/autotune.py); auto times the paths once per size class (autotune.size_class).
+    conv: the convolution path (accel/conv/registry.py); auto times the paths once per size class
+    (accel/conv/autotune.py).
     strength: for a shipped model, interpolate its bicubic/real-photo pair (shipped_weights).
     """
     if path is None:
@@ -150,7 +153,7 @@ def _merge_and_run(graphdef, state, lr, mask):
     return nnx.merge(graphdef, state)(lr, mask)
 
 
-# One jitted entry per convolution path (accel/autotune.py). Plain jax.jit over (graphdef, state), not
+# One jitted entry per convolution path (accel/conv/autotune.py). Plain jax.jit over (graphdef, state), not
 # nnx.jit: nnx.jit hands the module's state back as fresh outputs on every call, a copy of all weights
 # (62 MB for the official model) per call.
 _JITTED = {path: autotune.jit(_merge_and_run, path, static_argnums=0) for path in autotune.PATHS}
@@ -188,7 +191,7 @@ def _times_in_model(run, names, rounds: int = 2) -> dict[str, list[float]]:
 
 
 def _choose(model: RCAN, graphdef, state, lr, mask, per_device: int) -> str:
-    """The convolution path of this batch (accel/autotune.py), the model's own forward timed (and, on a GPU,
+    """The convolution path of this batch (accel/conv/autotune.py), the model's own forward timed (and, on a GPU,
     its compiled temporaries read) where the autotune asks."""
     run = lambda path: _JITTED[path](graphdef, state, lr, mask)   # noqa: E731
 
@@ -225,7 +228,7 @@ def compiled_memory(model: RCAN, shape, masked: bool = False) -> dict[str, float
 def forward(model: RCAN, lr, mask=None, shard: bool = True):
     """lr float32 [N, H, W, 3] in [0, rgb_range] -> float32 [N, sH, sW, 3], unclamped (jit-compiled).
 
-    mask [N, H, W, 1] (optional) marks the image inside a zero-padded batch (see accel/model.py).
+    mask [N, H, W, 1] (optional) marks the image inside a zero-padded batch (see accel/model/rcan.py).
     With several devices the batch is split across this process's devices (see shard_batch);
     shard=False keeps it on one. Each sample is computed independently, so the result does not depend on the split.
     """
@@ -244,7 +247,7 @@ def forward(model: RCAN, lr, mask=None, shard: bool = True):
 
 def _data_sharding():
     """A 1-D mesh over this process's devices, batch axis split. Inference is never collective: under
-    jax.distributed each process runs its own images on its own devices (accel/distributed.py)."""
+    jax.distributed each process runs its own images on its own devices (accel/platform/distributed.py)."""
     mesh = Mesh(np.array(jax.local_devices()), ("data",))
     return NamedSharding(mesh, PartitionSpec("data"))
 

@@ -91,8 +91,9 @@ class AppState:
         on failure) and the reports written."""
         from PIL import Image
 
-        from . import api, pipeline, upscale
-        from .images import ImageError
+        from . import api, upscale
+        from .run import pipeline
+        from .run.images import ImageError
         row = dict.fromkeys(COLUMNS, "")
         row.update(run=self.runs, file=src.name)
         try:
@@ -233,7 +234,7 @@ def main(argv=None) -> int:
     except ImportError:
         print('error: the app needs Gradio: pip install -e ".[app]"', file=sys.stderr)
         return cli.USAGE
-    from . import runtime
+    from .platform import runtime
     runtime.configure_from_env()
     workdir = Path(tempfile.mkdtemp(prefix="rcan-app-"))
     atexit.register(shutil.rmtree, workdir, True)

@@ -39,7 +39,8 @@ from pathlib import Path
 
 from reference import cli
 
-from . import hardware, options, runtime
+from .platform import hardware, runtime
+from . import options
 
 IMPLS = ("reference", "accel", "accel-tf32", "accel-bf16", "torch", "torch-nchw", "torch-tf32", "torch-bf16")
 GPU_IMPLS = ["accel", "accel-tf32", "accel-bf16", "torch-nchw", "torch", "torch-tf32", "torch-bf16"]
@@ -102,7 +103,8 @@ def _accel_case(impl, config, weights, lr, tiled, loops) -> Case:
     import jax.numpy as jnp
 
     import accel
-    from accel import inference
+    from .conv import autotune
+    from .run import inference
     case = Case(None, jax.devices()[0].platform)
     if case.device != "cpu":
         # JAX's default precision lets a GPU run float32 convolutions in TF32: name the precision.
@@ -110,7 +112,7 @@ def _accel_case(impl, config, weights, lr, tiled, loops) -> Case:
         case.device_name = jax.devices()[0].device_kind
         case.gpu_memory = functools.partial(_jax_memory, jax.devices()[0])
     # The convolution path as the CLIs take it: $RCAN_CONV, else auto (on a GPU: XLA's convolution).
-    case.conv = accel.autotune.env_setting()
+    case.conv = autotune.env_setting()
     m = accel.model_from_weights(weights, config, loops or accel.api.DEFAULT_LOOPS,
                                  dtype=jnp.bfloat16 if impl == "accel-bf16" else jnp.float32, conv=case.conv)
     if case.device != "cpu":
@@ -120,14 +122,14 @@ def _accel_case(impl, config, weights, lr, tiled, loops) -> Case:
     else:
         x = jnp.asarray(lr[None])
         case.call = lambda: accel.forward(m, x).block_until_ready()
-        case.path = lambda: accel.autotune.choose(1, *lr.shape[:2], config.n_feats, m.dtype, case.conv)
+        case.path = lambda: autotune.choose(1, *lr.shape[:2], config.n_feats, m.dtype, case.conv)
     return case
 
 
 def _torch_case(impl, config, weights, lr, tiled, loops) -> Case:
     import torch
 
-    from accel import inference
+    from .run import inference
     from tools import (
         torch_rcan,  # the official architecture (a source checkout's tools/)
     )
@@ -253,7 +255,7 @@ except SystemExit as e:
     code = e.code or 0
 import json
 from accel import api
-from accel.hardware import rss_bytes
+from accel.platform.hardware import rss_bytes
 # The peak resident set, and the distinct input shapes the model ran (each one compiled once).
 open(out, "w").write(json.dumps({"peak": rss_bytes("VmHWM"), "shapes": len(api._RUN)}))
 sys.exit(code)
@@ -318,10 +320,10 @@ def bench_folder(folder: str, weights: str | None, extra: list[str], runs: int =
 
 
 def bench_conv(channels: int, size: int) -> dict:
-    """The measurement accel/autotune.py makes, for every path: ms and GFLOP/s of one conv."""
+    """The measurement accel/conv/autotune.py makes, for every path: ms and GFLOP/s of one conv."""
     import jax.numpy as jnp
 
-    from accel import autotune
+    from .conv import autotune
     flop = 2 * size * size * 9 * channels * channels
     out = {"channels": channels, "size": size}
     times = autotune.time_paths(autotune.paths(jnp.float32, channels), 1, size, size, channels, jnp.float32)
@@ -449,7 +451,7 @@ def main(argv=None) -> int:
 
     import jax
 
-    from . import cpu_kernel
+    from .conv import cpu_kernel
     on_cpu = jax.default_backend() == "cpu"
     impls = args.impls
     if impls is None:

@@ -18,7 +18,7 @@ from PIL import Image
 
 from reference.metrics import imresize, modcrop
 
-from .images import IMAGE_SUFFIXES
+from .run.images import IMAGE_SUFFIXES
 
 
 def list_images(folders, exclude=()) -> list[Path]:

@@ -25,12 +25,15 @@ from tqdm import tqdm
 from reference import cli
 from reference.metrics import imresize, modcrop, psnr, quantize, ssim
 
-from . import autotune, degrade_eval, distributed, options, runtime
+from .conv import autotune
+from .degrade import testset
+from .platform import distributed, runtime
+from . import options
 from .api import SHIPPED, load_model
-from .choose import QUALITY_THRESHOLD, Choice, choose
-from .images import IMAGE_SUFFIXES
-from .inference import super_resolve
-from .model import RCAN
+from .run.choose import QUALITY_THRESHOLD, Choice, choose
+from .run.images import IMAGE_SUFFIXES
+from .run.inference import super_resolve
+from .model.rcan import RCAN
 
 
 class EvalError(ValueError):
@@ -120,7 +123,7 @@ def finite(value):
 
 
 class Models:
-    """The shipped model each input gets (accel/choose.py), loaded once each: `--model auto` here."""
+    """The shipped model each input gets (accel/run/choose.py), loaded once each: `--model auto` here."""
 
     def __init__(self, **load):
         self.load, self.loaded = load, {}
@@ -139,7 +142,7 @@ def _lr_of(name, hr_path, lr_path, hr, scale, degrade, save_lr):
             return np.asarray(im.convert("RGB")), choose(lr_path, im)
     if degrade is None:
         return imresize(hr, 1 / scale), Choice("deep", "MATLAB-bicubic LR (lossless)")
-    data, draws = degrade_eval.degrade_photo(hr, scale, degrade_eval.rng_for(degrade, name))
+    data, draws = testset.degrade_photo(hr, scale, testset.rng_for(degrade, name))
     if save_lr:
         (Path(save_lr) / f"{name}_q{draws['quality']}.jpg").write_bytes(data)
     with Image.open(io.BytesIO(data)) as im:
@@ -149,7 +152,7 @@ def _lr_of(name, hr_path, lr_path, hr, scale, degrade, save_lr):
 def evaluate_model(hr_dir, scale: int, model, lr_dir=None, chop=False, ensemble=False, progress=True,
                    degrade: int | None = None, save_lr=None) -> dict:
     """Run the model on each LR (given, made from HR with MATLAB's bicubic, or with degrade=seed a blurred,
-    noisy JPEG of it, accel/degrade_eval.py) and score it. model: an RCAN, or a function of the input's
+    noisy JPEG of it, accel/degrade/testset.py) and score it. model: an RCAN, or a function of the input's
     Choice (Models: the model `--model auto` picks). Under jax.distributed the images are split between
     processes and every process gets all the scores."""
     if lr_dir:
@@ -190,8 +193,8 @@ def evaluate_model(hr_dir, scale: int, model, lr_dir=None, chop=False, ensemble=
     if not isinstance(model, RCAN):
         out["models"] = dict(Counter(r["model"] for r in rows))
     if degrade is not None:
-        out["degraded"] = {"seed": degrade, "blur_sigma": degrade_eval.BLUR, "noise_sigma": degrade_eval.NOISE,
-                           "jpeg_quality": degrade_eval.QUALITY}
+        out["degraded"] = {"seed": degrade, "blur_sigma": testset.BLUR, "noise_sigma": testset.NOISE,
+                           "jpeg_quality": testset.QUALITY}
     return out
 
 
@@ -223,7 +226,7 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", help="folder of LR inputs (default: made from HR with MATLAB bicubic)")
     ap.add_argument("--degrade", nargs="?", type=int, const=0, metavar="SEED",
                     help="make each LR a degraded photo of its HR (Gaussian blur σ 0.2–1.2, MATLAB bicubic, noise "
-                         "σ 0–4, Pillow JPEG quality 60–90; accel/degrade_eval.py), seeded (default seed 0)")
+                         "σ 0–4, Pillow JPEG quality 60–90; accel/degrade/testset.py), seeded (default seed 0)")
     ap.add_argument("--save-lr", metavar="DIR", help="with --degrade: also write the degraded JPEG files there "
                                                      "(<name>_q<quality>.jpg), e.g. to run rcan-upscale on them")
     ap.add_argument("--chop", action="store_true", help="official forward_chop (4 overlapping quadrants)")

@@ -25,17 +25,17 @@ def weights(ap: argparse.ArgumentParser, *, model_help: str, weights_help: str) 
 
 
 def dtype(ap: argparse.ArgumentParser, *, auto: bool, help: str) -> None:
-    """--dtype: float32 or bfloat16, and auto (accel/precision.py) where the command offers it."""
-    from . import precision
+    """--dtype: float32 or bfloat16, and auto (accel/run/precision.py) where the command offers it."""
+    from .run import precision
     choices = precision.CHOICES if auto else tuple(DTYPES)
     ap.add_argument("--dtype", choices=choices, default="auto" if auto else "float32", help=help)
 
 
 def conv(ap: argparse.ArgumentParser) -> None:
-    from . import autotune
+    from .conv import autotune
     ap.add_argument("--conv", choices=autotune.SETTINGS, default=autotune.env_setting(),
                     help="convolution path (default: $RCAN_CONV or auto: timed once per size class; on a GPU of "
-                         "near-equal paths the one with less device memory; the paths: accel/convpaths.py)")
+                         "near-equal paths the one with less device memory; the paths: accel/conv/registry.py)")
 
 
 def json_output(ap: argparse.ArgumentParser, help: str = "print JSON instead of the table") -> None:

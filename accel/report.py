@@ -8,8 +8,8 @@ run, and which sources back it — from a run record, citing only reference/data
 writes <output stem>.md (its figures as PNG files in <output stem>_figures/) and a self-contained
 <output stem>.html with the figures embedded and a before/after slider. Every
 number in the report comes from the record (measured in the run), the model card, or the sources'
-own text (the RCAN paper's table); the measurements on the image are in accel/evidence.py, the
-figures (matplotlib) in accel/figures.py. Heavy parts are bounded so that --explain stays cheap on big
+own text (the RCAN paper's table); the measurements on the image are in accel/explain/evidence.py, the
+figures (matplotlib) in accel/explain/figures.py. Heavy parts are bounded so that --explain stays cheap on big
 photos: the traced NumPy run (stage times, channel attention) and the self-check use a centre crop,
 and the report says so.
 """
@@ -34,9 +34,10 @@ from reference.files import atomic_write
 from reference.metrics import imresize, modcrop, quantize
 from reference.weights import read_metadata, stages
 
-from . import evidence, options
+from .explain import evidence
+from . import options
 from .api import DEFAULT_MODEL, SHIPPED, model_weights, shipped_card
-from .degrade import CHAINS
+from .degrade.chain import CHAINS
 
 # Multiply-adds of the traced NumPy run (a few seconds on a CPU core): its region is the centre square
 # that costs about this much, at most 256 pixels a side (compact model: 256, deep: 72, official: 40).
@@ -54,7 +55,8 @@ def _centre(a: np.ndarray, size: int) -> tuple[np.ndarray, str]:
 
 
 def _degradation(meta: dict) -> str:
-    """The degradation a weights file was trained for: "bicubic", or a chain of accel/degrade.py ("real", "photo")."""
+    """The degradation a weights file was trained for: "bicubic", or a chain of accel/degrade/chain.py ("real",
+    "photo")."""
     try:
         return json.loads(meta.get("train_config", "{}")).get("degradation", "bicubic")
     except ValueError:
@@ -67,8 +69,9 @@ def _training_data(meta: dict) -> str:
     if meta.get("data"):
         folders = " + ".join(Path(d).name for d in meta["data"].split())
         chain = _degradation(meta)
-        how = (f"made into blurred, noisy, resized and JPEG-compressed inputs (accel/degrade.py, the {chain} chain; "
-               f"{CHAINS[chain].clean:.0%} kept clean bicubic)" if chain in CHAINS else "shrunk with bicubic for the input")
+        how = (f"made into blurred, noisy, resized and JPEG-compressed inputs (accel/degrade/chain.py, the {chain} "
+               f"chain; {CHAINS[chain].clean:.0%} kept clean bicubic)" if chain in CHAINS
+               else "shrunk with bicubic for the input")
         return f"{meta.get('n_train_images', '?')} images ({folders}), {how}"
     if meta.get("source_layout"):
         return "DIV2K's 800 training images, per the RCAN paper (official checkpoint)"
@@ -104,7 +107,7 @@ def weights_info(weights_path, shipped: str | None = None) -> dict:
 def build_record(src, dst, model, weights_path, run: dict, out_size, shipped: str | None = None,
                  choice: dict | None = None, precision: dict | None = None) -> dict:
     """Everything the report says about this run: sizes, stages, the traced reference run, the self-check
-    measurements (accel/evidence.py) and the images its figures show."""
+    measurements (accel/explain/evidence.py) and the images its figures show."""
     config = model.config
     s = config.scale
     lr = run["lr_float"]
@@ -169,7 +172,7 @@ def write_reports(src, dst, model, weights_path, run: dict, shipped: str | None 
         size = im.size
     record = build_record(src, dst, model, weights_path, run, size, shipped, choice, precision)
     md_path, html_path, folder = report_paths(dst)
-    from . import figures   # (matplotlib, the `report` extra: only reports need it)
+    from .explain import figures  # (matplotlib, the `report` extra: only reports need it)
     pngs = {name: figures.png(fig) for name, fig in make_figures(record).items()}
     links = {name: f"{folder.name}/{name}.png" for name in pngs}
     md = render_markdown(record, links)
@@ -432,7 +435,7 @@ CAPTIONS = {
 
 def make_figures(record: dict) -> dict:
     """The record's figures as matplotlib Figures, by name (the keys of CAPTIONS)."""
-    from . import figures
+    from .explain import figures
     figs = {}
     sc = record.get("self_check")
     if sc:

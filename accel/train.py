@@ -20,7 +20,7 @@ to resume from; --steps fit with --time-budget sizes the schedule to end with th
 the blocks (on XLA CPU, gradients through lax.scan are ~40× slower); accelerators scan them (fast to
 compile). Checkpoints use the official key names, so a checkpoint moves between block loops and machines.
 
-The real-photo models are fine-tunes of the bicubic ones with --degrade real (accel/degrade.py: the LR of
+The real-photo models are fine-tunes of the bicubic ones with --degrade real (accel/degrade/chain.py: the LR of
 each patch made from its HR crop by a blur/resize/noise/JPEG chain inside the step) and --ema:
 
     python -m accel.train --data train/T91 train/BSD200 --exclude 302003 $(cat runs/real/holdout.txt) \\
@@ -63,12 +63,14 @@ from reference.weights import (
     stages,
 )
 
-from . import distributed, hardware, options, params, runtime
+from .platform import distributed, hardware, runtime
+from . import options
+from .model import params
 from .api import model_from_weights
 from .data import TrainingImages, list_images, random_crops, read_rgb
-from .degrade import CHAINS, degrade_batch
-from .distributed import is_main, local, put_replicated
-from .inference import super_resolve
+from .degrade.chain import CHAINS, degrade_batch
+from .platform.distributed import is_main, local, put_replicated
+from .run.inference import super_resolve
 
 CHECKPOINT_FORMAT = "rcan-train-checkpoint/2"
 END_LR = 0.01   # the cosine ends at this fraction of the peak learning rate
@@ -90,7 +92,7 @@ class TrainConfig:
     peak_lr: float = 5e-4
     warmup: int = 200
     seed: int = 0            # initial weights and every batch
-    degradation: str = "bicubic"   # the LR inputs: MATLAB bicubic, or a chain of accel/degrade.py (real, photo)
+    degradation: str = "bicubic"   # the LR inputs: MATLAB bicubic, or a chain of accel/degrade/chain.py (real, photo)
     ema: float = 0.0         # decay of the weights' exponential moving average (0: none); saved weights are it
 
     def __post_init__(self):
@@ -512,7 +514,7 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, help="linear warm-up steps (default 200)")
     ap.add_argument("--seed", type=int, help="seed of the initial weights and of every batch (default 0)")
     ap.add_argument("--degrade", choices=DEGRADATIONS,
-                    help="LR inputs: MATLAB bicubic (default), or a chain of accel/degrade.py on the device: real "
+                    help="LR inputs: MATLAB bicubic (default), or a chain of accel/degrade/chain.py on the device: real "
                          "(blur, resize, noise, JPEG, twice) or photo (milder: mostly once, as phones and the web)")
     ap.add_argument("--ema", type=float, help="decay of an EMA of the weights, which is what is saved (e.g. 0.999; "
                                               "default 0: none)")

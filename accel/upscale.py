@@ -13,7 +13,7 @@ Examples:
 
 --model auto (the default) reads each file: a JPEG below quality 80 or a lossy WebP gets the real-photo
 model (trained on blurred, noisy, JPEG-compressed inputs), a lossless file the bicubic-trained deep one
-(accel/choose.py); the first line says which ran and why. --strength S in 0..1 interpolates the weights
+(accel/run/choose.py); the first line says which ran and why. --strength S in 0..1 interpolates the weights
 of the pair (deep, real) or (compact, real-compact): 0 is the bicubic model, 1 the real-photo one.
 
 Outputs are `<stem>_<suffix>.<ext>` (suffix x2 by default); an existing output is never replaced
@@ -39,10 +39,13 @@ from tqdm import tqdm
 from reference import cli
 from reference.weights import WeightsError
 
-from . import autotune, distributed, folder, options, precision, runtime
+from .conv import autotune
+from .platform import distributed, runtime
+from .run import folder, precision
+from . import options
 from .api import BICUBIC_OF, REAL_OF, first_run, load_model
-from .choose import QUALITY_THRESHOLD, Choice, choose
-from .images import (
+from .run.choose import QUALITY_THRESHOLD, Choice, choose
+from .run.images import (
     FORMATS,
     IMAGE_SUFFIXES,
     ImageError,
@@ -51,8 +54,8 @@ from .images import (
     open_image,
     save_atomic,
 )
-from .inference import OVERLAP
-from .pipeline import TILE_SIZES, default_max_memory_gb, upscale_image
+from .run.inference import OVERLAP
+from .run.pipeline import TILE_SIZES, default_max_memory_gb, upscale_image
 from .report import report_paths, write_reports
 
 DEVICES = {"cpu": "cpu", "gpu": "gpu", "tpu": "tpu"}
@@ -233,7 +236,7 @@ def report(job: Job, row: dict, args) -> None:
 
 
 def run_jobs(jobs: list[Job], model, args, tile, many: bool, show: bool, label: str, model_name):
-    """(job, row) for every job, as each is done: a folder's still images through accel/folder.py (one
+    """(job, row) for every job, as each is done: a folder's still images through accel/run/folder.py (one
     compiled shape, tiles of several images per call, decoding and writing on threads), the rest (one
     image, animations, --chop/--ensemble/--explain, --tile 0) one by one."""
     def row_for(job):
@@ -342,7 +345,7 @@ def parser():
     options.dtype(ap, auto=True,
                   help="compute precision (default auto: bfloat16 where this CPU kind's stored measurements show "
                          "it faster for the model at no more than 0.01 dB on Set5, e.g. Intel Xeons with AMX; "
-                         "float32 elsewhere: accel/precision.py); float32 is exact float32")
+                         "float32 elsewhere: accel/run/precision.py); float32 is exact float32")
     options.conv(ap)
     ap.add_argument("--force", action="store_true", help="overwrite existing outputs and reports")
     ap.add_argument("--skip-existing", action="store_true", help="skip inputs whose output exists (resume a batch)")

@@ -105,7 +105,7 @@ def test_block_loops_agree_and_round_trip():
 
 def test_scanned_loops_read_weights_in_place():
     """The scanned loops's temporaries do not grow with the RCABs per group: each step slices its own
-    weights from the stacked parameters instead of copying a whole group's (accel/model.py)."""
+    weights from the stacked parameters instead of copying a whole group's (accel/model/rcan.py)."""
     from accel import api
 
     def memory(blocks, shape=(1, 8, 8, 3), masked=False):
@@ -142,7 +142,7 @@ def test_full_official_x2_matches_reference_and_torch():
     ours = np.asarray(accel.forward(accel.model_from_weights(weights, config), lr[None]))[0]
     ref = reference.forward(weights, config, lr)
     theirs = torch_rcan.run(torch_rcan.from_weights(weights, config), lr)
-    # ≈ 430 conv layers, Winograd or YNNPACK sums on the CPU (≈ 4e-6 relative per conv, accel/winograd.py):
+    # ≈ 430 conv layers, Winograd or YNNPACK sums on the CPU (≈ 4e-6 relative per conv, accel/conv/winograd.py):
     # 2e-3 on outputs in 0..255.
     e1 = assert_close(ours, ref, 2e-3, 0, "full x2 accel vs reference")
     e2 = assert_close(ours, theirs, 2e-3, 0, "full x2 accel vs torch")
@@ -224,8 +224,8 @@ SHARD_PROBE = r"""
 import sys, jax, numpy as np, accel
 from reference import RCANConfig, init_weights
 assert jax.device_count() == 4, jax.devices()
-from accel import convpaths, cpu_kernel
-scheme = convpaths.PATHS[sys.argv[1]].kernel if sys.argv[1] in convpaths.PATHS else None
+from accel.conv import registry, cpu_kernel
+scheme = registry.PATHS[sys.argv[1]].kernel if sys.argv[1] in registry.PATHS else None
 if scheme and not cpu_kernel.cpu_has(cpu_kernel.LIBRARY[scheme]):   # the portable build there
     real = cpu_kernel.conv3x3
     cpu_kernel.available = lambda scheme="direct": True
@@ -239,7 +239,7 @@ assert len(sharded.sharding.device_set) == 4 if hasattr(sharded, "sharding") els
 single = np.asarray(accel.forward(m, x, shard=False))
 assert np.asarray(sharded).shape == single.shape == (6, 24, 24, 3)
 assert np.array_equal(np.asarray(sharded), single), np.abs(np.asarray(sharded) - single).max()
-from accel import inference
+from accel.run import inference
 img = x[0].repeat(4, 0).repeat(4, 1)                       # 48x48: tiles batched across the devices
 t = inference.tiled(m, img, tile=16, overlap=4, batch=4)
 assert np.abs(t - inference.tiled(m, img, tile=16, overlap=4, batch=1)).max() == 0
@@ -258,12 +258,12 @@ def test_sharded_across_4_cpu_devices_equals_one_device(path):
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-2000:]
 
 
-# --- convolution path (accel/autotune.py) ------------------------------------------------------------
+# --- convolution path (accel/conv/autotune.py) ------------------------------------------------------------
 
 def test_all_conv_paths_run_and_agree(monkeypatch):
     """Each path really compiles a different convolution (else autotuning would be moot), and every
     path gives the reference's output."""
-    from accel import autotune
+    from accel.conv import autotune
     rng = np.random.default_rng(3)
     x = jnp.asarray(rng.normal(size=(1, 24, 24, 64)), jnp.float32)
     w = jnp.asarray(rng.normal(size=(3, 3, 64, 64)) * 0.05, jnp.float32)
@@ -285,7 +285,8 @@ def test_all_conv_paths_run_and_agree(monkeypatch):
 
 
 def test_autotune_measures_once_and_remembers(monkeypatch, tmp_path):
-    from accel import autotune, cpu_kernel, hardware, runtime
+    from accel.conv import autotune, cpu_kernel
+    from accel.platform import hardware, runtime
     monkeypatch.setattr(runtime, "_settings", runtime._Settings(cache=str(tmp_path)))
     monkeypatch.setattr(autotune, "_decided", {})
     measured = []
@@ -392,7 +393,8 @@ def test_autotune_measures_once_and_remembers(monkeypatch, tmp_path):
 def test_autotune_rechecks_close_paths_in_the_model(monkeypatch, tmp_path):
     """When the chain's two fastest paths are within RECHECK_MARGIN, the model itself, run both ways,
     decides (the chain can misrank them: runs/measurements/autotune_vs_model.txt); clear leads do not."""
-    from accel import autotune, runtime
+    from accel.conv import autotune
+    from accel.platform import runtime
     monkeypatch.setattr(runtime, "_settings", runtime._Settings(cache=str(tmp_path)))
     chain = {"xla": [2.0, 2.0], "ynn": [1.9, 1.9], "winograd": [1.0, 1.01], "winograd-ynn": [1.1, 1.1],
              "kernel-winograd4": [3.0, 3.0]}   # (offered where the CPU has AVX-512)
@@ -436,7 +438,8 @@ def test_autotune_on_a_gpu_takes_the_leaner_of_near_equal_paths(monkeypatch, tmp
     the chain puts Winograd further behind than RECHECK_MARGIN). Without the model's memory the decision
     holds for the process only, and a stored one without it, or one whose model check left out a path now
     near enough to be checked, is measured again."""
-    from accel import autotune, runtime
+    from accel.conv import autotune
+    from accel.platform import runtime
     monkeypatch.setattr(runtime, "_settings", runtime._Settings(cache=str(tmp_path)))
     monkeypatch.setattr(autotune.jax, "default_backend", lambda: "gpu")
     monkeypatch.setattr(autotune, "SPREAD_LIMIT", float("inf"))
@@ -488,7 +491,8 @@ def test_autotune_on_a_gpu_takes_the_leaner_of_near_equal_paths(monkeypatch, tmp
 def test_autotune_keeps_no_decision_timed_beside_a_busy_neighbour(monkeypatch, tmp_path):
     """Real load: one spinning process per core. Their share of the machine is read from /proc/stat, and
     the paths timed meanwhile (their runs slowed alike, so steady) are not written to disk."""
-    from accel import autotune, hardware, runtime
+    from accel.conv import autotune
+    from accel.platform import hardware, runtime
     spin = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(hardware.cores())]
     try:
         time.sleep(0.3)
@@ -526,7 +530,7 @@ def test_autotune_keeps_no_decision_timed_beside_a_busy_neighbour(monkeypatch, t
 
 
 def test_autotune_real_measurement_and_fixed_setting(monkeypatch):
-    from accel import autotune
+    from accel.conv import autotune
     monkeypatch.setattr(autotune, "_decided", {})
     assert autotune.choose(1, 16, 16, 8, jnp.float32) in autotune.PATHS
     times = autotune.time_paths(["ynn", "winograd"], 1, 16, 16, 8, jnp.float32)
@@ -554,7 +558,8 @@ XEON_AMX = ("vendor_id\t: GenuineIntel", "model name\t: Intel(R) Xeon(R) Platinu
 ])
 def test_max_isa_takes_the_flags_above_it_as_absent(monkeypatch, level, flags, bf16_builds, f32_builds):
     """RCAN_MAX_ISA runs an AMX Xeon as an older CPU would: its kernels' builds, the autotune's key, the peak."""
-    from accel import cpu_kernel, hardware
+    from accel.conv import cpu_kernel
+    from accel.platform import hardware
     monkeypatch.setattr(hardware, "cpuinfo", lambda: XEON_AMX)
     monkeypatch.setenv("RCAN_MAX_ISA", level)
     assert " ".join(f for f in hardware.NOTABLE_FLAGS if f in hardware.cpu_flags()) == flags
@@ -567,7 +572,7 @@ def test_max_isa_takes_the_flags_above_it_as_absent(monkeypatch, level, flags, b
 
 
 def test_max_isa_caps_xla_and_torch_and_refuses_an_unknown_level(monkeypatch):
-    from accel import hardware, runtime
+    from accel.platform import hardware, runtime
     monkeypatch.setenv("RCAN_MAX_ISA", "avx2")
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
@@ -591,7 +596,7 @@ import ctypes, json, jax
 before = {k: getattr(jax.config, k) for k in ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
                                               "jax_persistent_cache_min_entry_size_bytes")}
 calls = []
-import accel.runtime as runtime
+import accel.platform.runtime as runtime
 class Spy:   # stands in for libc: records every allocator call accel makes
     def __getattr__(self, name):
         return lambda *a: calls.append(name)
@@ -617,7 +622,7 @@ def test_importing_and_calling_accel_changes_nothing_process_wide():
     assert out["configured_calls"] == ["mallopt", "malloc_trim"], out   # opt-in: configure() turns them on
 
 
-# --- Winograd F(4×4, 3×3) (accel/winograd.py) --------------------------------------------------------
+# --- Winograd F(4×4, 3×3) (accel/conv/winograd.py) --------------------------------------------------------
 
 @settings(max_examples=25, deadline=None)
 @given(n=st.integers(1, 2), h=st.integers(1, 13), w=st.integers(1, 13), cin=st.integers(1, 6),
@@ -625,7 +630,7 @@ def test_importing_and_calling_accel_changes_nothing_process_wide():
 def test_winograd_conv_matches_reference(n, h, w, cin, cout, seed, max_tiles):
     """Any size (not only whole 4×4 tiles: the zero padding up to whole tiles must act like SAME's), any
     channel counts and any cut into strips (each padded alone), against the reference's im2col conv."""
-    from accel import winograd
+    from accel.conv import winograd
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, h, w, cin)).astype(np.float32) * 10
     k = rng.normal(size=(cout, cin, 3, 3)).astype(np.float32)            # official OIHW
@@ -643,7 +648,7 @@ def test_winograd_conv_matches_reference(n, h, w, cin, cout, seed, max_tiles):
 def test_winograd_runs_in_strips_on_a_cpu_only(monkeypatch):
     """By default a CPU cuts a conv of more than MAX_TILES tiles into strips run one after another under
     a scan (cache-sized GEMMs); other backends run it whole. Both compute the same convolution."""
-    from accel import winograd
+    from accel.conv import winograd
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(1, 144, 144, 4)), jnp.float32)          # 36 × 36 = 1296 tiles
     k = jnp.asarray(rng.normal(size=(3, 3, 4, 4)), jnp.float32)
@@ -663,7 +668,7 @@ def test_winograd_runs_in_strips_on_a_cpu_only(monkeypatch):
        cout=st.integers(1, 6), seed=st.integers(0, 2**16), max_tiles=st.integers(1, 1024))
 def test_winograd_f2_conv_matches_reference(n, h, w, cin, cout, seed, max_tiles):
     """F(2×2, 3×3), in float32: any size, channel counts and strips, against the reference's conv."""
-    from accel import winograd
+    from accel.conv import winograd
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, h, w, cin)).astype(np.float32) * 10
     k = rng.normal(size=(cout, cin, 3, 3)).astype(np.float32)
@@ -681,7 +686,7 @@ def test_bfloat16_winograd_f2_stays_at_bfloat16_accuracy():
     bfloat16 input keeps its GEMMs in float32 and errs no more than the direct conv (both round the
     output), and the model stays as close to float32 as with XLA's bfloat16 conv on either path
     (test_bfloat16_is_close_to_float32's bound)."""
-    from accel import autotune, winograd
+    from accel.conv import autotune, winograd
     rng = np.random.default_rng(8)
     x = rng.standard_normal((1, 32, 32, 64)).astype(np.float32)
     k = (rng.standard_normal((3, 3, 64, 64)) * 0.05).astype(np.float32)
@@ -706,17 +711,17 @@ def test_bfloat16_winograd_f2_stays_at_bfloat16_accuracy():
 
 
 def test_winograd_replaces_only_square_3x3_convs():
-    """Under convpaths.enabled() the model's Cin = Cout 3×3 convs change (different rounding) while the
+    """Under registry.enabled() the model's Cin = Cout 3×3 convs change (different rounding) while the
     head (3 → C), the upsampler (C → 4C), the tail and the 1×1 mean shifts stay bit-identical; outside it
     nothing changes."""
-    from accel import convpaths
+    from accel.conv import registry
     _, model = small()
     x = jnp.asarray(np.random.default_rng(5).normal(size=(1, 9, 10, 16)), jnp.float32)
     rgb = jnp.asarray(np.random.default_rng(6).uniform(0, 255, (1, 9, 10, 3)), jnp.float32)
     layers = {"body conv": (model.body_conv, x), "head": (model.head, rgb), "upsampler": (model.upsampler[0], x),
               "tail": (model.tail, x), "sub_mean": (model.sub_mean, rgb)}
     direct = {name: np.asarray(jax.jit(lambda a, f=f: f(a))(a)) for name, (f, a) in layers.items()}
-    with convpaths.enabled():
+    with registry.enabled():
         wino = {name: np.asarray(jax.jit(lambda a, f=f: f(a))(a)) for name, (f, a) in layers.items()}
     assert not np.array_equal(wino["body conv"], direct["body conv"])
     assert_close(wino["body conv"], direct["body conv"], 1e-5 * np.abs(direct["body conv"]).max(), 0, "body conv")

@@ -55,7 +55,8 @@ def test_bench_torch_channels_last(benchmark, setup):
 def test_bench_torch_tiles_are_accel_tiles():
     """The 1080p rows run torch through accel's own tiling code (accel.bench._torch_forward standing in for
     accel.forward): the same tiles, ramps and batches, so the output matches accel's tiled output."""
-    from accel import bench, inference
+    from accel import bench
+    from accel.run import inference
     config = RCANConfig.compact(2)
     weights = init_weights(config, 1)
     img = np.random.default_rng(1).uniform(0, 255, (40, 56, 3)).astype(np.float32)
@@ -111,7 +112,8 @@ def test_bench_cli_table(tmp_path, capsys, monkeypatch):
     table = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in table[2:]] == ["accel", "torch", "torch-nchw"]
     assert [line.split()[-1] for line in table[2:]] == [rows["accel"]["conv_path"], "-", "-"]   # the path it took
-    from accel import cpu_kernel, hardware   # the CPU it ran on (and on an AMX CPU, the tiles' use), in both
+    from accel.conv import cpu_kernel  # the CPU it ran on (and on an AMX CPU, the tiles' use), in both
+    from accel.platform import hardware
     amx = cpu_kernel.amx_status()
     assert data["cpu"] == hardware.describe_cpu() + (f"; {amx}" if amx else "")
     assert table[0].startswith(data["cpu"] + "; ")

@@ -1,10 +1,10 @@
-"""accel/cpu_kernel.py: the 3×3 convolution kernels (XLA FFI custom calls built from C++), bfloat16 and float32.
+"""accel/conv/cpu_kernel.py: the 3×3 convolution kernels (XLA FFI custom calls built from C++), bfloat16 and float32.
 
 The portable builds (plain C++, float32 arithmetic) run on any machine and check the packing, the tiles,
 the edges and the threads; the native builds (AVX512-BF16; AVX-512) are what the model runs where the CPU
 has them, and both are held to the same bounds: for the bfloat16 direct scheme one rounding to bfloat16 of
-float32 sums over the bfloat16 inputs; for Winograd F(2×2) also its bfloat16 GEMM operands (accel/winograd.py's
-"winograd2" bound); for the float32 F(4×4) kernel the bound of accel/winograd.py's F(4×4) in float32, plus one
+float32 sums over the bfloat16 inputs; for Winograd F(2×2) also its bfloat16 GEMM operands (accel/conv/winograd.py's
+"winograd2" bound); for the float32 F(4×4) kernel the bound of accel/conv/winograd.py's F(4×4) in float32, plus one
 rounding to bfloat16 where it serves a bfloat16 model."""
 import dataclasses
 
@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 import accel
-from accel import autotune, cpu_kernel, hardware
+from accel.conv import autotune, cpu_kernel
+from accel.platform import hardware
 from reference import RCANConfig
 from reference.weights import init_weights
 
@@ -58,7 +59,7 @@ def test_kernel_matches_exact_convolution(build, shape):
     """direct: within one bfloat16 rounding of the exact result (2^-8 relative) plus float32 summation
     noise. winograd2: its GEMM operands are rounded too, so the bound is on the whole output, relative to
     its largest value: RMS within 2.5× that of the direct scheme, as for XLA's F(2×2) path. winograd4
-    (float32): within 2e-5 of the largest output, as accel/winograd.py's F(4×4) (tests/test_accel.py); with
+    (float32): within 2e-5 of the largest output, as accel/conv/winograd.py's F(4×4) (tests/test_accel.py); with
     bfloat16 activations, that plus one rounding to bfloat16."""
     scheme, native, dtype = build
     n, h, w, c, cout = shape

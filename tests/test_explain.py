@@ -12,8 +12,9 @@ from conftest import SET5
 from PIL import Image
 
 import accel
-from accel import figures, report
-from accel.pipeline import upscale_image
+from accel.explain import figures
+from accel import report
+from accel.run.pipeline import upscale_image
 from accel.report import build_record
 from reference import RCANConfig, explain
 from reference.metrics import imresize, psnr, quantize
@@ -83,7 +84,7 @@ def test_report_numbers_are_the_runs(model):
     # The self-check PSNR in the report is the one recomputed here.
     hr = np.asarray(image.convert("RGB"))
     small = imresize(hr, 0.5)
-    from accel import inference
+    from accel.run import inference
     sr = quantize(inference.whole(model, small.astype(np.float32)))
     assert f"**model {psnr(hr, sr, 2):.2f} dB**" in md
     assert f"bicubic {psnr(hr, imresize(small, 2), 2):.2f} dB" in md
@@ -101,7 +102,7 @@ def test_report_numbers_are_the_runs(model):
     for row in sc["bicubic_loss"]:
         assert f"| ×{row['scale']} | {row['bicubic_psnr']:.2f} dB" in md
     # And the numbers are what they claim: the crop gains are the largest and smallest of all windows.
-    from accel.evidence import crop_gains
+    from accel.explain.evidence import crop_gains
     imgs = sc["images"]
     windows = crop_gains(imgs["truth"], imgs["bicubic"], imgs["model"], 2, near=imgs["nearest"])
     hard = [w["gain"] for w in windows if w["bicubic_psnr"] <= np.median([w["bicubic_psnr"] for w in windows])]

@@ -1,4 +1,4 @@
-"""A folder on one compiled shape (accel/folder.py): the count is the constant promised, the outputs
+"""A folder on one compiled shape (accel/run/folder.py): the count is the constant promised, the outputs
 match the per-image path within 50 dB, a bad file does not stop the rest, memory stays flat."""
 import json
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from accel import api, bench, folder, upscale
+from accel import api, bench, upscale
+from accel.run import folder
 from reference import RCANConfig
 from reference.metrics import psnr
 from reference.weights import init_weights, save_weights

@@ -18,7 +18,7 @@ from PIL import Image
 from safetensors.numpy import save_file
 
 import accel
-from accel.images import ImageError
+from accel.run.images import ImageError
 from reference import RCANConfig
 from reference.weights import FORMAT, WeightsError, init_weights, load_weights, save_weights
 from tools import torch_rcan

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from accel import cpu_kernel
-from accel.kernels import build as kernels_build
+from accel.conv import cpu_kernel
+from accel.conv.kernels import build as kernels_build
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,7 +21,7 @@ import shutil, sys
 import jax, jax.numpy as jnp, numpy as np
 from jax import lax
 import accel
-from accel import cpu_kernel
+from accel.conv import cpu_kernel
 assert not any(shutil.which(c) for c in ("c++", "g++", "gcc", "cc", "clang++")), "a compiler is on PATH"
 print(accel.__file__)
 print(" ".join(sorted(cpu_kernel.manifest(cpu_kernel.folder())["builds"])))
@@ -48,8 +48,8 @@ def test_a_wheel_carries_the_kernels_to_a_machine_without_a_compiler(tmp_path):
     (wheel,) = dist.glob("rcan_threeways-*.whl")
     assert not wheel.name.endswith("-none-any.whl"), wheel.name   # a platform wheel: it holds native code
     names = zipfile.ZipFile(wheel).namelist()
-    expected = {f"accel/kernels/lib/{kernels_build.filename(lib, b)}" for lib, b in kernels_build.builds_for()}
-    assert expected | {"accel/kernels/lib/manifest.json"} <= set(names), sorted(names)
+    expected = {f"accel/conv/kernels/lib/{kernels_build.filename(lib, b)}" for lib, b in kernels_build.builds_for()}
+    assert expected | {"accel/conv/kernels/lib/manifest.json"} <= set(names), sorted(names)
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=300)

@@ -11,8 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from accel import autotune, cpu_kernel, runtime
-from accel.kernels import build as kernels_build
+from accel.conv import autotune, cpu_kernel
+from accel.platform import runtime
+from accel.conv.kernels import build as kernels_build
 
 needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ (installed by .ci/run)")
 
@@ -68,7 +69,7 @@ def test_a_damaged_library_is_named_once_and_not_loaded(installed, capsys, monke
 def test_a_build_of_other_sources_or_none_at_all_is_not_loaded(installed):
     manifest = json.loads((installed / "manifest.json").read_text())
     (installed / "manifest.json").write_text(json.dumps({**manifest, "sources": "0" * 16}))
-    with pytest.raises(cpu_kernel.Unavailable, match="were built from other sources .*python -m accel.kernels.build"):
+    with pytest.raises(cpu_kernel.Unavailable, match="were built from other sources .*python -m accel.conv.kernels.build"):
         cpu_kernel.build("portable", "f32")
     (installed / "manifest.json").unlink()
     cpu_kernel.manifest.cache_clear()

@@ -1,4 +1,4 @@
-"""--dtype auto (accel/precision.py): bfloat16 only where the stored measurements show it faster on this CPU
+"""--dtype auto (accel/run/precision.py): bfloat16 only where the stored measurements show it faster on this CPU
 kind and within 0.01 dB on Set5 for the model; the CLI says which dtype ran and why."""
 import json
 import subprocess
@@ -7,7 +7,8 @@ import sys
 import jax.numpy as jnp
 import pytest
 
-from accel import hardware, precision
+from accel.platform import hardware
+from accel.run import precision
 
 AMX = frozenset({"avx2", "fma", "avx512f", "avx512_bf16", *hardware.AMX_FLAGS})
 ZEN4 = frozenset({"avx2", "fma", "avx512f", "avx512_bf16"})

@@ -1,5 +1,5 @@
-"""Real photos: the JAX degradation chain (accel/degrade.py), the choice of model from the input file
-(accel/choose.py), the strength control, and the degraded test set (accel/degrade_eval.py)."""
+"""Real photos: the JAX degradation chain (accel/degrade/chain.py), the choice of model from the input file
+(accel/run/choose.py), the strength control, and the degraded test set (accel/degrade/testset.py)."""
 import io
 import json
 
@@ -10,9 +10,10 @@ import pytest
 from PIL import Image
 
 import accel
-from accel import degrade, degrade_eval, evaluate, upscale
+from accel.degrade import chain as degrade, testset
+from accel import evaluate, upscale
 from accel.api import SHIPPED
-from accel.choose import QUALITY_THRESHOLD, choose, jpeg_quality, webp_is_lossy
+from accel.run.choose import QUALITY_THRESHOLD, choose, jpeg_quality, webp_is_lossy
 from accel.train import TrainConfig, Trainer
 from reference import RCANConfig
 from reference.metrics import imresize
@@ -217,13 +218,13 @@ def test_a_corrupt_jpeg_is_one_line_and_the_folder_goes_on(tmp_path, capsys):
 
 def test_degraded_set_is_seeded_per_image_and_within_its_ranges():
     img = hr(size=128)
-    a, da = degrade_eval.degrade_photo(img, 2, degrade_eval.rng_for(0, "x"))
-    b, db = degrade_eval.degrade_photo(img, 2, degrade_eval.rng_for(0, "x"))
-    c, dc = degrade_eval.degrade_photo(img, 2, degrade_eval.rng_for(1, "x"))
+    a, da = testset.degrade_photo(img, 2, testset.rng_for(0, "x"))
+    b, db = testset.degrade_photo(img, 2, testset.rng_for(0, "x"))
+    c, dc = testset.degrade_photo(img, 2, testset.rng_for(1, "x"))
     assert a == b and da == db and a != c
-    assert degrade_eval.BLUR[0] <= da["blur_sigma"] <= degrade_eval.BLUR[1]
-    assert degrade_eval.QUALITY[0] <= da["quality"] <= degrade_eval.QUALITY[1]
-    lr = degrade_eval.decode(a)
+    assert testset.BLUR[0] <= da["blur_sigma"] <= testset.BLUR[1]
+    assert testset.QUALITY[0] <= da["quality"] <= testset.QUALITY[1]
+    lr = testset.decode(a)
     assert lr.shape == (64, 64, 3)
     with Image.open(io.BytesIO(a)) as im:
         assert jpeg_quality(im) == (da["quality"], True)

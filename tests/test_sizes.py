@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import accel
-from accel import autotune
-from accel.inference import bucket
+from accel.conv import autotune
+from accel.run.inference import bucket
 
 BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
 

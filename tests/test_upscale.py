@@ -12,8 +12,8 @@ from PIL import Image, ImageCms
 
 import accel
 import reference
-from accel import inference
-from accel.pipeline import upscale_image
+from accel.run import inference
+from accel.run.pipeline import upscale_image
 from accel.upscale import main  # noqa: F401  (the CLI's module must import cleanly)
 from reference import RCANConfig
 from reference.metrics import psnr, quantize
@@ -180,7 +180,7 @@ def test_conv_path_the_dtype_or_device_cannot_run(tmp_path, monkeypatch):
     anything loads or runs, and nothing is written."""
     import jax
 
-    from accel import autotune
+    from accel.conv import autotune
     photo().save(tmp_path / "a.png")
     code, err = cli(tmp_path / "a.png", "--conv", "winograd2", "--dtype", "float32")   # (auto may be bfloat16)
     assert code == 2 and "error: conv winograd2 is not offered for float32: use one of" in err
@@ -199,7 +199,7 @@ def test_conv_path_the_dtype_or_device_cannot_run(tmp_path, monkeypatch):
 
 
 def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
-    from accel import images
+    from accel.run import images
     out = tmp_path / "o.png"
 
     def failing_save(self, fp, *a, **k):
@@ -312,7 +312,7 @@ def test_python_api_arrays_and_pil(real_model):
 
 
 def test_auto_tiling_plan():
-    from accel.pipeline import bytes_per_lr_pixel, plan_tile
+    from accel.run.pipeline import bytes_per_lr_pixel, plan_tile
     config = RCANConfig.official(2)
     assert plan_tile((100, 100), config, 2.0) is None
     tile = plan_tile((1500, 2000), config, 2.0)
@@ -347,7 +347,7 @@ def test_fitted_tiles_cover_evenly_with_the_fewest_tiles(length, tile, overlap):
 
 
 def test_tiles_go_one_per_device_call_on_one_device():
-    from accel.pipeline import plan_tile, tile_batch
+    from accel.run.pipeline import plan_tile, tile_batch
     assert tile_batch() == 1   # one CPU device here: no padded slots in the last call
     # A 2000×1500 photo in 2 GB with the compact model: tiles of 768 (not 512 as in calls of 4 tiles),
     # fitted to 760×680: 6 tiles, 3 % more pixels than the photo.

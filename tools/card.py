@@ -15,9 +15,12 @@ import json
 import sys
 from pathlib import Path
 
-from accel import hardware
+from accel.platform import hardware
 from accel.api import model_from_weights
 from accel.evaluate import evaluate_model, table
+from accel.degrade.chain import CHAINS
+from accel.degrade.chain import table as chain_table
+from accel.run.choose import QUALITY_THRESHOLD
 from accel.train import TrainConfig
 from reference.explain import SOURCES
 from reference.weights import load_weights, read_metadata
@@ -33,13 +36,18 @@ DEEP_ABOUT = ("The deep RCAN ×2 (`--model deep`, the default): the official RCA
               "patches on a 2-core CPU (2.4 h, Set5 34.71 dB), then from those weights `bash runs/gpu/train.sh` — "
               "9 minutes on one H100 with bfloat16 convolutions and a warm-up + cosine schedule fitted to that "
               "time (`--steps fit`), the run this card records.")
-REAL_ABOUT = ("The real-photo RCAN ×2 (`--model {name}`; what `--model auto` runs for a JPEG below quality 80 or a "
-              "lossy WebP): the shipped `{base}` model fine-tuned by this project with `python -m accel.train "
-              "--degrade real --ema 0.999`, on inputs made from each HR patch by the degradation chain of "
-              "accel/degrade.py (below), the HR target kept clean. Same network as `{base}`, so `--strength S` "
-              "interpolates the two: (1 − S)·{base} + S·{name}.")
+REAL_ABOUT = ("The real-photo RCAN ×2 (`--model {name}`; what `--model auto` runs for a JPEG below quality "
+              f"{QUALITY_THRESHOLD} or a lossy WebP): the shipped `{{base}}` model fine-tuned by this project with "
+              "`python -m accel.train --degrade CHAIN --ema 0.999`, on inputs made from each HR patch by a "
+              "degradation chain of accel/degrade/chain.py (below), the HR target kept clean. Same network as "
+              "`{base}`, so `--strength S` interpolates the two: (1 − S)·{base} + S·{name}.")
+# How a model came to its weights where it took more than the one run its file records.
+HISTORY = {"rcan_real_x2": " Two fine-tunes, one after the other: first on the harsher `real` chain (584 steps of "
+                           "8 LR patches 32×32, 0.84 h on a 2-core CPU, `bash runs/real/train_cpu.sh`), then from "
+                           "those weights on the milder `photo` chain (`bash runs/real/train_photo.sh`), the run this "
+                           "card records."}
 ABOUT = {"rcan_compact_x2": COMPACT_ABOUT, "rcan_deep_x2": DEEP_ABOUT,
-         "rcan_real_x2": REAL_ABOUT.format(name="real", base="deep"),
+         "rcan_real_x2": REAL_ABOUT.format(name="real", base="deep") + HISTORY["rcan_real_x2"],
          "rcan_real_compact_x2": REAL_ABOUT.format(name="real-compact", base="compact")}
 BICUBIC_TWIN = {"rcan_real_x2": "deep", "rcan_real_compact_x2": "compact"}
 
@@ -59,7 +67,8 @@ def front_matter(name: str, card: dict) -> str:
     """Hugging Face model-card metadata, so the weights can be published on a model hub as they are."""
     s = card["config"]["scale"]
     scores = card[f"set5_x{s}"]
-    task = "real-photo degradations" if card["training"].get("degradation") == "real" else "bicubic degradation"
+    real = card["training"].get("degradation", "bicubic") != "bicubic"
+    task = "real-photo degradations" if real else "bicubic degradation"
     return f"""---
 license: mit
 library_name: rcan-threeways
@@ -93,7 +102,7 @@ def degraded_scores(heldout, weights_path) -> tuple[dict, str]:
 ## Scores on degraded photos (held out)
 
 {scores['images']} photos none of the fine-tunes saw (Set5 and the 20 BSD200 photos of runs/real/holdout.txt),
-each made into a photo as people have them by `python -m accel.evaluate --degrade` (accel/degrade_eval.py:
+each made into a photo as people have them by `python -m accel.evaluate --degrade` (accel/degrade/testset.py:
 Pillow's Gaussian blur σ 0.2–1.2, MATLAB bicubic ×½, Gaussian noise σ 0–4, Pillow JPEG quality 60–90; seed 0),
 scored against the clean HR (PSNR on Y, 2-pixel border):
 
@@ -114,10 +123,9 @@ Reproduce: `bash runs/real/heldout.sh` (builds runs/real/heldout/ from Set5 and 
     return scores, md
 
 
-def degradation_table() -> str:
-    from accel.degrade import table as rows
+def degradation_table(chain: str) -> str:
     return "\n".join(["| step | round 1 (HR size) | round 2 (LR size) / final |", "|---|---|---|",
-                      *(f"| {a} | {b} | {c} |" for a, b, c in rows())])
+                      *(f"| {a} | {b} | {c} |" for a, b, c in chain_table(chain))])
 
 
 def build_card(weights_path, hr_dir, about: str, heldout=None) -> tuple[dict, str]:
@@ -143,15 +151,17 @@ def build_card(weights_path, hr_dir, about: str, heldout=None) -> tuple[dict, st
     }
     done = int(meta.get("steps", tc.steps if tc else 0))
     cut = f" (of a {tc.steps}-step schedule, ended by its time budget)" if tc and done < tc.steps else ""
-    real = tc is not None and tc.degradation == "real"
-    inputs = ("LR made by the real-photo chain below, 20 % MATLAB-bicubic" if real else "MATLAB-bicubic LR")
+    real = tc is not None and tc.degradation in CHAINS
+    inputs = (f"LR made by the {tc.degradation} chain below, {CHAINS[tc.degradation].clean:.0%} MATLAB-bicubic"
+              if real else "MATLAB-bicubic LR")
     training = (f"{done} steps{cut} of {tc.batch} LR patches {tc.patch}×{tc.patch} ({inputs}, flips and "
                 f"90° turns), {meta.get('dtype', 'float32')} convolutions, L1 loss, Adam, peak LR {tc.peak_lr} after "
                 f"{tc.warmup} warm-up steps, cosine decay, " + (f"EMA of the weights (decay {tc.ema}), " if tc.ema else "")
                 + f"seed {tc.seed}" if tc else "unknown")
     extra = ""
     if real:
-        extra = "\n## The degradations it was trained on (accel/degrade.py)\n\n" + degradation_table() + "\n"
+        extra = (f"\n## The degradations it was trained on (accel/degrade/chain.py, the `{tc.degradation}` chain)\n\n"
+                 + degradation_table(tc.degradation) + "\n")
         if heldout:
             card["degraded_heldout"], md_scores = degraded_scores(heldout, weights_path)
             extra += md_scores
@@ -186,7 +196,7 @@ Per image:
 Reproduce: `python -m accel.evaluate --hr tests/data/Set5/HR_x{s} --scale {s} --weights {weights_path}`,
 or upscale the official LR files with `python -m accel.upscale tests/data/Set5/LR_x{s} -o out/ --weights {weights_path}`
 and score them with `python -m accel.evaluate --hr tests/data/Set5/HR_x{s} --sr out --scale {s}`.
-Regenerate this card: `python -m tools.card {weights_path} --hr tests/data/Set5/HR_x{s}`{" --heldout runs/real/heldout" if real else ""}.
+Regenerate this card: `python -m tools.card {weights_path} --hr tests/data/Set5/HR_x{s}{" --heldout runs/real/heldout" if real else ""}`.
 {extra}
 Limits: trained on {meta.get('n_train_images', '?')} small images (the official RCAN saw DIV2K's 800 2K images), """ + (
         """on synthetic degradations: a clean bicubic downscale scores lower than with the bicubic-trained

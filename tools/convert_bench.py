@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 
-from accel.hardware import rss_bytes
+from accel.platform.hardware import rss_bytes
 
 
 def measure(src: str) -> dict:

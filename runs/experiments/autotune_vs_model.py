@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import accel
-from accel import autotune
+from accel.conv import autotune
 from reference import RCANConfig, init_weights
 
 

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from jax import lax
 
-from accel import runtime, winograd
+from accel.platform import runtime
+from accel.conv import winograd
 
 H = W = 128
 C = 64

@@ -1,4 +1,4 @@
-"""Experiment for accel/PERFORMANCE.md (history: runs/PERFORMANCE_LOG.md): the convolution kernels of accel/cpu_kernel.py against the XLA paths
+"""Experiment for accel/PERFORMANCE.md (history: runs/PERFORMANCE_LOG.md): the convolution kernels of accel/conv/cpu_kernel.py against the XLA paths
 and torch (oneDNN) in the model's setting: a scanned chain of 10 convs 64→64 (each followed by a ReLU),
 in one dtype (bfloat16 or float32) in and out, ms per conv (min / median of 5 interleaved rounds) and
 GFLOP/s counted as the direct convolution's FLOPs (so Winograd's fewer multiplications show as more);
@@ -7,7 +7,7 @@ GFLOP/s counted as the direct convolution's FLOPs (so Winograd's fewer multiplic
 Run: PYTHONPATH=runs/experiments python runs/experiments/conv_kernels.py [--float32] [--build NAME] [SIZE ...]
 (default bfloat16; sizes 64 128 256; --build: the kernels' build, e.g. avx512bf16 on a CPU with AMX;
 kernels without that build are left out). With RCAN_MAX_ISA=avx2 an AVX-512 CPU runs as an AVX2 one: the
-kernels' AVX2 build, XLA's code and torch's held to the same instructions (accel/hardware.py).
+kernels' AVX2 build, XLA's code and torch's held to the same instructions (accel/platform/hardware.py).
 """
 import statistics
 import sys
@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from jax import lax
 
-from accel import autotune, convpaths, cpu_kernel, runtime
+from accel.conv import autotune, registry, cpu_kernel
+from accel.platform import runtime
 from interleaved import compare
 
 C, N = 64, 10
@@ -28,8 +29,8 @@ PATHS = {jnp.bfloat16: ["kernel-direct", "kernel-winograd2", "kernel-winograd4",
 
 
 def conv(x, w, b):
-    if convpaths.applies(w.shape):
-        return convpaths.square_conv(x, w, b)
+    if registry.applies(w.shape):
+        return registry.square_conv(x, w, b)
     y = lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
     return (y + b).astype(x.dtype)
 

@@ -1,10 +1,10 @@
-"""Experiment for accel/PERFORMANCE.md (history: runs/PERFORMANCE_LOG.md): two versions of the float32 kernel (accel/kernels/winograd4_f32.cc)
+"""Experiment for accel/PERFORMANCE.md (history: runs/PERFORMANCE_LOG.md): two versions of the float32 kernel (accel/conv/kernels/winograd4_f32.cc)
 in one process, run in turns on the same inputs, so that a slow stretch of the shared machine hits both:
 a scanned chain of 10 convs 64→64 (each followed by a ReLU), ms per conv (min / median of 9), and the
 largest difference between the two chains' outputs.
 
 Run, from the repository root (the other version from git, e.g. the commit before a change):
-  git show REV:accel/kernels/winograd4_f32.cc > /tmp/before.cc
+  git show REV:accel/conv/kernels/winograd4_f32.cc > /tmp/before.cc
   PYTHONPATH=.:runs/experiments python runs/experiments/kernel_ab.py /tmp/before.cc BUILD SIZE ...
 BUILD: avx512, avx2 or portable (with avx2 on an AVX-512 CPU, XLA_FLAGS=--xla_cpu_max_isa=AVX2 holds XLA's
 own code to the same instructions).
@@ -20,8 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from accel import cpu_kernel
-from accel.kernels import build as kernels_build
+from accel.conv import cpu_kernel
+from accel.conv.kernels import build as kernels_build
 from interleaved import compare
 
 N, C = 10, 64

@@ -8,7 +8,7 @@ S = int(os.environ.get("S", 128))
 x = jnp.asarray(np.random.rand(1,S,S,64).astype(np.float32))
 w = jnp.asarray(np.random.randn(3,3,64,64).astype(np.float32)*0.05)
 b = jnp.asarray(np.random.randn(64).astype(np.float32)*0.01)
-from accel.winograd import AT, BT, G  # noqa: F401  (the F(4,3) matrices, for the experiments that import this)
+from accel.conv.winograd import AT, BT, G  # noqa: F401  (the F(4,3) matrices, for the experiments that import this)
 n = 10
 def direct(x, w, b):
     return lax.conv_general_dilated(x, w, (1,1), "SAME", dimension_numbers=("NHWC","HWIO","NHWC")) + b

@@ -4,14 +4,14 @@ F(2×2)'s 16 per 4 and F(4×4)'s 36 per 16) keep bfloat16 GEMM operands accurate
 Builds F(3, 3) by Cook-Toom on four finite points and ∞ (Aᵀ and G from the points, Bᵀ solved from the
 identity the three must satisfy), then measures the RMS error, relative to the exact convolution, of one
 64→64 conv's tiles with the GEMM operands (V = Bᵀ d B and U = G g Gᵀ) rounded to bfloat16 and everything
-else in float64; the F(2×2) and F(4×4) matrices of accel/winograd.py beside it.
+else in float64; the F(2×2) and F(4×4) matrices of accel/conv/winograd.py beside it.
 
 Run: python runs/experiments/winograd_f3_bf16.py
 """
 import ml_dtypes
 import numpy as np
 
-from accel import winograd
+from accel.conv import winograd
 
 
 def cook_toom(points, m=3, r=3):
@@ -57,8 +57,8 @@ def error(at, g, bt, rounded, trials=200, c=64):
 
 
 def main():
-    schemes = {"F(2x2) accel/winograd.py": (winograd.AT2, winograd.G2, winograd.BT2),
-               "F(4x4) accel/winograd.py": (winograd.AT, winograd.G, winograd.BT)}
+    schemes = {"F(2x2) accel/conv/winograd.py": (winograd.AT2, winograd.G2, winograd.BT2),
+               "F(4x4) accel/conv/winograd.py": (winograd.AT, winograd.G, winograd.BT)}
     for points in ([0, 1, -1, 2], [0, 1, -1, -2], [0, 1, -1, 0.5], [0, 1, -1, -0.5], [0, 1, -1, 3]):
         schemes[f"F(3x3) points {points} + inf"] = cook_toom(points)
     for name, (at, g, bt) in schemes.items():

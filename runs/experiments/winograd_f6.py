@@ -1,5 +1,5 @@
 """Experiment for accel/PERFORMANCE.md (history: runs/PERFORMANCE_LOG.md): Winograd F(6×6, 3×3) (64 multiplications per 36 outputs, 21 % fewer
-than F(4×4)) against the F(4×4) of accel/winograd.py, in the autotune's conv chain, with and without
+than F(4×4)) against the F(4×4) of accel/conv/winograd.py, in the autotune's conv chain, with and without
 YNNPACK's dot fusions; and the float32 error of one conv of each against XLA's at full precision.
 
 F(6×6) comes from Cook-Toom on the points 0, ±1, ±2, ±1/2 and ∞ (runs/experiments/winograd_f3_bf16.py).
@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from accel import autotune, convpaths, winograd
+from accel.conv import autotune, registry, winograd
 from winograd_f3_bf16 import cook_toom   # beside this file
 
 YNN = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
@@ -36,7 +36,7 @@ def main(size: int, dtype):
     for name, scheme, options in (("F(4x4) + ynn", "f4", YNN), ("F(6x6) + ynn", "f6", YNN),
                                   ("F(4x4)", "f4", {}), ("F(6x6)", "f6", {})):
         def traced(x, w, b, scheme=scheme):
-            with convpaths.enabled(convpaths.ConvPath(scheme, scheme)):
+            with registry.enabled(registry.ConvPath(scheme, scheme)):
                 return autotune._chain(x, w, b, rounds=rounds)
         fs[name] = jax.jit(traced, compiler_options=options or None)
         jax.block_until_ready(fs[name](x, w, b))

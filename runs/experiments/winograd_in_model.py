@@ -10,7 +10,7 @@ import numpy as np
 from flax import nnx
 
 import accel
-from accel import autotune
+from accel.conv import autotune
 from accel.api import _merge_and_run
 from interleaved import compare
 from reference import RCANConfig, init_weights

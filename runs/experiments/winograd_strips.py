@@ -1,4 +1,4 @@
-"""Experiment for accel/PERFORMANCE.md (history: runs/PERFORMANCE_LOG.md): accel/winograd.py's conv3x3 in the model's setting (RCAB-like pairs
+"""Experiment for accel/PERFORMANCE.md (history: runs/PERFORMANCE_LOG.md): accel/conv/winograd.py's conv3x3 in the model's setting (RCAB-like pairs
 under lax.scan, 10 rounds) by tile rows per strip, XLA default fusions and YNNPACK's dot fusion, vs lax.conv.
 
 Run: PYTHONPATH=. S=256 python runs/experiments/winograd_strips.py
@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from accel import winograd
+from accel.conv import winograd
 from interleaved import compare
 
 S, n = int(os.environ.get("S", 128)), 10

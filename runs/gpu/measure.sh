@@ -24,7 +24,7 @@ stage() {   # stage NAME SECONDS COMMAND...: stdout to $O/NAME.out, stderr to $O
 } > "$O/log.txt" 2>&1
 cat "$O/log.txt"
 # The CPU kernels are built at install; a copied checkout has none: built here once (a compiler is there).
-[ -f accel/kernels/lib/manifest.json ] || $PY -m accel.kernels.build >> "$O/log.txt" 2>&1
+[ -f accel/conv/kernels/lib/manifest.json ] || $PY -m accel.conv.kernels.build >> "$O/log.txt" 2>&1
 # The machine's own jax/flax/torch are used (flax 0.12.10 worked). Should its flax fail to build the model,
 # ours is installed from .whl/ (made here with `pip download --no-deps -d .whl flax==0.12.8`, passed in carry).
 if ! $PY -c "import accel, reference; accel.model_from_weights(reference.init_weights(reference.RCANConfig.compact(2)), reference.RCANConfig.compact(2))" 2>>"$O/log.txt"; then

@@ -36,7 +36,9 @@ def child(size: int) -> dict:
     import numpy as np
 
     import accel
-    from accel import api, autotune, runtime
+    from accel import api
+    from accel.conv import autotune
+    from accel.platform import runtime
     from reference import RCANConfig, init_weights
     runtime.configure_from_env()
     jax.config.update("jax_default_matmul_precision", "highest")

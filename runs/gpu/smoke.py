@@ -7,7 +7,7 @@ import torch
 
 import accel
 import reference
-from accel import autotune
+from accel.conv import autotune
 from reference import RCANConfig, init_weights
 from tools import torch_rcan
 

@@ -11,10 +11,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 import accel
-from accel import degrade_eval
+from accel.degrade import testset
 from accel.data import read_rgb
 from accel.evaluate import image_key
-from accel.evidence import enlarge
+from accel.explain.evidence import enlarge
 from reference.metrics import imresize, modcrop, psnr
 
 SIDE = 128   # crop side in HR pixels
@@ -35,7 +35,7 @@ def busiest(truth: np.ndarray, side: int) -> tuple[int, int]:
 def panel(path: Path, models: dict, out: Path) -> str:
     truth = modcrop(read_rgb(path), 2)
     name = image_key(path)
-    data, draws = degrade_eval.degrade_photo(truth, 2, degrade_eval.rng_for(0, name))
+    data, draws = testset.degrade_photo(truth, 2, testset.rng_for(0, name))
     lr = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
     outs = {"bicubic": imresize(lr, 2), **{k: enlarge(m, lr) for k, m in models.items()}, "truth": truth}
     y, x = busiest(truth, SIDE)

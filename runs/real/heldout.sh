@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The held-out degraded set and the real-photo models' numbers (model cards, README "Which model").
 #   bash runs/real/heldout.sh            # builds runs/real/heldout/ and writes runs/measurements/real/
+#   MODELS=real bash runs/real/heldout.sh   # only the models named (the others' files are kept)
 # The set: Set5 (tests/data) and the 20 BSD200 photos of runs/real/holdout.txt, which every fine-tune left out;
-# each made into a blurred, noisy JPEG by `accel.evaluate --degrade` (seed 0, accel/degrade_eval.py).
+# each made into a blurred, noisy JPEG by `accel.evaluate --degrade` (seed 0, accel/degrade/testset.py).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA=${DATA:-../shared/data/train}
@@ -10,7 +11,7 @@ SET=runs/real/heldout OUT=runs/measurements/real
 mkdir -p "$SET" "$OUT"
 cp tests/data/Set5/HR_x2/*.png "$SET"/
 for id in $(cat runs/real/holdout.txt); do cp "$DATA/BSD200/$id.png" "$SET"/; done
-for model in deep compact real real-compact; do
+for model in ${MODELS:-deep compact real real-compact}; do
   python -m accel.evaluate --hr "$SET" --scale 2 --degrade --model "$model" --json --quiet > "$OUT/degraded_$model.json"
   python -m accel.evaluate --hr tests/data/Set5/HR_x2 --scale 2 --model "$model" --json --quiet > "$OUT/set5_$model.json"
 done

@@ -13,7 +13,7 @@ from PIL import Image
 
 import accel
 from accel.data import read_rgb
-from accel.evidence import enlarge
+from accel.explain.evidence import enlarge
 from reference.metrics import imresize, modcrop, psnr
 
 folder, qualities = Path(sys.argv[1]), [int(q) for q in sys.argv[2:]]

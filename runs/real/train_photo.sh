@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fine-tune the real-photo model on the milder "photo" chain (accel/degrade.py CHAINS), from the weights
+# Fine-tune the real-photo model on the milder "photo" chain (accel/degrade/chain.py CHAINS), from the weights
 # `train_cpu.sh` left (the deep model fine-tuned on the harsher "real" chain), for a fixed time budget with
 # the schedule fitted to it. Resumable: run it again and it continues from its checkpoint.
 #   bash runs/real/train_photo.sh [seconds] [init weights]

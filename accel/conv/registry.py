@@ -3,13 +3,13 @@
 Words, as the rest of accel uses them:
 
 - **path**: one way to run the convolutions, named as `--conv` names it (`xla`, `winograd-ynn`,
-  `kernel-winograd4`, …; `auto` lets accel/autotune.py time the candidates and pick one per size class).
+  `kernel-winograd4`, …; `auto` lets accel/conv/autotune.py time the candidates and pick one per size class).
 - **algorithm** of a path: `direct` (XLA's own convolution), `f4` / `f2` (Winograd F(4×4, 3×3) / F(2×2, 3×3)
-  written in XLA, accel/winograd.py), or `kernel` (a C++ custom call of this project).
+  written in XLA, accel/conv/winograd.py), or `kernel` (a C++ custom call of this project).
 - **options**: the XLA compiler options its compilation takes (YNNPACK's dot fusions, NCHW on a GPU).
-- **kernel**: for algorithm `kernel`, the C++ kernel's name as accel/kernels/build.py's LIBRARIES list it
+- **kernel**: for algorithm `kernel`, the C++ kernel's name as accel/conv/kernels/build.py's LIBRARIES list it
   (`direct`, `winograd2`, `winograd4`); its library has one **build** per instruction set (avx512, amx, …),
-  chosen at load time by accel/cpu_kernel.py. The dtypes a kernel path serves are its library's.
+  chosen at load time by accel/conv/cpu_kernel.py. The dtypes a kernel path serves are its library's.
 - **backends** and **dtypes**: where a path exists and the model dtypes it is offered for.
 
 A model traced under `enabled(path)` sends each convolution that `applies()` to `square_conv()`, which runs
@@ -19,10 +19,10 @@ the path's algorithm; everything else stays XLA's convolution. The path's option
 Adding a path:
 1. a record in PATHS below (for a new combination of XLA options and an existing algorithm, that is all:
    the autotune times it, `--conv` accepts it, the tests run every record);
-2. a new Winograd algorithm in XLA: its matrices in accel/winograd.py's SCHEMES too (2 files);
-3. a new C++ kernel: its source in accel/kernels/, its target in accel/kernels/build.py's LIBRARIES, and
-   its weight layout and work items in accel/cpu_kernel.py (pack, conv3x3) (4 files), plus its own tests
-   in tests/test_cpu_kernel.py's list of kernels.
+2. a new Winograd algorithm in XLA: its matrices in accel/conv/winograd.py's SCHEMES too (2 files);
+3. a new C++ kernel: its source in accel/conv/kernels/, its target in accel/conv/kernels/build.py's
+   LIBRARIES, and its weight layout and work items in accel/conv/cpu_kernel.py (pack, conv3x3) (4 files),
+   plus its own tests in tests/test_cpu_kernel.py's list of kernels.
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ KERNEL_DTYPES = {kernel: tuple(by_dtype) for lib in LIBRARIES.values() for kerne
 @dataclasses.dataclass(frozen=True)
 class ConvPath:
     name: str
-    algorithm: str                      # "direct", "f4", "f2" (accel/winograd.py) or "kernel"
+    algorithm: str                      # "direct", "f4", "f2" (accel/conv/winograd.py) or "kernel"
     options: dict = dataclasses.field(default_factory=dict)   # XLA compiler options of its compilation
     backends: tuple = EVERYWHERE
     dtypes: tuple = BOTH                # model dtypes it is offered for

@@ -1,6 +1,6 @@
 """The degraded test set: clean HR photos made into the small, soft, noisy JPEGs people have.
 
-Written with other tools than the training chain (accel/degrade.py), so that a model is not scored on
+Written with other tools than the training chain (accel/degrade/chain.py), so that a model is not scored on
 its own implementation's quirks: Pillow's Gaussian blur on the HR, MATLAB's bicubic ×1/s, NumPy's
 Gaussian noise, Pillow's JPEG (libjpeg, 4:2:0). Each image's draws come from (seed, its name) alone, so
 an image is degraded the same way whatever else is in the folder.

@@ -23,9 +23,9 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from . import hardware
+from accel.platform import hardware
 
-TABLE = Path(__file__).parent / "weights" / "precision.json"
+TABLE = Path(__file__).parent.parent / "weights" / "precision.json"
 MIN_SPEEDUP = 1.25   # float32 time / bfloat16 time, geometric mean over sizes: a margin above the bench's noise
 MAX_COST_DB = 0.01   # Set5 ×2 PSNR float32 − bfloat16
 CHOICES = ("auto", "float32", "bfloat16")

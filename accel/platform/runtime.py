@@ -2,7 +2,7 @@
 
 Importing or calling accel changes nothing outside it. configure() turns on, for the whole process:
 - the persistent compilation cache (JAX's), so a second run of the same shape starts fast; the
-  convolution-path decisions of accel/autotune.py are kept beside it;
+  convolution-path decisions of accel/conv/autotune.py are kept beside it;
 - memory hand-back: XLA's compiler and the worker threads free tens of MB that glibc keeps mapped in
   its arenas; after every forward they are handed back to the OS (malloc_trim), and at the first
   forward glibc's mmap threshold is fixed at 1 MB (it otherwise rises to the largest block freed,
@@ -12,7 +12,7 @@ Importing or calling accel changes nothing outside it. configure() turns on, for
 
 The CLIs take their defaults from the environment: RCAN_JAX_CACHE=off|DIR (default ~/.cache/rcan-jax,
 or $XDG_CACHE_HOME/rcan-jax), RCAN_MALLOC=default (leave malloc alone) and RCAN_MAX_ISA=avx2|avx512|
-avx512_bf16 (the newest CPU instructions used: accel/hardware.py).
+avx512_bf16 (the newest CPU instructions used: accel/platform/hardware.py).
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import sys
 
 import jax
 
-from accel import hardware
+from . import hardware
 
 DEFAULT = "default"
 

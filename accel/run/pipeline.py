@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from . import inference
-from .api import first_run, load_model
+from accel.api import first_run, load_model
 from .images import ImageError, decode, decode_array, encode, encode_array
 
 TILE_SIZES = (64, 96, 128, 192, 256, 384, 512, 768)   # a few fixed shapes: few compiles

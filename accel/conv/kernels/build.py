@@ -2,10 +2,10 @@
 `pip install` (setup.py's build_ext: every build the compiler makes for this architecture, so a wheel
 carries them to machines without a compiler), and by hand after editing a source:
 
-    python -m accel.kernels.build          # rebuilds accel/kernels/lib/ in this checkout
+    python -m accel.conv.kernels.build          # rebuilds accel/conv/kernels/lib/ in this checkout
 
 Nothing here imports the rest of the package (setup.py loads this file before the package is installed);
-jax is needed only for the XLA FFI headers' folder. accel/cpu_kernel.py loads what this writes and never
+jax is needed only for the XLA FFI headers' folder. accel/conv/cpu_kernel.py loads what this writes and never
 calls a compiler.
 
 What is written to the output folder: one `<source stem>-<build>.so` per build, and manifest.json naming
@@ -65,7 +65,7 @@ LIBRARIES = {
                                   "bfloat16": ("rcan_winograd4_bf16io", "RcanWinograd4Bf16Io")}}),
 }
 SOURCES = os.path.dirname(os.path.abspath(__file__))   # the kernels' C++ sources and headers
-LIB = os.path.join(SOURCES, "lib")                      # where `python -m accel.kernels.build` writes
+LIB = os.path.join(SOURCES, "lib")                      # where `python -m accel.conv.kernels.build` writes
 MANIFEST = "manifest.json"
 BASE_FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-w")
 X86 = ("x86_64", "amd64", "i686", "i386")   # the native builds' flags are x86's (-mavx512f, …)
@@ -225,7 +225,7 @@ def build_all(folder: str = LIB, machine: str | None = None, jobs: int | None = 
 
 def main(argv=None) -> int:
     import argparse
-    ap = argparse.ArgumentParser(prog="python -m accel.kernels.build", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m accel.conv.kernels.build", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=LIB, help=f"output folder (default: {LIB})")
     ap.add_argument("--jobs", type=int, default=None, help="builds compiled at once (default: the CPU count)")
     args = ap.parse_args(argv)

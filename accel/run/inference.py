@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .api import forward
+from accel.api import forward
 
 BUCKET = 16        # the finest step of the shape ladder (bucket)
 OVERLAP = 16       # LR pixels two neighbouring tiles share by default (blended with linear ramps)

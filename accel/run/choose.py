@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 from PIL import Image
 
-from .degrade import CHROMINANCE, LUMINANCE, scaled_table
+from accel.degrade.chain import CHROMINANCE, LUMINANCE, scaled_table
 
 # JPEGs of lower quality get the real-photo model. Measured on clean downscales saved as JPEG, the hardest case
 # for it (no blur, no noise; runs/real/threshold.py on 15 held-out photos, runs/measurements/real/threshold.jsonl):

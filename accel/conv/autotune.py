@@ -1,8 +1,8 @@
 """Per-size-class choice of the convolution path, measured like cuDNN's benchmark mode.
 
-The paths are accel/convpaths.py's records: XLA's own convolution (with or without YNNPACK, and in NCHW on
-a GPU), Winograd F(4×4) and F(2×2) written in XLA (accel/winograd.py), and the project's C++ kernels
-(accel/cpu_kernel.py). None wins everywhere: which is fastest depends on the CPU (its vector and bfloat16
+The paths are accel/conv/registry.py's records: XLA's own convolution (with or without YNNPACK, and in NCHW on
+a GPU), Winograd F(4×4) and F(2×2) written in XLA (accel/conv/winograd.py), and the project's C++ kernels
+(accel/conv/cpu_kernel.py). None wins everywhere: which is fastest depends on the CPU (its vector and bfloat16
 instructions, whether it has AMX), the channels, the image size and the dtype (one CPU's ranking:
 `python -m accel.bench --conv-channels 64 --sizes 64 128 256`; the models': accel/PERFORMANCE.md). So the
 first forward of a size class times a short chain of the model's own convolutions every way, interleaved,
@@ -30,7 +30,7 @@ within MEMORY_MARGIN of the fastest, the one whose compiled forward has the fewe
 Decisions there are keyed by the GPU too.
 
 The model's `conv` setting (load_model(conv=...), the CLIs' --conv, default RCAN_CONV or auto) is auto or a
-path of convpaths.PATHS, which fixes it.
+path of registry.PATHS, which fixes it.
 """
 from __future__ import annotations
 
@@ -50,8 +50,9 @@ from jax import lax
 
 from reference.files import atomic_write
 
-from . import convpaths, cpu_kernel, hardware, runtime
-from .convpaths import PATHS
+from . import registry, cpu_kernel
+from accel.platform import hardware, runtime
+from .registry import PATHS
 
 _decided: dict[str, str] = {}
 
@@ -106,7 +107,7 @@ def check_setting(value: str, dtype=None) -> str:
     return value
 
 
-runs_on = convpaths.runs_on
+runs_on = registry.runs_on
 
 
 @functools.cache   # read once: choose() runs on every forward call
@@ -177,8 +178,8 @@ def _chain(x, w, b, rounds: int = 3):
     of buffers inside one call count as they do there (a lone call also pays for fresh pages, which
     would wrongly count against Winograd's larger intermediates on small images)."""
     def conv(x):
-        if convpaths.applies(w.shape):
-            return convpaths.square_conv(x, w, b)
+        if registry.applies(w.shape):
+            return registry.square_conv(x, w, b)
         return lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) + b
 
     def rcab(x, _):
@@ -191,17 +192,17 @@ def _chain(x, w, b, rounds: int = 3):
 def jit(fun, path: str, **kwargs):
     """fun jit-compiled for one convolution path (its compiler options; Winograd traced in where asked)."""
     def traced(*args):
-        with convpaths.enabled(path):
+        with registry.enabled(path):
             return fun(*args)
     return jax.jit(traced, compiler_options=PATHS[path].options or None, **kwargs)
 
 
 def paths(dtype, channels: int | None = None) -> list[str]:
-    """The paths worth timing for this dtype here (convpaths.offered): F(2×2) (bfloat16 GEMMs) for bfloat16
+    """The paths worth timing for this dtype here (registry.offered): F(2×2) (bfloat16 GEMMs) for bfloat16
     only; a C++ kernel for the dtypes it serves on a CPU that runs its build, and, given the channels, only
     where its register tiles fit them."""
     backend = jax.default_backend()
-    return [p for p in PATHS if convpaths.offered(p, dtype, backend, channels)]
+    return [p for p in PATHS if registry.offered(p, dtype, backend, channels)]
 
 
 def time_paths(names, batch: int, height: int, width: int, channels: int, dtype) -> dict[str, list[float]]:
@@ -295,7 +296,7 @@ def _key(height: int, width: int, channels: int, dtype) -> str:
     # The candidates are part of the key, and the kernels' code where one is a candidate: a decision made
     # before a path existed, or with an older kernel, is measured again.
     offered = paths(dtype, channels)
-    kernels = f"|kernels {cpu_kernel.sources_digest()}" if any(p in convpaths.KERNEL_PATHS for p in offered) else ""
+    kernels = f"|kernels {cpu_kernel.sources_digest()}" if any(p in registry.KERNEL_PATHS for p in offered) else ""
     return (f"{_machine()}|side 2^{size_class(height, width)}x{channels}|{jnp.dtype(dtype).name}"
             f"|{','.join(offered)}{kernels}")
 
@@ -308,7 +309,7 @@ def decided(height: int, width: int, channels: int, dtype) -> bool:
 
 def choose(batch: int, height: int, width: int, channels: int, dtype, setting: str = "auto",
            recheck=None, memory=None) -> str:
-    """The convolution path for this per-device batch shape (a key of convpaths.PATHS); setting as check_setting.
+    """The convolution path for this per-device batch shape (a key of registry.PATHS); setting as check_setting.
 
     recheck (optional): names -> {name: [seconds of the caller's model forward]}; when the chain's top two
     within RECHECK_MARGIN of the fastest (off a CPU: all its paths within DEVICE_RECHECK_MARGIN) are two or

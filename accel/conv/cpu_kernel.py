@@ -1,5 +1,5 @@
-"""The project's CPU convolution kernels: C++ in accel/kernels/, XLA FFI custom calls built at install
-(accel/kernels/build.py, run by setup.py) and loaded and registered with JAX here. Two libraries:
+"""The project's CPU convolution kernels: C++ in accel/conv/kernels/, XLA FFI custom calls built at install
+(accel/conv/kernels/build.py, run by setup.py) and loaded and registered with JAX here. Two libraries:
 
 bfloat16 on the CPU's bfloat16 dot instructions (conv3x3_bf16.cc). XLA:CPU runs a bfloat16 convolution in
 float32 and reaches the bfloat16 dot units (AVX512-BF16's vdpbf16ps, two products per float32 lane, on AMD
@@ -14,7 +14,7 @@ their peak. Two schemes, register-tiled for AVX-512, the rows shared out over XL
   multiplications, bfloat16 GEMM operands (coefficients 0 and ±1, so 4e-3 relative per conv, like XLA's
   "winograd2" path; F(4×4)'s transforms would magnify bfloat16's rounding tenfold).
 
-float32 on AVX-512 (or AVX2) FMAs (winograd4_f32.cc): "winograd4", accel/winograd.py's F(4×4, 3×3) (4× fewer
+float32 on AVX-512 (or AVX2) FMAs (winograd4_f32.cc): "winograd4", accel/conv/winograd.py's F(4×4, 3×3) (4× fewer
 multiplications than the direct convolution, the same ≈ 2e-6 relative error per conv) with the input
 transform, the 36 GEMMs and the output transform fused per block of 24 tiles, so the Winograd-domain data
 (2.25× the activations, each way) stays in the core's caches instead of going through memory between
@@ -44,14 +44,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import hardware, winograd
+from accel.platform import hardware
+from . import winograd
 from .kernels import build as kernels_build
 from .kernels.build import LIBRARIES, SOURCES  # (the table lives with the build)
 
 # scheme -> the library that has it
 LIBRARY = {scheme: name for name, lib in LIBRARIES.items() for scheme in lib.targets}
 WINOGRAD4_BLOCK = 24   # tiles per work item of winograd4_f32.cc (kBlock): one row of its sums each
-FOLDER_ENV = "RCAN_KERNELS"   # a folder built by `python -m accel.kernels.build --out DIR`, instead of the package's
+# A folder built by `python -m accel.conv.kernels.build --out DIR`, used instead of the package's own
+FOLDER_ENV = "RCAN_KERNELS"
+REBUILD = "reinstall, or run `python -m accel.conv.kernels.build`"
 
 
 class Unavailable(RuntimeError):
@@ -105,28 +108,28 @@ def folder() -> str:
 
 @functools.cache
 def sources_digest() -> str:
-    """A digest of the kernels' sources and headers (accel/kernels/build.py), read once."""
+    """A digest of the kernels' sources and headers (accel/conv/kernels/build.py), read once."""
     return kernels_build.sources_digest()
 
 
 @functools.cache
 def manifest(where: str) -> dict:
-    """The build's manifest in that folder (accel/kernels/build.py), checked against these sources."""
+    """The build's manifest in that folder (accel/conv/kernels/build.py), checked against these sources."""
     path = os.path.join(where, kernels_build.MANIFEST)
     try:
         with open(path) as f:
             found = json.load(f)
     except FileNotFoundError:
         raise Unavailable(f"the CPU kernels were not built at install (no {path}): reinstall with a C++ compiler "
-                          "(pip install .), or run `python -m accel.kernels.build` in a checkout") from None
+                          "(pip install .), or run `python -m accel.conv.kernels.build` in a checkout") from None
     except (OSError, ValueError) as e:
         raise Unavailable(f"{path} is not readable ({type(e).__name__}): reinstall, or run "
-                          "`python -m accel.kernels.build`") from None
+                          "`python -m accel.conv.kernels.build`") from None
     if not isinstance(found, dict) or not isinstance(found.get("builds"), dict):
-        raise Unavailable(f"{path} is not a kernel build's manifest: reinstall, or run `python -m accel.kernels.build`")
+        raise Unavailable(f"{path} is not a kernel build's manifest: {REBUILD}")
     if found.get("sources") != sources_digest():
         raise Unavailable(f"the CPU kernels in {where} were built from other sources than {SOURCES}: rebuild them "
-                          "(`python -m accel.kernels.build`, or reinstall)")
+                          "(`python -m accel.conv.kernels.build`, or reinstall)")
     return found
 
 
@@ -146,9 +149,9 @@ def build(native: bool | str = True, library: str = "bf16") -> str:
     try:
         intact = kernels_build.file_digest(path) == entry.get("sha256")
     except OSError as e:
-        raise Unavailable(f"{path}: {e.strerror or e}; reinstall, or run `python -m accel.kernels.build`") from None
+        raise Unavailable(f"{path}: {e.strerror or e}; {REBUILD}") from None
     if not intact:   # a file cut short (full disk, killed copy) would crash the process that maps it: SIGBUS
-        message = f"{path}: damaged (not the file its build wrote); reinstall, or run `python -m accel.kernels.build`"
+        message = f"{path}: damaged (not the file its build wrote); {REBUILD}"
         if (where, library) not in _WARNED:   # said once, though every build and path of it is then left out
             _WARNED.add((where, library))
             print(f"warning: {message}", file=sys.stderr)
@@ -189,7 +192,7 @@ def _register_variant(library: str, variant: str) -> str:
         functions = [(name, getattr(handle, symbol))
                      for by_dtype in LIBRARIES[library].targets.values() for name, symbol in by_dtype.values()]
     except (OSError, AttributeError) as e:   # test-loaded when built, and its digest checked: not expected
-        raise Unavailable(f"{path} does not load ({e}); reinstall, or run `python -m accel.kernels.build`") from None
+        raise Unavailable(f"{path} does not load ({e}); {REBUILD}") from None
     _HANDLES[library, variant] = handle
     suffix = "_" + variant
     for name, function in functions:

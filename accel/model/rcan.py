@@ -2,7 +2,7 @@
 
 Blocks can be unrolled Python loops or stacked and scanned, separately for the RCABs of a group and for
 the groups of the body (`Loops`; with both scanned, the loops read each RCAB's weights in place). The
-stacking of weights for each kind of loops lives in accel/params.py, the one place that maps official
+stacking of weights for each kind of loops lives in accel/model/params.py, the one place that maps official
 keys to nnx paths.
 
 An optional mask [N, H, W, 1] (1 = image, 0 = padding) makes a zero-padded batch compute exactly what
@@ -19,7 +19,7 @@ from flax import nnx
 
 from reference.config import RCANConfig
 
-from . import convpaths, winograd
+from accel.conv import registry, winograd
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,17 +34,17 @@ LOOPS = {"unrolled": Loops(False, False), "scan": Loops(True, True), "mixed": Lo
 
 class Conv(nnx.Conv):
     """nnx.Conv ('SAME', stride 1) whose 3×3 convolutions run as Winograd (or one of the C++ kernels) when the
-    forward is traced under convpaths.enabled() and convpaths.applies() to them (accel/convpaths.py, the path
-    chosen by accel/autotune.py)."""
+    forward is traced under registry.enabled() and registry.applies() to them (accel/conv/registry.py, the path
+    chosen by accel/conv/autotune.py)."""
 
     def __call__(self, inputs, pooled: bool = False):
         """pooled: return (output, its mean over H and W in float32), which the C++ Winograd kernels take as
         they write the output (channel attention's pooling without another pass over it)."""
         plain = self.padding == "SAME" and self.strides in (1, (1, 1)) and self.kernel_dilation in (1, (1, 1))
-        if plain and self.feature_group_count == 1 and convpaths.applies(self.kernel.shape):
+        if plain and self.feature_group_count == 1 and registry.applies(self.kernel.shape):
             bias = self.bias[...] if self.bias is not None else None
             x, kernel, bias = self.promote_dtype((inputs, self.kernel[...], bias), dtype=self.dtype)
-            return convpaths.square_conv(x, kernel, bias, pooled)
+            return registry.square_conv(x, kernel, bias, pooled)
         return winograd.with_pooling(super().__call__(inputs), pooled)
 
 
@@ -154,7 +154,7 @@ class RCAN(nnx.Module):
 
     def __init__(self, config: RCANConfig, loops: Loops = LOOPS["unrolled"], dtype=jnp.float32, *, rngs,
                  conv_path: str = "auto"):
-        # conv_path: how accel.forward runs the CPU convolutions (accel/autotune.py); no effect on the maths.
+        # conv_path: how accel.forward runs the CPU convolutions (accel/conv/autotune.py); no effect on the maths.
         self.config, self.loops, self.dtype, self.conv_path = config, loops, dtype, conv_path
         C, c = config.n_feats, config.n_colors
         self.sub_mean = conv(c, c, 1, jnp.float32, rngs)

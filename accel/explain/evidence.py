@@ -8,7 +8,7 @@ enlarge it back with bicubic and with the model, and compare all three with the 
   (0.5/s cycles per output pixel): how much of the truth's energy above the limit each restores, and how
   well the model's high band correlates with the truth's (restored, rather than invented);
 - the limits: the same check with a JPEG-compressed, a slightly blurred and a degraded-photo input
-  (accel/degrade_eval.py);
+  (accel/degrade/testset.py);
 - ×2 versus ×4: what bicubic loses at each scale on this image.
 
 Arrays are H×W×3 (uint8 for images, float for maps); every number is a plain float for the run record.
@@ -23,7 +23,8 @@ from PIL import Image, ImageFilter
 
 from reference.metrics import imresize, psnr, quantize, rgb_to_y
 
-from . import degrade_eval, inference
+from accel.degrade import testset
+from accel.run import inference
 
 SELF_CHECK = 256   # side of the centre region the self-check uses, in input pixels (bounded for big photos)
 WINDOW = 48        # side of the windows searched for the best and worst crop, in output pixels
@@ -112,7 +113,7 @@ def blur(img: np.ndarray, sigma: float = BLUR_SIGMA) -> np.ndarray:
 def degradations(model, truth, small, scale: int, bicubic, sr) -> list[dict]:
     """The self-check (bicubic and sr: its outputs) next to degraded inputs: JPEG, blur, and a photo as
     `rcan-evaluate --degrade` makes them (blur, noise and JPEG, seeded): the gain over bicubic on each."""
-    photo = degrade_eval.decode(degrade_eval.degrade_photo(truth, scale, degrade_eval.rng_for(0, "self-check"))[0])
+    photo = testset.decode(testset.degrade_photo(truth, scale, testset.rng_for(0, "self-check"))[0])
     rows = []
     for name, degraded in (("bicubic (clean)", None), (f"JPEG quality {JPEG_QUALITY}", jpeg(small)),
                            (f"blurred (Gaussian σ {BLUR_SIGMA} px)", blur(small)),

@@ -1,0 +1,1 @@
+"""What the explanation report measures on a run (evidence) and draws (figures)."""
