@@ -25,7 +25,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from reference import cli
+from reference.support import cli
 
 MODELS = ("auto", "deep", "compact", "real", "real-compact")
 FORMATS = ("png", "jpg", "webp")

@@ -37,7 +37,7 @@ import sys
 import time
 from pathlib import Path
 
-from reference import cli
+from reference.support import cli
 
 from .platform import hardware, runtime
 from . import options

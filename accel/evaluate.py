@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from reference import cli
+from reference.support import cli
 from reference.metrics import imresize, modcrop, psnr, quantize, ssim
 
 from .conv import autotune

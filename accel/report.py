@@ -1,5 +1,5 @@
 """The explanation report: what task the user performs, how input -> model -> output went on this
-run, and which sources back it — from a run record, citing only reference/data/sources.json.
+run, and which sources back it — from a run record, citing only accel/explain/sources.json.
 
     python -m accel.report                     # the generic answer for the shipped deep ×2 config
     python -m accel.report --preset official --scale 4
@@ -28,13 +28,13 @@ import numpy as np
 from PIL import Image
 
 import reference
-from reference import cli, explain
+from reference.support import cli
 from reference.config import PRESETS, RCANConfig
-from reference.files import atomic_write
+from reference.support.files import atomic_write
 from reference.metrics import imresize, modcrop, quantize
 from reference.weights import read_metadata, stages
 
-from .explain import evidence
+from .explain import evidence, sources
 from . import options
 from .api import DEFAULT_MODEL, SHIPPED, model_weights, shipped_card
 from .degrade.chain import CHAINS
@@ -132,7 +132,7 @@ def build_record(src, dst, model, weights_path, run: dict, out_size, shipped: st
                        "stages": stages(config, *crop.shape[:2]), "seconds": trace["seconds"]}
     att = np.asarray(trace["attention"])
     record["attention"] = att
-    record["attention_summary"] = explain.attention_summary(att)
+    record["attention_summary"] = sources.attention_summary(att)
     per_channel = att.mean(axis=1)                                   # [groups, channels], over each group's RCABs
     record["feature_maps"] = []
     for label, flat in (("most boosted", per_channel.argmax()), ("most damped", per_channel.argmin())):
@@ -226,7 +226,7 @@ def render_markdown(record: dict, links: dict | None = None) -> str:
 def _section_task(record: dict, cfg: RCANConfig, links: dict) -> list[str]:
     """1. What the user does, why it works (measured on the user's image), and where it stops working."""
     inp, out, w = record.get("input"), record.get("output"), record["weights"]
-    s, paper = cfg.scale, explain.SOURCES["rcan_paper_table"]
+    s, paper = cfg.scale, sources.SOURCES["rcan_paper_table"]
     lines = ["## 1. The task", "",
              f"You are doing **single-image super-resolution (SISR) ×{s}**: from one low-resolution image, "
              f"estimate the image with {s}× the height and {s}× the width. "
@@ -352,7 +352,7 @@ def _section_workflow(record: dict, cfg: RCANConfig, links: dict) -> list[str]:
                      "share of the compute:")
     lines += ["", "| stage | output shape | parameters | share of compute |" + (" time |" if tr else ""),
               "|---|---|---|---|" + ("---|" if tr else "")]
-    for row, key in zip(rows, explain.TRACE_KEYS):
+    for row, key in zip(rows, sources.TRACE_KEYS):
         t = (f" {tr['seconds'][key]:.3f} s |" if key in tr["seconds"] else " (in body) |") if tr else ""
         lines.append(f"| {row['stage']} | {_fmt_shape(row['shape'])} | {_num(row['params'])} | "
                      f"{100 * row['share']:.1f}% |{t}")
@@ -404,7 +404,7 @@ def _section_sources(record: dict, cfg: RCANConfig, links: dict) -> list[str]:
     """3. The papers and tools behind the run, from the sources catalogue."""
     inp, w = record.get("input"), record["weights"]
     lines = ["## 3. Papers and tools", ""]
-    for src in explain.SOURCES["sources"]:
+    for src in sources.SOURCES["sources"]:
         refs = ", ".join(f"[{k}]({u})" for k, u in src["links"].items())
         lines.append(f"- **{src['title']}** — {refs}. {src['relation']}")
     lines.append("")

@@ -51,9 +51,9 @@ try:
 except ImportError as e:   # the `train` extra
     raise SystemExit(f"error: training needs {e.name}: pip install 'rcan-threeways[train]'") from None
 
-from reference import cli
+from reference.support import cli
 from reference.config import PRESETS, RCANConfig, known_fields
-from reference.files import atomic_write
+from reference.support.files import atomic_write
 from reference.metrics import imresize, modcrop, psnr, quantize
 from reference.weights import (
     init_weights,

@@ -36,7 +36,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from reference import cli
+from reference.support import cli
 from reference.weights import WeightsError
 
 from .conv import autotune

@@ -13,7 +13,7 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from .config import RCANConfig
-from .files import atomic_write
+from .support.files import atomic_write
 
 FORMAT = "rcan-canonical/1"
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from accel import evaluate, report
-from reference.files import atomic_write
+from reference.support.files import atomic_write
 
 from conftest import SET5
 
@@ -93,5 +93,5 @@ def test_atomic_write_leaves_the_umask_alone(tmp_path):
     finally:
         os.umask(before)
     # the permissions a plain open() gives under the umask the process started with
-    import reference.files
-    assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o666 & ~reference.files.UMASK
+    import reference.support.files
+    assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o666 & ~reference.support.files.UMASK

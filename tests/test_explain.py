@@ -16,7 +16,8 @@ from accel.explain import figures
 from accel import report
 from accel.run.pipeline import upscale_image
 from accel.report import build_record
-from reference import RCANConfig, explain
+from reference import RCANConfig
+from accel.explain import sources
 from reference.metrics import imresize, psnr, quantize
 
 URL = re.compile(r"https?://[^\s)\]]+")
@@ -30,7 +31,7 @@ def sections(md):
 def check_structure(md):
     assert sections(md) == ["## 1. The task", "## 2. The workflow: input → model → output", "## 3. Papers and tools"]
     urls = set(URL.findall(md))
-    assert urls <= explain.catalogue_urls(), urls - explain.catalogue_urls()
+    assert urls <= sources.catalogue_urls(), urls - sources.catalogue_urls()
     assert "https://arxiv.org/pdf/1807.02758" in urls and "https://github.com/yulunzhang/RCAN" in urls
 
 
@@ -47,10 +48,10 @@ def test_generic_answer(preset, scale):
 
 def test_catalogue_is_the_seed():
     """Exactly the seed's four entries (question.txt), with their links."""
-    titles = [s["title"] for s in explain.SOURCES["sources"]]
+    titles = [s["title"] for s in sources.SOURCES["sources"]]
     assert len(titles) == 4 and any("RCAN" in t for t in titles) and any("HiTSR" in t for t in titles)
     # The seed's links, each over https (the seed writes three arXiv links with http://: the same documents).
-    assert explain.catalogue_urls() == {
+    assert sources.catalogue_urls() == {
         "https://arxiv.org/pdf/1807.02758", "https://github.com/yulunzhang/RCAN",
         "https://arxiv.org/pdf/2408.16959v1.pdf", "https://github.com/bia006/hitsr",
         "https://arxiv.org/pdf/2502.03656v1.pdf", "https://arxiv.org/pdf/2401.00261v2.pdf"}

@@ -195,7 +195,7 @@ def test_weights_errors(tmp_path):
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
-    from reference.files import atomic_write
+    from reference.support.files import atomic_write
 
     def boom(tmp):
         open(tmp, "wb").write(b"partial")

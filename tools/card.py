@@ -22,7 +22,7 @@ from accel.degrade.chain import CHAINS
 from accel.degrade.chain import table as chain_table
 from accel.run.choose import QUALITY_THRESHOLD
 from accel.train import TrainConfig
-from reference.explain import SOURCES
+from accel.explain.sources import SOURCES
 from reference.weights import load_weights, read_metadata
 
 PAPER_SET5 = SOURCES["rcan_paper_table"]["rcan"]   # the RCAN paper's Set5 PSNR per scale (BI)

@@ -7,7 +7,7 @@ Examples:
 import json
 import sys
 
-from reference import cli
+from reference.support import cli
 
 from .convert import ConvertError, info, write_canonical
 

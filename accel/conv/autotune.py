@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from reference.files import atomic_write
+from reference.support.files import atomic_write
 
 from . import registry, cpu_kernel
 from accel.platform import hardware, runtime
@@ -61,22 +61,17 @@ SETTINGS = ("auto", *PATHS)
 SPREAD_LIMIT = 0.15   # (median - best) / best of the winner's timed runs, above which nothing is persisted
 BUSY_LIMIT = 0.10     # share of our cores' CPU time others took while timing, above which nothing is persisted
 ATTEMPTS = 3          # measurements of a shape before an unsteady decision is kept for this process only
-# The chain's runner-up within this of its winner: the two are timed again in the model itself. In the chain
-# (bfloat16, 128×128, official model) winograd-ynn led winograd2 by 11 % in one run and trailed it by 6 %
-# in another, while in the model it is 38 % faster (runs/measurements/autotune_vs_model.txt).
+# The chain's runner-up within this of its winner: the two are timed again in the model itself. The chain's
+# ranking can flip between runs where the model's margin is wide (`python runs/experiments/autotune_vs_model.py
+# SIZE DTYPE` compares the two).
 RECHECK_MARGIN = 0.25
 # Off a CPU a model forward costs milliseconds, and a path a little behind in the chain may be worth its memory:
-# every path the chain timed within this of its fastest runs in the model. On an H100 at 64×64, float32, the
-# chain put Winograd 1.14× behind cuDNN's convolutions in NCHW and the model 1.03–1.17×; at 256×256 the
-# chain 2.4–2.6× and the model 2×.
+# every path the chain timed within this of its fastest runs in the model.
 DEVICE_RECHECK_MARGIN = 1.0
 # On a device with memory of its own (a GPU): of the paths the model ran within this of the fastest, the one whose
-# compiled forward needs the least device memory is taken. On an H100 at 64×64, float32, XLA's cuDNN
-# convolutions in NCHW ran the official model in 15.1–15.2 ms with 66 MB of temporaries (cuDNN's workspaces
-# of 34 MB), Winograd in 15.6–17.8 ms with 12 MB (torch: 35–65 ms, 10.5 MB): 1.03–1.17× the time, so the
-# margin leaves room above the slower reading; from 128×128 up Winograd is 1.5–2.5× slower, and the faster path
-# stays (accel/PERFORMANCE.md, "GPU"). The chain's own temporaries do not show the model's (1.2 MB for cuDNN's
-# convolutions, 5.3 MB for Winograd's): the model's are compared.
+# compiled forward needs the least device memory is taken: at small inputs Winograd's GEMMs can match cuDNN's
+# convolutions without their workspaces (accel/PERFORMANCE.md, "GPU"; `bash runs/gpu/measure.sh f32_auto`).
+# The chain's own temporaries do not show the model's: the model's are compared.
 MEMORY_MARGIN = 0.35
 
 

@@ -54,8 +54,8 @@ AT2 = np.array([[1, 1, 1, 0],
                 [0, 1, -1, -1]], np.float64)
 SCHEMES = {"f4": (BT, G, AT), "f2": (BT2, G2, AT2)}
 # On a CPU an image of more than MAX_TILES tiles runs in strips of MAX_TILES / 2 tiles, so that the GEMMs'
-# operands stay in cache (YNNPACK's fused GEMMs at 256×256: 33–37 ms per conv whole, 19–20 ms in strips
-# of 512 or 1024 tiles); up to MAX_TILES whole (at 128×128, 1024 tiles: 3.0 ms per conv, 3.3 in strips).
+# operands stay in cache; up to MAX_TILES it runs whole (`python runs/experiments/winograd_strips.py` times
+# both ways).
 MAX_TILES = 1024
 
 
@@ -80,8 +80,8 @@ def filter_transform(kernel, g=G):
     """HWIO [3, 3, Cin, Cout] -> U = G g Gᵀ as [α², Cin, Cout] (α = 6 for F(4×4), 4 for F(2×2)).
 
     One [α², 9]·[9, Cin·Cout] product with G ⊗ G (U[a,b] = Σ G[a,i] G[b,j] g[i,j]): it runs in every
-    forward, for each of the body's convolutions, and as an einsum XLA:CPU spent 0.5 ms on each (its
-    transposes and two small dots; 0.2 s of the official model's forward), as one dot 0.05 ms."""
+    forward, for each of the body's convolutions, and XLA:CPU lowers an einsum of it to transposes and two
+    small dots, ten times the one dot's time."""
     a = g.shape[0]
     gg = jnp.asarray(np.kron(g, g), kernel.dtype)
     U = lax.dot_general(gg, kernel.reshape(9, -1), (((1,), (0,)), ((), ())), precision="highest")
@@ -136,8 +136,8 @@ def conv3x3(x, kernel, bias=None, max_tiles: int | None = None, scheme: str | No
     U = filter_transform(kernel.astype(work), g).astype(operand)
     if bias is not None:
         # Added in the Winograd domain: column 1 of Aᵀ is all ones, so b at position (1, 1) reaches every
-        # output pixel. An elementwise add right after the GEMMs is what YNNPACK's dot fusion takes in;
-        # with it that fusion runs 1.8× faster at 128×128 (accel/PERFORMANCE.md).
+        # output pixel. An elementwise add right after the GEMMs is what YNNPACK's dot fusion takes in
+        # (`python runs/experiments/winograd_gemm.py` times the GEMMs with and without it).
         bias = jnp.zeros((a * a, 1, bias.shape[0]), work).at[a + 1, 0].set(bias.astype(work))
 
     def strip(xs, rows):
@@ -149,8 +149,8 @@ def conv3x3(x, kernel, bias=None, max_tiles: int | None = None, scheme: str | No
 
     # Up to max_tiles tiles: one strip. Beyond: strips of max_tiles / 2 tiles, one after another under
     # lax.scan, so each strip's transform, GEMMs and output transform run while its data is in cache. Side
-    # by side (a Python loop) XLA ran every strip's input transform before any GEMM, and the model was
-    # 11–24 % slower at 192² to 512² (accel/PERFORMANCE.md); the scan is also one strip's compiled code.
+    # by side (a Python loop) XLA ran every strip's input transform before any GEMM, out of cache; the scan
+    # is also one strip's compiled code.
     whole = max_tiles is None or n * th * tw <= max_tiles
     rows = th if whole else max(1, max_tiles // 2 // (n * tw))
     count = -(-th // rows)   # the last strip's extra rows read zeros and are cropped
@@ -163,5 +163,5 @@ def conv3x3(x, kernel, bias=None, max_tiles: int | None = None, scheme: str | No
         y = ys.transpose(1, 0, 2, 3, 4).reshape(n, count * m * rows, m * tw, -1)
     # The barrier hands the next op the finished output: without it XLA pushed the channel attention's
     # mean back through the output transform's transposes (a transposed copy and a reduce-window per
-    # strip; the official model at 128×128: 1.66 s instead of 1.46 s, accel/PERFORMANCE.md).
+    # strip, which made the model slower).
     return lax.optimization_barrier(y[:, :H, :W].astype(x.dtype))

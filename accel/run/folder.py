@@ -22,7 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
-from reference import cli
+from reference.support import cli
 
 from .images import Decoded, ImageError, decode
 from .inference import BATCH, OVERLAP, Canvas, run_batch

@@ -19,7 +19,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, ImageSequence
 
-from reference.files import atomic_write
+from reference.support.files import atomic_write
 from reference.metrics import quantize
 
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tiff": "TIFF", "tif": "TIFF", "bmp": "BMP",

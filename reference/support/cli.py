@@ -3,7 +3,7 @@
 Exit status, the same for every CLI: 0 done; 1 some inputs failed (each named on one line
 `error: <input>: <reason>`, the others still done); 2 usage error or unusable weights (nothing done);
 130 interrupted by Ctrl-C (143 by SIGTERM, 129 by SIGHUP): one line `interrupted`, no traceback, and no
-temporary or half-written file left behind (every write goes through reference.files.atomic_write).
+temporary or half-written file left behind (every write goes through reference.support.files.atomic_write).
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """What the explanation report (accel/report.py) cites and reads off the reference: the sources
-catalogue (reference/data/sources.json, the only sources the report may cite, with the RCAN paper's
+catalogue (accel/explain/sources.json, the only sources the report may cite, with the RCAN paper's
 table), the reference's trace stages, and a summary of what channel attention did."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-SOURCES = json.loads((Path(__file__).parent / "data" / "sources.json").read_text())
+SOURCES = json.loads((Path(__file__).parent / "sources.json").read_text())
 
 
 def catalogue_urls() -> set[str]:
