@@ -27,12 +27,16 @@ export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD XLA_PYTHON_CLIENT_PREALLOCATE=false
 cat "$O/log.txt"
 # Other configurations for a comparison per device-minute: PRESET (a preset of accel.train), CONFIG (its
 # RCANConfig fields as JSON, e.g. '{"n_resgroups": 10, "n_resblocks": 20}'), BATCH, LR, WARMUP; INIT= (empty)
-# starts from random weights.
+# starts from random weights. The real-photo model: DEGRADE=photo (a chain of accel/degrade/chain.py; the
+# held-out photos of runs/real/holdout.txt are then left out too) and EMA=0.999, e.g.
+#   DEGRADE=photo EMA=0.999 INIT=accel/weights/rcan_real_x2.safetensors LR=1e-4 WARMUP=100 bash runs/gpu/train.sh
 PRESET=${PRESET:-deep}
+EXCLUDE=(302003 ${DEGRADE:+$(cat runs/real/holdout.txt)})
 INIT=${INIT-accel/weights/rcan_deep_x2.safetensors}
 SCHEDULE=(${INIT:+--init "$INIT"} --preset "$PRESET" ${CONFIG:+--config "$CONFIG"} --steps fit
-          --batch "${BATCH:-32}" --lr "${LR:-3e-4}" --warmup "${WARMUP:-300}" --seed 1)
-timeout $((BUDGET + 60)) $PY -m accel.train --data "$DATA/T91" "$DATA/BSD200" --exclude 302003 "${SCHEDULE[@]}" \
+          --batch "${BATCH:-32}" --lr "${LR:-3e-4}" --warmup "${WARMUP:-300}" --seed 1
+          ${DEGRADE:+--degrade "$DEGRADE"} ${EMA:+--ema "$EMA"})
+timeout $((BUDGET + 60)) $PY -m accel.train --data "$DATA/T91" "$DATA/BSD200" --exclude "${EXCLUDE[@]}" "${SCHEDULE[@]}" \
     --checkpoint "$O/deep_x2.ckpt" --moments none --out "$O/rcan_deep_x2.safetensors" \
     --dtype bfloat16 --time-budget "$BUDGET" --every "${EVERY:-4000}" --val-hr tests/data/Set5/HR_x2 --quiet \
     > "$O/train.json" 2>> "$O/log.txt"
