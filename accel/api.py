@@ -19,8 +19,8 @@ from weights_convert import load_checkpoint
 
 from .conv import autotune
 from .model import params
-from .platform import runtime
 from .model.rcan import LOOPS, RCAN, Loops
+from .platform import runtime
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 # The models this project trains and ships (each with its card: <stem>.md and <stem>.json beside it).

@@ -39,8 +39,8 @@ from pathlib import Path
 
 from reference.support import cli
 
-from .platform import hardware, runtime
 from . import options
+from .platform import hardware, runtime
 
 IMPLS = ("reference", "accel", "accel-tf32", "accel-bf16", "torch", "torch-nchw", "torch-tf32", "torch-bf16")
 GPU_IMPLS = ["accel", "accel-tf32", "accel-bf16", "torch-nchw", "torch", "torch-tf32", "torch-bf16"]
@@ -103,6 +103,7 @@ def _accel_case(impl, config, weights, lr, tiled, loops) -> Case:
     import jax.numpy as jnp
 
     import accel
+
     from .conv import autotune
     from .run import inference
     case = Case(None, jax.devices()[0].platform)
@@ -129,10 +130,9 @@ def _accel_case(impl, config, weights, lr, tiled, loops) -> Case:
 def _torch_case(impl, config, weights, lr, tiled, loops) -> Case:
     import torch
 
+    from tools import torch_rcan  # the official architecture (a source checkout's tools/)
+
     from .run import inference
-    from tools import (
-        torch_rcan,  # the official architecture (a source checkout's tools/)
-    )
     torch.set_num_threads(hardware.cores())
     net = torch_rcan.from_weights(weights, config)
     dtype = torch.bfloat16 if impl == "torch-bf16" else torch.float32

@@ -22,18 +22,18 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from reference.support import cli
 from reference.metrics import imresize, modcrop, psnr, quantize, ssim
+from reference.support import cli
 
-from .conv import autotune
-from .degrade import testset
-from .platform import distributed, runtime
 from . import options
 from .api import SHIPPED, load_model
+from .conv import autotune
+from .degrade import testset
+from .model.rcan import RCAN
+from .platform import distributed, runtime
 from .run.choose import QUALITY_THRESHOLD, Choice, choose
 from .run.images import IMAGE_SUFFIXES
 from .run.inference import super_resolve
-from .model.rcan import RCAN
 
 
 class EvalError(ValueError):

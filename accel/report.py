@@ -28,16 +28,16 @@ import numpy as np
 from PIL import Image
 
 import reference
-from reference.support import cli
 from reference.config import PRESETS, RCANConfig
-from reference.support.files import atomic_write
 from reference.metrics import imresize, modcrop, quantize
+from reference.support import cli
+from reference.support.files import atomic_write
 from reference.weights import read_metadata, stages
 
-from .explain import evidence, sources
 from . import options
 from .api import DEFAULT_MODEL, SHIPPED, model_weights, shipped_card
 from .degrade.chain import CHAINS
+from .explain import evidence, sources
 
 # Multiply-adds of the traced NumPy run (a few seconds on a CPU core): its region is the centre square
 # that costs about this much, at most 256 pixels a side (compact model: 256, deep: 72, official: 40).

@@ -51,24 +51,18 @@ try:
 except ImportError as e:   # the `train` extra
     raise SystemExit(f"error: training needs {e.name}: pip install 'rcan-threeways[train]'") from None
 
-from reference.support import cli
 from reference.config import PRESETS, RCANConfig, known_fields
-from reference.support.files import atomic_write
 from reference.metrics import imresize, modcrop, psnr, quantize
-from reference.weights import (
-    init_weights,
-    load_weights,
-    read_metadata,
-    save_weights,
-    stages,
-)
+from reference.support import cli
+from reference.support.files import atomic_write
+from reference.weights import init_weights, load_weights, read_metadata, save_weights, stages
 
-from .platform import distributed, hardware, runtime
 from . import options
-from .model import params
 from .api import model_from_weights
 from .data import TrainingImages, list_images, random_crops, read_rgb
 from .degrade.chain import CHAINS, degrade_batch
+from .model import params
+from .platform import distributed, hardware, runtime
 from .platform.distributed import is_main, local, put_replicated
 from .run.inference import super_resolve
 

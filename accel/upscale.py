@@ -39,24 +39,16 @@ from tqdm import tqdm
 from reference.support import cli
 from reference.weights import WeightsError
 
-from .conv import autotune
-from .platform import distributed, runtime
-from .run import folder, precision
 from . import options
 from .api import BICUBIC_OF, REAL_OF, first_run, load_model
-from .run.choose import QUALITY_THRESHOLD, Choice, choose
-from .run.images import (
-    FORMATS,
-    IMAGE_SUFFIXES,
-    ImageError,
-    encode,
-    frames,
-    open_image,
-    save_atomic,
-)
-from .run.inference import OVERLAP
-from .run.pipeline import TILE_SIZES, default_max_memory_gb, upscale_image
+from .conv import autotune
+from .platform import distributed, runtime
 from .report import report_paths, write_reports
+from .run import folder, precision
+from .run.choose import QUALITY_THRESHOLD, Choice, choose
+from .run.images import FORMATS, IMAGE_SUFFIXES, ImageError, encode, frames, open_image, save_atomic
+from .run.inference import FOLDER_TILE, OVERLAP, TILE_SIZES
+from .run.pipeline import default_max_memory_gb, upscale_image
 
 DEVICES = {"cpu": "cpu", "gpu": "gpu", "tpu": "tpu"}
 
@@ -259,7 +251,7 @@ def run_jobs(jobs: list[Job], model, args, tile, many: bool, show: bool, label: 
     together = len(ready) > 1 and tile is not None and not (args.chop or args.ensemble or args.explain)
     single = [] if together else ready
     if together:
-        size = tile if isinstance(tile, int) else folder.TILE
+        size = tile if isinstance(tile, int) else FOLDER_TILE
         if not args.quiet and first_run(model, folder.shapes(size)[0], True):
             tqdm.write(f"first run at tiles of {size}×{size} here: timing the convolution paths and compiling, "
                        "once for the whole folder", file=sys.stderr)

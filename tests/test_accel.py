@@ -9,15 +9,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from conftest import assert_close
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import accel
 import reference
 from reference import RCANConfig, rcan
 from reference.weights import WeightsError, init_weights, save_weights
-
 from tools import torch_rcan
-from conftest import assert_close
 
 jax.config.update("jax_default_matmul_precision", "highest")
 

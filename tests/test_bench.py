@@ -11,7 +11,6 @@ import torch
 import accel
 import reference
 from reference import RCANConfig, init_weights
-
 from tools import torch_rcan
 
 MODELS = {"official": RCANConfig.official(2), "compact": RCANConfig.compact(2)}

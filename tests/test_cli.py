@@ -9,13 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import SET5
 from PIL import Image
 
 from accel import evaluate, upscale
 from reference import RCANConfig
 from reference.weights import init_weights, save_weights
-
-from conftest import SET5
 
 TINY = RCANConfig(scale=2, n_resgroups=1, n_resblocks=1, n_feats=8, reduction=2)
 ROOT = Path(__file__).resolve().parents[1]

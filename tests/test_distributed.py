@@ -9,12 +9,11 @@ import time
 
 import numpy as np
 import pytest
+from conftest import SET5
 from PIL import Image
 
 from reference import RCANConfig
 from reference.weights import init_weights, load_weights, save_weights
-
-from conftest import SET5
 
 TINY = RCANConfig(scale=2, n_resgroups=1, n_resblocks=1, n_feats=8, reduction=2)
 TINY_JSON = '{"n_resgroups": 1, "n_resblocks": 1, "n_feats": 8, "reduction": 2}'

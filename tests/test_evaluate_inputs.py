@@ -6,12 +6,11 @@ import stat
 
 import numpy as np
 import pytest
+from conftest import SET5
 from PIL import Image
 
 from accel import evaluate, report
 from reference.support.files import atomic_write
-
-from conftest import SET5
 
 
 def folders(tmp_path):

@@ -12,12 +12,11 @@ from conftest import SET5
 from PIL import Image
 
 import accel
-from accel.explain import figures
 from accel import report
-from accel.run.pipeline import upscale_image
+from accel.explain import figures, sources
 from accel.report import build_record
+from accel.run.pipeline import upscale_image
 from reference import RCANConfig
-from accel.explain import sources
 from reference.metrics import imresize, psnr, quantize
 
 URL = re.compile(r"https?://[^\s)\]]+")

@@ -14,6 +14,7 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from conftest import SET5
 from PIL import Image
 from safetensors.numpy import save_file
 
@@ -23,8 +24,6 @@ from reference import RCANConfig
 from reference.weights import FORMAT, WeightsError, init_weights, load_weights, save_weights
 from tools import torch_rcan
 from weights_convert import ConvertError, load_checkpoint
-
-from conftest import SET5
 
 TINY = RCANConfig(scale=2, n_resgroups=1, n_resblocks=1, n_feats=8, reduction=2)
 LIMIT = r"""

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from accel.conv import autotune, cpu_kernel
-from accel.platform import runtime
 from accel.conv.kernels import build as kernels_build
+from accel.platform import runtime
 
 needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ (installed by .ci/run)")
 
@@ -156,8 +156,9 @@ def test_the_cli_survives_a_damaged_library(tmp_path, installed):
     the same pixels; asked for by name, a one-line usage error."""
     import subprocess
     import sys
-    from PIL import Image
+
     from conftest import SET5
+    from PIL import Image
     Image.open(SET5 / "LR_x2" / "bird_LRBI_x2.png").crop((0, 0, 40, 32)).save(tmp_path / "a.png")
     env = dict(os.environ, RCAN_JAX_CACHE=str(tmp_path / "cache"), HOME=str(tmp_path))
     run = lambda suffix, conv="auto": subprocess.run(   # noqa: E731

@@ -7,13 +7,13 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from conftest import SET5
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from accel.data import read_rgb
 from accel.evaluate import EvalError, evaluate_sr, pair
 from reference.metrics import imresize, modcrop, psnr, rgb_to_y, ssim
-
-from conftest import SET5
 
 NAMES = ["baby", "bird", "butterfly", "head", "woman"]
 

@@ -47,8 +47,8 @@ def test_a_model_measured_too_costly_keeps_float32(monkeypatch):
 
 
 def test_the_cli_says_which_dtype_ran_and_why(tmp_path):
-    from PIL import Image
     from conftest import SET5
+    from PIL import Image
     Image.open(SET5 / "LR_x2" / "bird_LRBI_x2.png").crop((0, 0, 24, 20)).save(tmp_path / "a.png")
     run = subprocess.run([sys.executable, "-m", "accel.upscale", str(tmp_path / "a.png"), "--model", "compact",
                           "--json"], capture_output=True, text=True, timeout=600)

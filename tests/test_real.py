@@ -7,18 +7,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import SET5
 from PIL import Image
 
 import accel
-from accel.degrade import chain as degrade, testset
 from accel import evaluate, upscale
 from accel.api import SHIPPED
+from accel.degrade import chain as degrade
+from accel.degrade import testset
 from accel.run.choose import QUALITY_THRESHOLD, choose, jpeg_quality, webp_is_lossy
 from accel.train import TrainConfig, Trainer
 from reference import RCANConfig
 from reference.metrics import imresize
-
-from conftest import SET5
 
 
 def hr(name="butterfly", size=None):

@@ -2,14 +2,14 @@
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from conftest import assert_close
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import reference
 from reference import RCANConfig, rcan
 from reference.weights import WeightsError, init_weights, load_weights, save_weights
-
 from tools import torch_rcan
-from conftest import assert_close
 
 torch.set_num_threads(2)
 

@@ -9,9 +9,8 @@ import sys
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import SET5
+from PIL import Image
 
 PROBE_HEAD = """<script>
 window.__errors = [];

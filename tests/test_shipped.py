@@ -4,14 +4,13 @@ import json
 
 import numpy as np
 import pytest
+from conftest import SET5, assert_close
 from PIL import Image
 
 import accel
 import reference
 from accel.api import DEFAULT_MODEL, SHIPPED
 from accel.evaluate import evaluate_model
-
-from conftest import SET5, assert_close
 
 PRESET = {"compact": reference.RCANConfig.compact(2), "deep": reference.RCANConfig.deep(2),
           "real": reference.RCANConfig.deep(2), "real-compact": reference.RCANConfig.compact(2)}

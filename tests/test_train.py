@@ -9,14 +9,13 @@ import time
 import jax
 import numpy as np
 import pytest
+from conftest import SET5
 
 from accel.data import TrainingImages, dihedral_coords, draw_crops, list_images
 from accel.train import RunOptions, TrainConfig, Trainer, main, train
 from reference import RCANConfig
 from reference.metrics import imresize
 from reference.weights import load_weights
-
-from conftest import SET5
 
 TINY = RCANConfig(scale=2, n_resgroups=1, n_resblocks=2, n_feats=8, reduction=2)
 TINY_JSON = '{"n_resgroups": 1, "n_resblocks": 2, "n_feats": 8, "reduction": 2}'
@@ -213,6 +212,7 @@ def test_resume_without_moments_comes_back_gently(tmp_path, images):
 
 def test_learning_rate_is_optax_warmup_cosine():
     import optax
+
     from accel.train import END_LR, learning_rate
     for steps, warmup in ((1000, 200), (50, 0), (10, 20)):
         tc = TrainConfig(TINY, steps=steps, warmup=warmup, peak_lr=3e-4)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SET5, assert_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageCms
@@ -18,8 +19,6 @@ from accel.upscale import main  # noqa: F401  (the CLI's module must import clea
 from reference import RCANConfig
 from reference.metrics import psnr, quantize
 from reference.weights import init_weights, save_weights
-
-from conftest import SET5, assert_close
 
 TINY = RCANConfig(scale=2, n_resgroups=1, n_resblocks=2, n_feats=8, reduction=2)
 

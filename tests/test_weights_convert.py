@@ -9,16 +9,16 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from conftest import assert_close
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import reference
-from weights_convert.__main__ import main as convert_main
 from reference import RCANConfig
 from reference.weights import init_weights, load_weights
-from weights_convert import ConvertError, load_checkpoint
-
 from tools import torch_rcan
-from conftest import assert_close
+from weights_convert import ConvertError, load_checkpoint
+from weights_convert.__main__ import main as convert_main
 
 CONFIGS = [RCANConfig(scale=s, n_resgroups=g, n_resblocks=b, n_feats=f, reduction=r)
            for s, g, b, f, r in [(2, 2, 3, 16, 4), (3, 1, 2, 8, 2), (4, 2, 1, 12, 3), (8, 1, 1, 8, 8)]]

@@ -15,14 +15,14 @@ import json
 import sys
 from pathlib import Path
 
-from accel.platform import hardware
 from accel.api import model_from_weights
-from accel.evaluate import evaluate_model, table
 from accel.degrade.chain import CHAINS
 from accel.degrade.chain import table as chain_table
+from accel.evaluate import evaluate_model, table
+from accel.explain.sources import SOURCES
+from accel.platform import hardware
 from accel.run.choose import QUALITY_THRESHOLD
 from accel.train import TrainConfig
-from accel.explain.sources import SOURCES
 from reference.weights import load_weights, read_metadata
 
 PAPER_SET5 = SOURCES["rcan_paper_table"]["rcan"]   # the RCAN paper's Set5 PSNR per scale (BI)

@@ -48,10 +48,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from accel.platform import hardware, runtime
 from reference.support.files import atomic_write
 
-from . import registry, cpu_kernel
-from accel.platform import hardware, runtime
+from . import cpu_kernel, registry
 from .registry import PATHS
 
 _decided: dict[str, str] = {}

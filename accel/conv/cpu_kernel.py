@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from accel.platform import hardware
+
 from . import winograd
 from .kernels import build as kernels_build
 from .kernels.build import LIBRARIES, SOURCES  # (the table lives with the build)

@@ -21,10 +21,9 @@ import math
 import numpy as np
 from PIL import Image, ImageFilter
 
-from reference.metrics import imresize, psnr, quantize, rgb_to_y
-
 from accel.degrade import testset
 from accel.run import inference
+from reference.metrics import imresize, psnr, quantize, rgb_to_y
 
 SELF_CHECK = 256   # side of the centre region the self-check uses, in input pixels (bounded for big photos)
 WINDOW = 48        # side of the windows searched for the best and worst crop, in output pixels

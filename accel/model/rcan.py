@@ -17,9 +17,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from reference.config import RCANConfig
-
 from accel.conv import registry, winograd
+from reference.config import RCANConfig
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,7 +3,7 @@ different images share each batch, and decoding and encoding run on worker threa
 
 Per-image processing pads each image to its own shape, so a folder of photos of different sizes
 compiles (and, on a CPU, times the convolution paths for) nearly one program per photo. Here every
-call is [BATCH, TILE, TILE, 3] with a mask (the last row and column of tiles, and images smaller than a
+call is [BATCH, FOLDER_TILE, FOLDER_TILE, 3] with a mask (the last row and column of tiles, and images smaller than a
 tile, are zero-padded; the mask makes the padding exact), so a whole folder compiles exactly one
 shape, known before the first image. Tiles overlap by OVERLAP pixels and are blended with linear ramps
 (accel/inference.Canvas): the output differs from a whole-image run only through channel attention,
@@ -25,9 +25,8 @@ import numpy as np
 from reference.support import cli
 
 from .images import Decoded, ImageError, decode
-from .inference import BATCH, OVERLAP, Canvas, run_batch
+from .inference import BATCH, FOLDER_TILE, OVERLAP, Canvas, run_batch
 
-TILE = 128   # LR pixels: the fastest of 128/192/256 on a folder of photos (`python -m accel.bench --folder DIR`)
 AHEAD = 3                           # decoded images waiting for the model, at most
 
 
@@ -44,12 +43,12 @@ class Item:
     result: dict | None = None     # what the caller's finish() recorded
 
 
-def shapes(tile: int = TILE, batch: int = BATCH) -> list[tuple[int, int, int, int]]:
+def shapes(tile: int = FOLDER_TILE, batch: int = BATCH) -> list[tuple[int, int, int, int]]:
     """Every input shape a folder run compiles: one."""
     return [(batch, tile, tile, 3)]
 
 
-def warm_up(model, tile: int = TILE, batch: int = BATCH) -> float:
+def warm_up(model, tile: int = FOLDER_TILE, batch: int = BATCH) -> float:
     """Compile (and on a CPU, time the convolution paths for) the folder's one shape before the first
     image, so the images' own times are compute alone; returns the seconds it took."""
     t0 = time.perf_counter()
@@ -75,7 +74,7 @@ def _decode_all(jobs, open_job, out: queue.Queue, stop: threading.Event):
     out.put(None)
 
 
-def run(jobs, model, open_job, finish, tile: int = TILE, overlap: int = OVERLAP, batch: int = BATCH):
+def run(jobs, model, open_job, finish, tile: int = FOLDER_TILE, overlap: int = OVERLAP, batch: int = BATCH):
     """Upscale every job's image, tiles of several images per call. open_job(job) -> PIL image;
     finish(item, sr) -> None runs on a worker thread with the output (float32 [sH, sW, 3]) and may raise
     ImageError/OSError. Yields each Item as it is done (item.error set on failure; item.single for

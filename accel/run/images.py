@@ -19,8 +19,8 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, ImageSequence
 
-from reference.support.files import atomic_write
 from reference.metrics import quantize
+from reference.support.files import atomic_write
 
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tiff": "TIFF", "tif": "TIFF", "bmp": "BMP",
            "gif": "GIF"}

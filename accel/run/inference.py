@@ -8,7 +8,6 @@ Padding, by contrast, is exact: padded pixels are masked out of every conv and e
 """
 from __future__ import annotations
 
-
 import numpy as np
 
 from accel.api import forward
@@ -16,6 +15,8 @@ from accel.api import forward
 BUCKET = 16        # the finest step of the shape ladder (bucket)
 OVERLAP = 16       # LR pixels two neighbouring tiles share by default (blended with linear ramps)
 BATCH = 4          # tiles per call where the caller does not choose (the folder runner's fixed calls)
+TILE_SIZES = (64, 96, 128, 192, 256, 384, 512, 768)   # the sides a single image's tile plan picks from
+FOLDER_TILE = 128  # a folder's one tile side: the fastest of 128/192/256 (`python -m accel.bench --folder DIR`)
 STEPS_PER_OCTAVE = 8
 
 

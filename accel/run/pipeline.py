@@ -9,11 +9,10 @@ import jax
 import numpy as np
 from PIL import Image
 
-from . import inference
 from accel.api import first_run, load_model
-from .images import ImageError, decode, decode_array, encode, encode_array
 
-TILE_SIZES = (64, 96, 128, 192, 256, 384, 512, 768)   # a few fixed shapes: few compiles
+from . import inference
+from .images import ImageError, decode, decode_array, encode, encode_array
 
 
 def bytes_per_lr_pixel(config) -> float:
@@ -53,8 +52,8 @@ def plan_tile(shape, config, max_memory_gb: float, batch: int | None = None) -> 
     H, W = shape[:2]
     if H * W * per_px <= budget:
         return None
-    fitting = [t for t in TILE_SIZES if batch * t * t * per_px <= budget]
-    return fitting[-1] if fitting else TILE_SIZES[0]
+    fitting = [t for t in inference.TILE_SIZES if batch * t * t * per_px <= budget]
+    return fitting[-1] if fitting else inference.TILE_SIZES[0]
 
 
 def planned_shape(shape, tile: int | None,
@@ -79,7 +78,7 @@ def upscale_image(image, model=None, *, tile="auto", overlap: int = inference.OV
     """
     if not (tile in ("auto", None) or (isinstance(tile, int) and not isinstance(tile, bool) and tile >= 8)):
         raise ImageError(f"tile must be 'auto', None or a size of at least 8 LR pixels, not {tile!r}")
-    if not (isinstance(overlap, int) and 0 <= overlap <= (tile if isinstance(tile, int) else TILE_SIZES[0]) // 2):
+    if not (isinstance(overlap, int) and 0 <= overlap <= (tile if isinstance(tile, int) else inference.TILE_SIZES[0]) // 2):
         raise ImageError(f"overlap must be an integer from 0 to half the tile, not {overlap!r}")
     model = model if model is not None else load_model()
     as_pil = isinstance(image, Image.Image)

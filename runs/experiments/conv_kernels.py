@@ -17,11 +17,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
+from interleaved import compare
 from jax import lax
 
-from accel.conv import autotune, registry, cpu_kernel
+from accel.conv import autotune, cpu_kernel, registry
 from accel.platform import runtime
-from interleaved import compare
 
 C, N = 64, 10
 PATHS = {jnp.bfloat16: ["kernel-direct", "kernel-winograd2", "kernel-winograd4", "winograd-ynn", "winograd2", "xla"],

@@ -11,9 +11,9 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from winograd_f3_bf16 import cook_toom  # beside this file
 
 from accel.conv import autotune, registry, winograd
-from winograd_f3_bf16 import cook_toom   # beside this file
 
 YNN = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
 

@@ -11,8 +11,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 import accel
-from accel.degrade import testset
 from accel.data import read_rgb
+from accel.degrade import testset
 from accel.evaluate import image_key
 from accel.explain.evidence import enlarge
 from reference.metrics import imresize, modcrop, psnr
