@@ -146,6 +146,8 @@ def _explanation(reports) -> str:
 def build(state: AppState):
     import gradio as gr
 
+    from .run.choose import QUALITY_THRESHOLD
+
     def run(files, model, use_strength, strength, outscale, fmt, explain, progress=gr.Progress()):
         if not files:
             raise gr.Error("drop one or more images first")
@@ -181,7 +183,7 @@ def build(state: AppState):
                 # Any file: a bad one is its own error row, the others are done.
                 files = gr.File(label="Images", file_count="multiple", type="filepath")
                 model = gr.Dropdown(list(MODELS), value="auto", label="Model",
-                                    info="auto: a JPEG below quality 80 or a lossy WebP gets the real-photo model, "
+                                    info=f"auto: a JPEG below quality {QUALITY_THRESHOLD} or a lossy WebP gets the real-photo model, "
                                          "a lossless file the deep one (the table says why)")
                 use_strength = gr.Checkbox(False, label="Set the strength (else the model's own)")
                 strength = gr.Slider(0, 1, value=0.5, step=0.05, label="Strength",

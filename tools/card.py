@@ -36,9 +36,8 @@ DEEP_ABOUT = ("The deep RCAN ×2 (`--model deep`, the default): the official RCA
               "patches on a 2-core CPU (2.4 h, Set5 34.71 dB), then from those weights `bash runs/gpu/train.sh` — "
               "9 minutes on one H100 with bfloat16 convolutions and a warm-up + cosine schedule fitted to that "
               "time (`--steps fit`), the run this card records.")
-REAL_ABOUT = ("The real-photo RCAN ×2 (`--model {name}`; what `--model auto` runs for a JPEG below quality "
-              f"{QUALITY_THRESHOLD} or a lossy WebP): the shipped `{{base}}` model fine-tuned by this project with "
-              "`python -m accel.train --degrade CHAIN --ema 0.999`, on inputs made from each HR patch by a "
+REAL_ABOUT = ("The real-photo RCAN ×2 (`--model {name}`; {role}): the shipped `{base}` model fine-tuned by this "
+              "project with `python -m accel.train --degrade CHAIN --ema 0.999`, on inputs made from each HR patch by a "
               "degradation chain of accel/degrade/chain.py (below), the HR target kept clean. Same network as "
               "`{base}`, so `--strength S` interpolates the two: (1 − S)·{base} + S·{name}.")
 # How a model came to its weights where it took more than the one run its file records.
@@ -47,8 +46,11 @@ HISTORY = {"rcan_real_x2": " Two fine-tunes, one after the other: first on the h
                            "those weights on the milder `photo` chain (`bash runs/real/train_photo.sh`), the run this "
                            "card records."}
 ABOUT = {"rcan_compact_x2": COMPACT_ABOUT, "rcan_deep_x2": DEEP_ABOUT,
-         "rcan_real_x2": REAL_ABOUT.format(name="real", base="deep") + HISTORY["rcan_real_x2"],
-         "rcan_real_compact_x2": REAL_ABOUT.format(name="real-compact", base="compact")}
+         "rcan_real_x2": REAL_ABOUT.format(name="real", base="deep", role="what `--model auto` runs for a JPEG "
+                                           f"below quality {QUALITY_THRESHOLD} or a lossy WebP")
+         + HISTORY["rcan_real_x2"],
+         "rcan_real_compact_x2": REAL_ABOUT.format(name="real-compact", base="compact",
+                                                   role="the small twin of `real`, for slow CPUs")}
 BICUBIC_TWIN = {"rcan_real_x2": "deep", "rcan_real_compact_x2": "compact"}
 
 

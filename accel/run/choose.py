@@ -16,10 +16,11 @@ from PIL import Image
 from accel.degrade.chain import CHROMINANCE, LUMINANCE, scaled_table
 
 # JPEGs of lower quality get the real-photo model. Measured on clean downscales saved as JPEG, the hardest case
-# for it (no blur, no noise; runs/real/threshold.py on 15 held-out photos, runs/measurements/real/threshold.jsonl):
-# real − deep = +0.10 dB at quality 75, −0.17 at 85, −0.58 at 92, −1.01 at 96; so from 80 on, deep. (On blurred,
-# noisy JPEGs real still gains at quality 90: where in doubt, a JPEG keeps its detail.)
-QUALITY_THRESHOLD = 80
+# for it (no blur, no noise; `python runs/real/threshold.py runs/real/heldout 75 80 85 90 93 96` on the 25
+# held-out photos, runs/measurements/real/threshold.jsonl): real − deep = +0.43 dB at quality 75, +0.11 at 85,
+# −0.07 at 90, −0.54 at 96, crossing zero near 88; so from 88 on, deep. (On blurred, noisy JPEGs real still
+# gains at quality 90: where in doubt, a JPEG keeps its detail.)
+QUALITY_THRESHOLD = 88
 REAL, BICUBIC = "real", "deep"
 
 
