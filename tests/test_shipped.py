@@ -10,6 +10,7 @@ from PIL import Image
 import accel
 import reference
 from accel.api import DEFAULT_MODEL, SHIPPED
+from accel.degrade.chain import CHAINS
 from accel.evaluate import evaluate_model
 
 PRESET = {"compact": reference.RCANConfig.compact(2), "deep": reference.RCANConfig.deep(2),
@@ -53,8 +54,8 @@ def test_real_photo_models_beat_their_bicubic_twins_on_degraded_photos(real, bic
               for name in (real, bicubic)}
     gain = scores[real]["mean"]["psnr"] - scores[bicubic]["mean"]["psnr"]
     assert gain > 0.3, {k: v["mean"] for k, v in scores.items()}
-    # and well above bicubic on average (measured: real +0.76, real-compact +1.08 dB; not on every image: the
-    # held-out table in the cards gives the share)
+    # and well above bicubic on average (not on every image: the held-out table in the cards gives the gains
+    # and the share)
     assert scores[real]["mean"]["psnr"] > scores[real]["bicubic"]["psnr"] + 0.5
     card = json.loads(SHIPPED[real].with_suffix(".json").read_text())
-    assert card["training"]["degradation"] == "real" and card["degraded_heldout"]["images"] == 25
+    assert card["training"]["degradation"] in CHAINS and card["degraded_heldout"]["images"] == 25
