@@ -214,7 +214,7 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
+def parser():
     ap = cli.parser("python -m accel.evaluate", __doc__)
     ap.add_argument("--hr", required=True, help="folder of HR (ground truth) images")
     options.scale(ap, required=True)
@@ -237,6 +237,11 @@ def main(argv=None) -> int:
     options.json_output(ap, help="print one JSON object instead of the table")
     options.quiet(ap)
     distributed.add_options(ap)
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = parser()
     args = ap.parse_args(argv)
     distributed.initialize(ap, args)
     if args.sr and (args.weights or args.model != "auto" or args.lr or args.chop or args.ensemble

@@ -553,11 +553,16 @@ def generic_record(config: RCANConfig, size: int = 64, label: str = "") -> dict:
                                        f"shapes for a {size}×{size} input."}}
 
 
-def main(argv=None) -> int:
+def parser():
     ap = cli.parser("python -m accel.report", __doc__)
     ap.add_argument("--preset", choices=sorted(PRESETS), default="deep", help="model size (default deep)")
     options.scale(ap, default=2)
     ap.add_argument("--size", type=int, default=64, help="input size for the shape table")
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = parser()
     args = ap.parse_args(argv)
     if not 8 <= args.size <= 65536:
         ap.error(f"--size must be from 8 to 65536 pixels, not {args.size}")

@@ -491,7 +491,7 @@ def steps_option(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected a number of steps or 'fit', got {text!r}") from None
 
 
-def main(argv=None) -> int:
+def parser():
     ap = cli.parser("python -m accel.train", __doc__)
     ap.add_argument("--data", nargs="+", required=True, help="folders (or files) of HR training images")
     ap.add_argument("--exclude", nargs="*", default=[], help="image stems or names to leave out (e.g. 302003)")
@@ -531,6 +531,11 @@ def main(argv=None) -> int:
                                                        "final validation and save); stops early with a checkpoint")
     options.quiet(ap)
     distributed.add_options(ap)
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = parser()
     args = ap.parse_args(argv)
     distributed.initialize(ap, args)
     # The compilation cache, but not the malloc hand-back: training reuses its large buffers from the heap.

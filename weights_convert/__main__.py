@@ -12,7 +12,7 @@ from reference.support import cli
 from .convert import ConvertError, info, write_canonical
 
 
-def main(argv=None) -> int:
+def parser():
     ap = cli.parser("python -m weights_convert", __doc__)
     ap.add_argument("src", help="checkpoint: .pt/.pth (legacy or zip), or .safetensors")
     ap.add_argument("-o", "--output", help="canonical .safetensors to write")
@@ -20,6 +20,11 @@ def main(argv=None) -> int:
     ap.add_argument("--force", action="store_true", help="overwrite an existing output")
     ap.add_argument("--img-range", type=float, default=255.0,
                     help="BasicSR img_range the model was trained with (default 255)")
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = parser()
     args = ap.parse_args(argv)
     if not args.info and not args.output:
         ap.error("give -o DST.safetensors or --info")
