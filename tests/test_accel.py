@@ -224,7 +224,7 @@ SHARD_PROBE = r"""
 import sys, jax, numpy as np, accel
 from reference import RCANConfig, init_weights
 assert jax.device_count() == 4, jax.devices()
-from accel.conv import registry, cpu_kernel
+from accel.conv import cpu_kernel, registry
 scheme = registry.PATHS[sys.argv[1]].kernel if sys.argv[1] in registry.PATHS else None
 if scheme and not cpu_kernel.cpu_has(cpu_kernel.LIBRARY[scheme]):   # the portable build there
     real = cpu_kernel.conv3x3
@@ -263,14 +263,14 @@ def test_sharded_across_4_cpu_devices_equals_one_device(path):
 def test_all_conv_paths_run_and_agree(monkeypatch):
     """Each path really compiles a different convolution (else autotuning would be moot), and every
     path gives the reference's output."""
-    from accel.conv import autotune
+    from accel.conv import autotune, registry
     rng = np.random.default_rng(3)
     x = jnp.asarray(rng.normal(size=(1, 24, 24, 64)), jnp.float32)
     w = jnp.asarray(rng.normal(size=(3, 3, 64, 64)) * 0.05, jnp.float32)
     b = jnp.asarray(rng.normal(size=(64,)), jnp.float32)
     # (The C++ kernels: tests/test_cpu_kernel.py; the float32 one is among the paths checked below where it runs.)
     outs = {name: np.asarray(autotune.jit(autotune._chain, name)(x, w, b)) for name in autotune.PATHS
-            if not name.startswith("kernel") and autotune.runs_on(name, "cpu")}
+            if not name.startswith("kernel") and registry.runs_on(name, "cpu")}
     for name in ("ynn", "winograd", "winograd-ynn"):
         assert not np.array_equal(outs["xla"], outs[name]), name
         # Two convs with a ReLU: ~1e-6 (YNNPACK's order of sums), ~4e-6 (Winograd) relative to the largest output.

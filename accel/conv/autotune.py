@@ -88,7 +88,7 @@ def check_setting(value: str, dtype=None) -> str:
     if dtype is None or value == "auto":
         return value
     backend = jax.default_backend()
-    if not runs_on(value, backend):
+    if not registry.runs_on(value, backend):
         where = " or ".join(b.upper() for b in PATHS[value].backends)
         raise ValueError(f"conv {value} runs on a {where} only: on a {backend} "
                          f"use one of {', '.join(('auto', *paths(dtype)))}")
@@ -100,9 +100,6 @@ def check_setting(value: str, dtype=None) -> str:
         raise ValueError(f"conv {value} is not offered for {jnp.dtype(dtype).name}: "
                          f"use one of {', '.join(paths(dtype))}")
     return value
-
-
-runs_on = registry.runs_on
 
 
 @functools.cache   # read once: choose() runs on every forward call
