@@ -54,6 +54,8 @@ class Degradations:
     grey1: float = 0.4
     jpeg1_prob: float = 1.0                  # share of samples given round 1's JPEG
     jpeg1: tuple[float, float] = (50.0, 95.0)
+    # the shrink to LR: area / bilinear / bicubic probabilities (None: one in three each)
+    down: tuple[float, float, float] | None = None
     # round 2, at LR size
     blur2: float = 0.5
     sinc2: float = 0.1
@@ -83,6 +85,13 @@ CHAINS = {
         noisy1=0.3, noise1=(0.5, 4.0), poisson1=(0.05, 0.5), jpeg1_prob=0.2, jpeg1=(60.0, 95.0),
         blur2=0.2, sinc2=0.05, sigma2=(0.2, 0.8), resize2=(0.1, 0.2, 0.7), up2=(1.0, 1.1), down2=(0.8, 1.0),
         noisy2=0.8, noise2=(0.5, 6.0), poisson2=(0.05, 0.6), final_sinc=0.1, jpeg2=(45.0, 95.0)),
+    # "mild": one round, as a phone or a camera app makes a photo and a messenger re-saves it: a blur before the
+    # shrink (σ 0.2–1.3 HR px, every kernel family), mostly bicubic's shrink, sensor noise at LR size
+    # (σ to 4.5), one JPEG at quality 55–95; nothing else. 10 % of the samples kept clean.
+    "mild": Degradations(
+        clean=0.1, sinc1=0.0, sigma1=(0.2, 1.3), resize1=(0.0, 0.0, 1.0), noisy1=0.0, jpeg1_prob=0.0,
+        down=(0.1, 0.1, 0.8), blur2=0.0, resize2=(0.0, 0.0, 1.0), noisy2=0.9, gaussian2=0.85,
+        noise2=(0.3, 4.5), poisson2=(0.05, 0.4), grey2=0.3, final_sinc=0.0, jpeg2=(55.0, 95.0)),
 }
 
 
@@ -252,10 +261,10 @@ def random_resize(key, img, probs, up, down):
     return jnp.where(kind == 2, img, resize_and_back(img, s, method))
 
 
-def downscale(key, img, scale: int):
-    """img [sH, sW, C] to [H, W, C] by a random method."""
+def downscale(key, img, scale: int, probs=None):
+    """img [sH, sW, C] to [H, W, C] by a random method (area / bilinear / bicubic, uniform unless probs)."""
     n = img.shape[0]
-    method = jax.random.randint(key, (), 0, 3)
+    method = jax.random.randint(key, (), 0, 3) if probs is None else jax.random.choice(key, 3, p=jnp.array(probs))
     a = resize_matrix(n // scale, n, n, n // scale, method)
     return jnp.einsum("ij,jkc,lk->ilc", a, img, a, precision=jax.lax.Precision.HIGHEST)
 
@@ -376,7 +385,7 @@ def degrade(key, hr, scale: int, d: Degradations = Degradations()):
     x = random_resize(k[1], x, d.resize1, d.up1, d.down1)
     x = random_noise(k[2], x, d.gaussian1, d.noise1, d.poisson1, d.grey1, d.noisy1)
     x = random_jpeg(k[3], x, d.jpeg1, d.jpeg1_prob)
-    x = downscale(k[4], x, scale)
+    x = downscale(k[4], x, scale, d.down)
     blur2 = jnp.where(jax.random.uniform(k[5]) < d.blur2, random_kernel(k[6], d.sigma2, d.sinc2), identity_kernel())
     x = filter2d(x, blur2)
     x = random_resize(k[7], x, d.resize2, d.up2, d.down2)

@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
-# Fine-tune the real-photo model on the milder "photo" chain (accel/degrade/chain.py CHAINS), from the weights
-# `train_cpu.sh` left (the deep model fine-tuned on the harsher "real" chain), for a fixed time budget with
-# the schedule fitted to it. Resumable: run it again and it continues from its checkpoint.
-#   bash runs/real/train_photo.sh [seconds] [init weights]
+# Fine-tune the real-photo model on a milder chain of accel/degrade/chain.py CHAINS ("photo" unless DEGRADE
+# names another), from the shipped real weights, for a fixed time budget with the schedule fitted to it.
+# Resumable: run it again and it continues from its checkpoint.
+#   [DEGRADE=mild] bash runs/real/train_photo.sh [seconds] [init weights]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA=${DATA:-../shared/data/train}
 HOLDOUT=$(cat runs/real/holdout.txt)   # photos kept out of every fine-tune: the held-out degraded set
 mkdir -p runs/real/ckpt
-ckpt=runs/real/ckpt/rcan_real_photo_x2.ckpt
-out=runs/real/rcan_real_photo_x2.safetensors
+chain=${DEGRADE:-photo}
+ckpt=runs/real/ckpt/rcan_real_${chain}_x2.ckpt
+out=runs/real/rcan_real_${chain}_x2.safetensors
 data=(--data "$DATA/T91" "$DATA/BSD200" --exclude 302003 $HOLDOUT)
 if [ -f "$ckpt" ]; then
   python -m accel.train "${data[@]}" --checkpoint "$ckpt" --out "$out" --val-hr tests/data/Set5/HR_x2 --quiet \
     --moments bfloat16 --time-budget "${1:-5700}"
 else
   python -m accel.train "${data[@]}" --preset deep --init "${2:-accel/weights/rcan_real_x2.safetensors}" \
-    --degrade photo --ema 0.999 --steps fit --time-budget "${1:-5700}" --lr 1e-4 --warmup 50 --batch 8 --patch 48 \
+    --degrade "$chain" --ema 0.999 --steps fit --time-budget "${1:-5700}" --lr 1e-4 --warmup 50 --batch 8 --patch 48 \
     --every 100 --checkpoint "$ckpt" --out "$out" --val-hr tests/data/Set5/HR_x2 --quiet --moments bfloat16
 fi
