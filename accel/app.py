@@ -105,9 +105,7 @@ class AppState:
                     size = (im.height, im.width)
             except (OSError, ValueError, Image.DecompressionBombError):
                 size = None
-            planned = pipeline.plan_tile(size, loaded.config, pipeline.default_max_memory_gb()) \
-                if size and tile == "auto" else tile
-            if size and api.first_run(loaded, *pipeline.planned_shape(size, planned)):
+            if size and api.first_run(loaded, *pipeline.plan_for(size, loaded.config, tile).call_shape(size)):
                 progress(0.1, desc=f"{src.name}: first run at this size here: timing the convolution paths and "
                                    "compiling (once)")
             else:

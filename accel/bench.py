@@ -105,7 +105,8 @@ def _accel_case(impl, config, weights, lr, tiled, loops) -> Case:
     import accel
 
     from .conv import autotune
-    from .run import inference
+    from .run.runner import super_resolve
+    from .run.tiles import BATCH, Plan
     case = Case(None, jax.devices()[0].platform)
     if case.device != "cpu":
         # JAX's default precision lets a GPU run float32 convolutions in TF32: name the precision.
@@ -119,7 +120,7 @@ def _accel_case(impl, config, weights, lr, tiled, loops) -> Case:
     if case.device != "cpu":
         case.xla_memory = functools.partial(accel.api.compiled_memory, m, (1, *lr.shape))
     if tiled:
-        case.call = lambda: inference.tiled(m, lr, TILE_1080P)
+        case.call = lambda: super_resolve(m, lr, Plan(TILE_1080P, batch=BATCH))
     else:
         x = jnp.asarray(lr[None])
         case.call = lambda: accel.forward(m, x).block_until_ready()
@@ -132,7 +133,8 @@ def _torch_case(impl, config, weights, lr, tiled, loops) -> Case:
 
     from tools import torch_rcan  # the official architecture (a source checkout's tools/)
 
-    from .run import inference
+    from .run.runner import super_resolve
+    from .run.tiles import BATCH, Plan
     torch.set_num_threads(hardware.cores())
     net = torch_rcan.from_weights(weights, config)
     dtype = torch.bfloat16 if impl == "torch-bf16" else torch.float32
@@ -150,7 +152,7 @@ def _torch_case(impl, config, weights, lr, tiled, loops) -> Case:
         net = net.to(memory_format=torch.channels_last)
     forward = _torch_forward(net, case.device, dtype)
     if tiled:   # the same tiles, ramps and batches as accel's
-        case.call = lambda: inference.tiled(net, lr, TILE_1080P, forward=forward)
+        case.call = lambda: super_resolve(net, lr, Plan(TILE_1080P, batch=BATCH), forward=forward)
         return case
     x = torch.from_numpy(lr).permute(2, 0, 1)[None].to(case.device, dtype)
     if net.channels_last:

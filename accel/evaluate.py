@@ -33,7 +33,7 @@ from .model.rcan import RCAN
 from .platform import distributed, runtime
 from .run.choose import QUALITY_THRESHOLD, Choice, choose
 from .run.images import IMAGE_SUFFIXES
-from .run.inference import super_resolve
+from .run.runner import super_resolve
 
 
 class EvalError(ValueError):

@@ -64,7 +64,7 @@ from .degrade.chain import CHAINS, degrade_batch
 from .model import params
 from .platform import distributed, hardware, runtime
 from .platform.distributed import is_main, local, put_replicated
-from .run.inference import super_resolve
+from .run.runner import super_resolve
 
 CHECKPOINT_FORMAT = "rcan-train-checkpoint/2"
 END_LR = 0.01   # the cosine ends at this fraction of the peak learning rate

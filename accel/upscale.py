@@ -47,8 +47,8 @@ from .report import report_paths, write_reports
 from .run import folder, precision
 from .run.choose import QUALITY_THRESHOLD, Choice, choose
 from .run.images import FORMATS, IMAGE_SUFFIXES, ImageError, encode, frames, open_image, save_atomic
-from .run.inference import FOLDER_TILE, OVERLAP, TILE_SIZES
 from .run.pipeline import default_max_memory_gb, upscale_image
+from .run.tiles import FOLDER_TILE, OVERLAP, TILE_SIZES
 
 DEVICES = {"cpu": "cpu", "gpu": "gpu", "tpu": "tpu"}
 
@@ -230,7 +230,8 @@ def report(job: Job, row: dict, args) -> None:
 def run_jobs(jobs: list[Job], model, args, tile, many: bool, show: bool, label: str, model_name):
     """(job, row) for every job, as each is done: a folder's still images through accel/run/folder.py (one
     compiled shape, tiles of several images per call, decoding and writing on threads), the rest (one
-    image, animations, --chop/--ensemble/--explain, --tile 0) one by one."""
+    image, animations, --chop/--ensemble/--explain, --tile 0) one by one through upscale_image. Both feed
+    the model through the same Runner (accel/run/runner.py)."""
     def row_for(job):
         return {"input": str(job.src), "output": str(job.dst), "model": label, "scale": model.config.scale,
                 "dtype": args.precision.name, "dtype_reason": args.precision.reason,

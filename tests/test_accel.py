@@ -239,10 +239,11 @@ assert len(sharded.sharding.device_set) == 4 if hasattr(sharded, "sharding") els
 single = np.asarray(accel.forward(m, x, shard=False))
 assert np.asarray(sharded).shape == single.shape == (6, 24, 24, 3)
 assert np.array_equal(np.asarray(sharded), single), np.abs(np.asarray(sharded) - single).max()
-from accel.run import inference
+from accel.run.runner import super_resolve
+from accel.run.tiles import Plan
 img = x[0].repeat(4, 0).repeat(4, 1)                       # 48x48: tiles batched across the devices
-t = inference.tiled(m, img, tile=16, overlap=4, batch=4)
-assert np.abs(t - inference.tiled(m, img, tile=16, overlap=4, batch=1)).max() == 0
+t = super_resolve(m, img, Plan(16, overlap=4, batch=4))
+assert np.abs(t - super_resolve(m, img, Plan(16, overlap=4, batch=1))).max() == 0
 print("ok")
 """
 

@@ -55,21 +55,22 @@ def test_bench_torch_tiles_are_accel_tiles():
     """The 1080p rows run torch through accel's own tiling code (accel.bench._torch_forward standing in for
     accel.forward): the same tiles, ramps and batches, so the output matches accel's tiled output."""
     from accel import bench
-    from accel.run import inference
+    from accel.run import runner
+    from accel.run.tiles import Plan
     config = RCANConfig.compact(2)
     weights = init_weights(config, 1)
     img = np.random.default_rng(1).uniform(0, 255, (40, 56, 3)).astype(np.float32)
     m = accel.model_from_weights(weights, config)
-    want = inference.tiled(m, img, 24, overlap=8)
+    want = runner.super_resolve(m, img, Plan(24, overlap=8, batch=4))
     net = torch_rcan.from_weights(weights, config).to(memory_format=torch.channels_last)
     net.channels_last = True
     forward = bench._torch_forward(net, "cpu", torch.float32)
-    got = inference.tiled(net, img, 24, overlap=8, forward=forward)
+    got = runner.super_resolve(net, img, Plan(24, overlap=8, batch=4), forward=forward)
     assert got.shape == want.shape == (80, 112, 3)
     assert np.abs(got - want).max() < 1e-3
     # A tile that does not fill its shape would need the mask torch does not take: refused.
     with pytest.raises(ValueError, match="fill the tile"):
-        inference.run_batch(net, [img[:20, :20], img[:24, :24]], shape=(24, 24), forward=forward)
+        runner.run_batch(net, [img[:20, :20], img[:24, :24]], shape=(24, 24), forward=forward)
 
 
 def test_bench_cli_pairs_each_impl_with_torch_in_its_precision():

@@ -8,7 +8,7 @@ from conftest import SET5
 from PIL import Image
 
 from accel import api, bench, upscale
-from accel.run import folder, inference
+from accel.run import folder, tiles
 from reference import RCANConfig
 from reference.metrics import psnr
 from reference.weights import init_weights, save_weights
@@ -38,7 +38,7 @@ def test_a_folder_of_many_sizes_compiles_one_shape(tmp_path, tiny, capsys):
     ran = {k for k in api._RUN if k[0] == TINY} - before
     assert {k[4] for k in ran} <= set(folder.shapes()) and len(ran) <= 1, ran    # one shape, known in advance
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert len(rows) == 8 and all(r["status"] == "done" and r["tile"] == inference.FOLDER_TILE for r in rows)
+    assert len(rows) == 8 and all(r["status"] == "done" and r["tile"] == tiles.FOLDER_TILE for r in rows)
     for (w, h), r in zip(sizes, sorted(rows, key=lambda r: r["input"])):
         assert r["output_size"] == [2 * w, 2 * h]
 

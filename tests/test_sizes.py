@@ -1,13 +1,13 @@
 """Single images of new sizes, one after another, as people run them: a size in a shape bucket already
 compiled compiles nothing; a size in a new bucket of a known size class compiles the model once and times
-no convolution path again (accel/inference.bucket, accel/autotune.size_class)."""
+no convolution path again (accel/run/tiles.bucket, accel/autotune.size_class)."""
 import jax
 import numpy as np
 import pytest
 
 import accel
 from accel.conv import autotune
-from accel.run.inference import bucket
+from accel.run.tiles import bucket
 
 BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
 

@@ -13,7 +13,7 @@ from PIL import Image, ImageCms
 
 import accel
 import reference
-from accel.run import inference
+from accel.run import runner, tiles
 from accel.run.pipeline import upscale_image
 from accel.upscale import main  # noqa: F401  (the CLI's module must import cleanly)
 from reference import RCANConfig
@@ -227,15 +227,15 @@ def real_model():
 
 def test_tiled_matches_whole_image_without_seams(real_model):
     lr = np.asarray(Image.open(SET5 / "LR_x2" / "baby_LRBI_x2.png").convert("RGB"), np.float32)[:160, :160]
-    whole = inference.whole(real_model, lr)
-    tiled = inference.tiled(real_model, lr, tile=64, overlap=16)
+    whole = runner.super_resolve(real_model, lr)
+    tiled = runner.super_resolve(real_model, lr, tiles.Plan(64, overlap=16))
     q = lambda a: quantize(a)
     score = psnr(q(whole), q(tiled), 0)
     print(f"tiled (64, overlap 16) vs whole image: {score:.2f} dB")
     assert score >= 50
     # No seam: the difference along tile borders is no larger than elsewhere (a seam is a spike there).
     diff = np.abs(whole - tiled).max(axis=2)
-    starts = inference._starts(160, 64, 16)
+    starts = tiles.starts(160, 64, 16)
     edges = sorted({2 * s for s in starts[1:]} | {2 * (s + 64) for s in starts[:-1]})
     near = np.zeros(diff.shape, bool)
     for e in edges:
@@ -272,7 +272,7 @@ def test_chop_equals_the_official_forward_chop(size, min_size):
     weights = init_weights(TINY, 1)
     model = accel.model_from_weights(weights, TINY)
     x = np.random.default_rng(1).uniform(0, 255, (*size, 3)).astype(np.float32)
-    ours = inference.forward_chop(model, x, min_size=min_size)
+    ours = runner.forward_chop(model, x, min_size=min_size)
     theirs = official_forward_chop(lambda p: reference.forward(weights, TINY, p), x, 2, min_size=min_size)
     assert_close(ours, theirs, 1e-3, 1e-6, "chop")
 
@@ -281,7 +281,7 @@ def test_ensemble_is_the_mean_of_8_transforms():
     weights = init_weights(TINY, 2)
     model = accel.model_from_weights(weights, TINY)
     x = np.random.default_rng(2).uniform(0, 255, (9, 13, 3)).astype(np.float32)
-    ours = inference.super_resolve(model, x, ensemble=True)
+    ours = runner.super_resolve(model, x, ensemble=True)
     outs = [reference.forward(weights, TINY, x)]
     outs.append(reference.forward(weights, TINY, x[::-1].copy())[::-1])
     outs.append(reference.forward(weights, TINY, x[:, ::-1].copy())[:, ::-1])
@@ -336,8 +336,8 @@ def test_fitted_tiles_cover_evenly_with_the_fewest_tiles(length, tile, overlap):
     """Tiles sized to the image: no longer than asked, as few as that size needs, every neighbour
     overlapping by at least `overlap`, and the work (tiles × tile length) within 8 pixels per tile of
     the length plus the overlaps — not a last tile that repeats most of its neighbour."""
-    t = inference.fit_tile(length, tile, overlap)
-    starts = inference._starts(length, t, overlap)
+    t = tiles.fit_tile(length, tile, overlap)
+    starts = tiles.starts(length, t, overlap)
     assert t <= tile and starts[0] == 0 and starts[-1] + t == length
     assert all(b - a <= t - overlap for a, b in zip(starts, starts[1:]))
     fewest = 1 if length <= tile else -(-(length - overlap) // (tile - overlap))
@@ -352,8 +352,9 @@ def test_tiles_go_one_per_device_call_on_one_device():
     # fitted to 760×680: 6 tiles, 3 % more pixels than the photo.
     config = RCANConfig.compact(2)
     tile = plan_tile((1500, 2000, 3), config, 2.0)
-    assert tile == 768 and inference.tile_shape((1500, 2000), tile, 16) == (760, 680)
-    assert len(inference.tiles_for((1500, 2000), tile, 16)) == 6
+    plan = tiles.Plan(tile, 16)
+    assert tile == 768 and plan.tile_dims((1500, 2000)) == (760, 680)
+    assert len(plan.tiles((1500, 2000))) == 6
 
 
 def test_a_bomb_too_large_even_to_open_is_one_line_under_auto(tmp_path, capsys):

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from accel.degrade import testset
-from accel.run import inference
+from accel.run.runner import super_resolve
 from reference.metrics import imresize, psnr, quantize, rgb_to_y
 
 SELF_CHECK = 256   # side of the centre region the self-check uses, in input pixels (bounded for big photos)
@@ -33,7 +33,7 @@ BLUR_SIGMA = 0.8   # Gaussian blur of the input, in input pixels: a slightly sof
 
 def enlarge(model, small: np.ndarray) -> np.ndarray:
     """The model's output for a uint8 image, quantized like the official code."""
-    return quantize(inference.whole(model, small.astype(np.float32)))
+    return quantize(super_resolve(model, small.astype(np.float32)))
 
 
 def nearest(small: np.ndarray, scale: int) -> np.ndarray:

@@ -5,8 +5,8 @@ Per-image processing pads each image to its own shape, so a folder of photos of 
 compiles (and, on a CPU, times the convolution paths for) nearly one program per photo. Here every
 call is [BATCH, FOLDER_TILE, FOLDER_TILE, 3] with a mask (the last row and column of tiles, and images smaller than a
 tile, are zero-padded; the mask makes the padding exact), so a whole folder compiles exactly one
-shape, known before the first image. Tiles overlap by OVERLAP pixels and are blended with linear ramps
-(accel/inference.Canvas): the output differs from a whole-image run only through channel attention,
+shape, known before the first image. The tiles go through the same Runner as a single image
+(accel/run/runner.py), overlap by OVERLAP pixels and are blended with linear ramps: the output differs from a whole-image run only through channel attention,
 which pools over what each tile sees (tests/test_folder.py: ≥ 50 dB PSNR against whole-image outputs).
 A bounded queue keeps at most a few decoded images ahead of the model, so memory stays flat however
 large the folder.
@@ -25,7 +25,8 @@ import numpy as np
 from reference.support import cli
 
 from .images import Decoded, ImageError, decode
-from .inference import BATCH, FOLDER_TILE, OVERLAP, Canvas, run_batch
+from .runner import Runner
+from .tiles import BATCH, FOLDER_TILE, OVERLAP, Canvas, Plan
 
 AHEAD = 3                           # decoded images waiting for the model, at most
 
@@ -43,16 +44,21 @@ class Item:
     result: dict | None = None     # what the caller's finish() recorded
 
 
+def plan(tile: int = FOLDER_TILE, overlap: int = OVERLAP, batch: int = BATCH) -> Plan:
+    """A folder's plan: fixed tiles, several per call."""
+    return Plan(tile, overlap, batch, fixed=True)
+
+
 def shapes(tile: int = FOLDER_TILE, batch: int = BATCH) -> list[tuple[int, int, int, int]]:
     """Every input shape a folder run compiles: one."""
-    return [(batch, tile, tile, 3)]
+    return [plan(tile, batch=batch).call_shape((tile, tile))[0]]
 
 
 def warm_up(model, tile: int = FOLDER_TILE, batch: int = BATCH) -> float:
     """Compile (and on a CPU, time the convolution paths for) the folder's one shape before the first
     image, so the images' own times are compute alone; returns the seconds it took."""
     t0 = time.perf_counter()
-    run_batch(model, [np.zeros((tile, tile, 3), np.float32)], shape=(tile, tile), batch=batch, always_mask=True)
+    Runner(model, plan(tile, batch=batch)).upscale(np.zeros((tile, tile, 3), np.float32))
     return time.perf_counter() - t0
 
 
@@ -79,42 +85,36 @@ def run(jobs, model, open_job, finish, tile: int = FOLDER_TILE, overlap: int = O
     finish(item, sr) -> None runs on a worker thread with the output (float32 [sH, sW, 3]) and may raise
     ImageError/OSError. Yields each Item as it is done (item.error set on failure; item.single for
     animated or multi-page images, which the caller runs itself)."""
-    s = model.config.scale
+    runner = Runner(model, plan(tile, overlap, batch))
     decoded: queue.Queue = queue.Queue(maxsize=AHEAD)
     stop = threading.Event()
     reader = threading.Thread(target=_decode_all, args=(jobs, open_job, decoded, stop), daemon=True)
     reader.start()
     writer = ThreadPoolExecutor(max_workers=1)
     writing: deque[tuple[Item, Future]] = deque()
-    tiles: deque[tuple[Item, int, int]] = deque()
+    owner: dict[int, Item] = {}       # id(canvas) -> its item
     more = True
     try:
-        while more or tiles or writing:
+        while more or runner.waiting or writing:
             cli.check_interrupted()
             # Fill a batch: take decoded images while fewer tiles than a batch wait.
-            while more and len(tiles) < batch:
+            while more and len(runner.waiting) < batch:
                 item = decoded.get()
                 if item is None:
                     more = False
                 elif item.error is not None or item.single:
                     yield item
                 else:
-                    item.canvas = Canvas(item.decoded.rgb, tile, overlap, s, fit=False)
-                    tiles.extend((item, y, x) for y, x in item.canvas.coords)
-            if tiles:
-                group = [tiles.popleft() for _ in range(min(batch, len(tiles)))]
-                t0 = time.perf_counter()
-                outs = run_batch(model, [it.canvas.crop(y, x) for it, y, x in group], shape=(tile, tile),
-                                 batch=batch, always_mask=True)
-                took = (time.perf_counter() - t0) / len(group)
-                for (it, y, x), sr in zip(group, outs):
-                    it.seconds += took
-                    it.canvas.add(y, x, sr)
-                    if it.canvas.left == 0:   # all its tiles are in: encode and write beside the model
-                        writing.append((it, writer.submit(finish, it, it.canvas.result())))
-                        it.canvas.img = None
+                    item.canvas = runner.add(item.decoded.rgb)
+                    owner[id(item.canvas)] = item
+            if runner.waiting:
+                for canvas in runner.step():   # all its tiles are in: encode and write beside the model
+                    it = owner.pop(id(canvas))
+                    it.seconds = canvas.seconds
+                    writing.append((it, writer.submit(finish, it, canvas.result())))
+                    canvas.img = None
             # Hand back what the writer finished; wait for it only when nothing else is left to do.
-            while writing and (writing[0][1].done() or not (more or tiles) or len(writing) > AHEAD):
+            while writing and (writing[0][1].done() or not (more or runner.waiting) or len(writing) > AHEAD):
                 it, future = writing.popleft()
                 try:
                     future.result()

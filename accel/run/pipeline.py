@@ -1,5 +1,6 @@
 """upscale_image: one image (numpy array or PIL image) through RCAN, whole or in tiles within a memory
-budget, and back to the same kind. The CLI (accel/upscale.py) is a thin layer over this."""
+budget (the Plan chosen here, run by accel/run/runner.py), and back to the same kind. The CLI
+(accel/upscale.py) is a thin layer over this."""
 from __future__ import annotations
 
 import os
@@ -11,8 +12,9 @@ from PIL import Image
 
 from accel.api import first_run, load_model
 
-from . import inference
 from .images import ImageError, decode, decode_array, encode, encode_array
+from .runner import super_resolve
+from .tiles import OVERLAP, TILE_SIZES, Plan
 
 
 def bytes_per_lr_pixel(config) -> float:
@@ -44,30 +46,27 @@ def default_max_memory_gb() -> float:
 
 
 def plan_tile(shape, config, max_memory_gb: float, batch: int | None = None) -> int | None:
-    """None when the whole image fits the budget; else the largest fixed tile size that does, for calls
-    of `batch` tiles (default tile_batch())."""
+    """None when the whole image fits the budget; else the largest tile size of TILE_SIZES that does, for
+    calls of `batch` tiles (default tile_batch())."""
     batch = batch or tile_batch()
     per_px = bytes_per_lr_pixel(config)
     budget = max_memory_gb * 1e9
     H, W = shape[:2]
     if H * W * per_px <= budget:
         return None
-    fitting = [t for t in inference.TILE_SIZES if batch * t * t * per_px <= budget]
-    return fitting[-1] if fitting else inference.TILE_SIZES[0]
+    fitting = [t for t in TILE_SIZES if batch * t * t * per_px <= budget]
+    return fitting[-1] if fitting else TILE_SIZES[0]
 
 
-def planned_shape(shape, tile: int | None,
-                  overlap: int = inference.OVERLAP) -> tuple[tuple[int, int, int, int], bool]:
-    """The batch shape [N, H, W, 3] the model will run for an image of this shape, and whether masked."""
-    H, W = shape[:2]
-    if not tile:
-        bh, bw = inference.bucket(H), inference.bucket(W)
-        return (1, bh, bw, 3), (bh, bw) != (H, W)
-    th, tw = inference.tile_shape(shape, tile, overlap)
-    return (tile_batch(), inference.round_up(th, 8), inference.round_up(tw, 8), 3), True
+def plan_for(shape, config, tile="auto", overlap: int = OVERLAP, max_memory_gb: float | None = None) -> Plan:
+    """One image's plan: whole (tile None), tiles of this size fitted to it, or (auto) whole if it fits the
+    memory budget, else the largest tiles that do."""
+    if tile == "auto":
+        tile = plan_tile(shape, config, max_memory_gb or default_max_memory_gb())
+    return Plan(tile, overlap, tile_batch()) if tile else Plan()
 
 
-def upscale_image(image, model=None, *, tile="auto", overlap: int = inference.OVERLAP, chop: bool = False,
+def upscale_image(image, model=None, *, tile="auto", overlap: int = OVERLAP, chop: bool = False,
                   ensemble: bool = False, max_memory_gb: float | None = None, progress=None, record=None,
                   notice=None):
     """Upscale a numpy array (HWC/HW uint8 or uint16, or float in 0..255) or a PIL image; returns the same kind.
@@ -78,7 +77,7 @@ def upscale_image(image, model=None, *, tile="auto", overlap: int = inference.OV
     """
     if not (tile in ("auto", None) or (isinstance(tile, int) and not isinstance(tile, bool) and tile >= 8)):
         raise ImageError(f"tile must be 'auto', None or a size of at least 8 LR pixels, not {tile!r}")
-    if not (isinstance(overlap, int) and 0 <= overlap <= (tile if isinstance(tile, int) else inference.TILE_SIZES[0]) // 2):
+    if not (isinstance(overlap, int) and 0 <= overlap <= (tile if isinstance(tile, int) else TILE_SIZES[0]) // 2):
         raise ImageError(f"overlap must be an integer from 0 to half the tile, not {overlap!r}")
     model = model if model is not None else load_model()
     as_pil = isinstance(image, Image.Image)
@@ -87,25 +86,22 @@ def upscale_image(image, model=None, *, tile="auto", overlap: int = inference.OV
     else:
         d = decode_array(np.asarray(image))
     t0 = time.perf_counter()
-    if tile == "auto":
-        tile = plan_tile(d.rgb.shape, model.config, max_memory_gb or default_max_memory_gb())
+    plan = plan_for(d.rgb.shape, model.config, tile, overlap, max_memory_gb)
     if progress is not None:
-        progress.reset(total=len(inference.tiles_for(d.rgb.shape, tile, overlap)) * (8 if ensemble else 1)
-                       if tile else 1)
-    shape, masked = planned_shape(d.rgb.shape, tile, overlap)
+        progress.reset(total=1 if chop else len(plan.tiles(d.rgb.shape)) * (8 if ensemble else 1))
+    shape, masked = plan.call_shape(d.rgb.shape)
     first = notice is not None and not chop and first_run(model, shape, masked)
     if first:
-        what = f"{shape[0]} tiles of {shape[1]}×{shape[2]}" if tile else f"{shape[1]}×{shape[2]}"
+        what = f"{shape[0]} tiles of {shape[1]}×{shape[2]}" if plan.tile else f"{shape[1]}×{shape[2]}"
         notice(f"first run at {what} (H×W) here: timing the convolution paths and compiling, once for images "
                "of about this size")
-    sr = inference.super_resolve(model, d.rgb, tile=tile, overlap=overlap, chop=chop, ensemble=ensemble,
-                                 progress=progress, batch=tile_batch())
+    sr = super_resolve(model, d.rgb, plan, chop=chop, ensemble=ensemble, progress=progress)
     seconds = time.perf_counter() - t0
     if first:
         notice(f"first run done in {seconds:.1f} s, tuning and compiling included; later images of about this size "
                "reuse both")
     if record is not None:
-        record.update(lr_shape=d.rgb.shape, sr_shape=sr.shape, tile=tile, overlap=overlap, chop=chop, icc=d.icc,
+        record.update(lr_shape=d.rgb.shape, sr_shape=sr.shape, tile=plan.tile, overlap=overlap, chop=chop, icc=d.icc,
                       ensemble=ensemble, seconds=seconds, mode=d.mode, bits=d.bits, sr_float=sr, lr_float=d.rgb)
     if as_pil:
         return encode(sr, d, model.config.scale)
