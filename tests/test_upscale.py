@@ -345,6 +345,27 @@ def test_fitted_tiles_cover_evenly_with_the_fewest_tiles(length, tile, overlap):
     assert len(starts) * t <= length + (len(starts) - 1) * overlap + 8 * len(starts)
 
 
+@settings(max_examples=300, deadline=None)
+@given(h=st.integers(1, 3000), w=st.integers(1, 3000), tile=st.sampled_from([None, 64, 128, 768]),
+       fixed=st.booleans(), overlap=st.integers(0, 32))
+def test_every_plan_covers_the_image_with_tiles_that_fit_its_calls(h, w, tile, fixed, overlap):
+    """Any plan: the tiles cover every pixel and stay inside the image, each fits the shape its calls run
+    at, and a fixed plan runs every image at one shape (the folder's one compile)."""
+    plan = tiles.Plan(tile, overlap, fixed=fixed and tile is not None)
+    th, tw = plan.tile_dims((h, w))
+    H, W = plan.padded((h, w))
+    assert th <= H and tw <= W and th <= h and tw <= w
+    covered = np.zeros((h, w), bool)
+    for y, x in plan.tiles((h, w)):
+        assert 0 <= y and y + th <= h and 0 <= x and x + tw <= w
+        covered[y:y + th, x:x + tw] = True
+    assert covered.all()
+    if plan.fixed:
+        assert (H, W) == (tile, tile) and plan.call_shape((h, w)) == plan.call_shape((1, 1))
+    elif tile is None:
+        assert (th, tw) == (h, w) and (H, W) == (tiles.bucket(h), tiles.bucket(w))
+
+
 def test_tiles_go_one_per_device_call_on_one_device():
     from accel.run.pipeline import plan_tile, tile_batch
     assert tile_batch() == 1   # one CPU device here: no padded slots in the last call
