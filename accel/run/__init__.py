@@ -1,2 +1,3 @@
-"""Images through a model: decoding and encoding, shapes, tiles, folders, and the choices made per input
+"""Images through a model: decoding and encoding (images), how an image is cut (tiles), the one loop that feeds
+the model (runner) for one image (pipeline) or a folder's stream (folder), and the choices made per input
 (which shipped model, which dtype)."""
