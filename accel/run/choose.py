@@ -16,11 +16,11 @@ from PIL import Image
 from accel.degrade.chain import CHROMINANCE, LUMINANCE, scaled_table
 
 # JPEGs of lower quality get the real-photo model. Measured on clean downscales saved as JPEG, the hardest case
-# for it (no blur, no noise; `python runs/real/threshold.py runs/real/heldout 75 80 85 90 93 96` on the 25
-# held-out photos, runs/measurements/real/threshold.jsonl): real − deep = +0.43 dB at quality 75, +0.11 at 85,
-# −0.07 at 90, −0.54 at 96, crossing zero near 88; so from 88 on, deep. (On blurred, noisy JPEGs real still
-# gains at quality 90: where in doubt, a JPEG keeps its detail.)
-QUALITY_THRESHOLD = 88
+# for it (no blur, no noise; `python runs/real/threshold.py runs/real/heldout 80 85 88 90 93 96` on the 25
+# held-out photos, runs/measurements/real/threshold.jsonl): real − deep = +0.48 dB at quality 80, +0.14 at 88,
+# +0.02 at 90, −0.20 at 93, −0.46 at 96, crossing zero just above 90; so from 91 on, deep. (On blurred, noisy
+# JPEGs real gains more at every quality: where in doubt, a JPEG keeps its detail.)
+QUALITY_THRESHOLD = 91
 REAL, BICUBIC = "real", "deep"
 
 
