@@ -11,7 +11,7 @@ Examples:
     python -m accel.upscale scan.tif --tile 256 --max-memory 2   # bounded memory for big images
     python -m accel.upscale butterfly.png --explain    # also writes butterfly_x2.md (+ _figures/) and .html
 
---model auto (the default) reads each file: a JPEG below quality 88 or a lossy WebP gets the real-photo
+--model auto (the default) reads each file: a JPEG below quality 91 or a lossy WebP gets the real-photo
 model (trained on blurred, noisy, JPEG-compressed inputs), a lossless file the bicubic-trained deep one
 (accel/run/choose.py); the first line says which ran and why. --strength S in 0..1 interpolates the weights
 of the pair (deep, real) or (compact, real-compact): 0 is the bicubic model, 1 the real-photo one.

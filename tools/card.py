@@ -41,10 +41,11 @@ REAL_ABOUT = ("The real-photo RCAN ×2 (`--model {name}`; {role}): the shipped `
               "degradation chain of accel/degrade/chain.py (below), the HR target kept clean. Same network as "
               "`{base}`, so `--strength S` interpolates the two: (1 − S)·{base} + S·{name}.")
 # How a model came to its weights where it took more than the one run its file records.
-HISTORY = {"rcan_real_x2": " Two fine-tunes, one after the other: first on the harsher `real` chain (584 steps of "
-                           "8 LR patches 32×32, 0.84 h on a 2-core CPU, `bash runs/real/train_cpu.sh`), then from "
-                           "those weights on the milder `photo` chain (`bash runs/real/train_photo.sh`), the run this "
-                           "card records."}
+HISTORY = {"rcan_real_x2": " Three fine-tunes, one after the other: first on the harsher `real` chain (584 steps of "
+                           "8 LR patches 32×32, 0.84 h on a 2-core CPU, `bash runs/real/train_cpu.sh`), then on the "
+                           "milder `photo` chain (1,233 steps of 8 × 48², 95 min, `bash runs/real/train_photo.sh`), "
+                           "then on the `mild` chain (`DEGRADE=mild bash runs/real/train_photo.sh 5100`), the run "
+                           "this card records."}
 ABOUT = {"rcan_compact_x2": COMPACT_ABOUT, "rcan_deep_x2": DEEP_ABOUT,
          "rcan_real_x2": REAL_ABOUT.format(name="real", base="deep", role="what `--model auto` runs for a JPEG "
                                            f"below quality {QUALITY_THRESHOLD} or a lossy WebP")
