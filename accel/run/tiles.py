@@ -114,7 +114,7 @@ class Canvas:
     being blended from the tiles' outputs with linear ramps where neighbours overlap (no seams)."""
 
     def __init__(self, img: np.ndarray, plan: Plan, scale: int):
-        self.img, self.s, self.plan = img, scale, plan
+        self.img, self.s = img, scale
         H, W = img.shape[:2]
         self.th, self.tw = plan.tile_dims(img.shape)
         self.shape = plan.padded(img.shape)    # of its calls
