@@ -86,7 +86,7 @@ class TrainConfig:
     peak_lr: float = 5e-4
     warmup: int = 200
     seed: int = 0            # initial weights and every batch
-    degradation: str = "bicubic"   # the LR inputs: MATLAB bicubic, or a chain of accel/degrade/chain.py (real, photo, mild)
+    degradation: str = "bicubic"   # the LR inputs: MATLAB bicubic, or a chain of accel/degrade/chain.py CHAINS
     ema: float = 0.0         # decay of the weights' exponential moving average (0: none); saved weights are it
 
     def __post_init__(self):
@@ -508,9 +508,9 @@ def parser():
     ap.add_argument("--warmup", type=int, help="linear warm-up steps (default 200)")
     ap.add_argument("--seed", type=int, help="seed of the initial weights and of every batch (default 0)")
     ap.add_argument("--degrade", choices=DEGRADATIONS,
-                    help="LR inputs: MATLAB bicubic (default), or a chain of accel/degrade/chain.py on the device: real "
-                         "(blur, resize, noise, JPEG, twice), photo (milder: mostly once) or mild (one blur, shrink, noise, "
-                         "JPEG, as phones and the web)")
+                    help="LR inputs: MATLAB bicubic (default), or a chain of accel/degrade/chain.py on the device: "
+                         "real (blur, resize, noise, JPEG, twice), photo (milder: mostly once) or mild (one blur, "
+                         "shrink, noise, JPEG, as phones and the web)")
     ap.add_argument("--ema", type=float, help="decay of an EMA of the weights, which is what is saved (e.g. 0.999; "
                                               "default 0: none)")
     options.dtype(ap, auto=False,

@@ -107,7 +107,8 @@ def table(chain: str = "real") -> list[tuple[str, str, str]]:
         ("resize (and back)", f"up/down/keep {'/'.join(f'{p:g}' for p in d.resize1)}; up {rng(d.up1)}, "
          f"down {rng(d.down1)}; area/bilinear/bicubic",
          f"{'/'.join(f'{p:g}' for p in d.resize2)}; up {rng(d.up2)}, down {rng(d.down2)}"),
-        ("to LR ×½", "", "area / bilinear / bicubic" + (f" p {'/'.join(f'{p:g}' for p in d.down)}" if d.down else "")),
+        ("to LR ×½", "", "area / bilinear / bicubic" + (f" p {'/'.join(f'{p:g}' for p in d.down)}" if d.down
+                                                        else "")),
         ("noise", f"p {d.noisy1:g}: Gaussian σ {rng(d.noise1)} (p {d.gaussian1:g}) or Poisson ×{rng(d.poisson1)}; "
                   f"grey p {d.grey1:g}",
          f"p {d.noisy2:g}: Gaussian σ {rng(d.noise2)} or Poisson ×{rng(d.poisson2)}; grey p {d.grey2:g}"),

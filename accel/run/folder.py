@@ -3,13 +3,13 @@ different images share each batch, and decoding and encoding run on worker threa
 
 Per-image processing pads each image to its own shape, so a folder of photos of different sizes
 compiles (and, on a CPU, times the convolution paths for) nearly one program per photo. Here every
-call is [BATCH, FOLDER_TILE, FOLDER_TILE, 3] with a mask (the last row and column of tiles, and images smaller than a
-tile, are zero-padded; the mask makes the padding exact), so a whole folder compiles exactly one
+call is [BATCH, FOLDER_TILE, FOLDER_TILE, 3] with a mask (the last row and column of tiles, and images
+smaller than a tile, are zero-padded; the mask makes the padding exact), so a whole folder compiles exactly one
 shape, known before the first image. The tiles go through the same Runner as a single image
-(accel/run/runner.py), overlap by OVERLAP pixels and are blended with linear ramps: the output differs from a whole-image run only through channel attention,
-which pools over what each tile sees (tests/test_folder.py: ≥ 50 dB PSNR against whole-image outputs).
-A bounded queue keeps at most a few decoded images ahead of the model, so memory stays flat however
-large the folder.
+(accel/run/runner.py), overlap by OVERLAP pixels and are blended with linear ramps: the output differs
+from a whole-image run only through channel attention, which pools over what each tile sees
+(tests/test_folder.py: ≥ 50 dB PSNR against whole-image outputs). A bounded queue keeps at most a few
+decoded images ahead of the model, so memory stays flat however large the folder.
 """
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def run(jobs, model, open_job, finish, tile: int = FOLDER_TILE, overlap: int = O
     reader.start()
     writer = ThreadPoolExecutor(max_workers=1)
     writing: deque[tuple[Item, Future]] = deque()
-    owner: dict[int, Item] = {}       # id(canvas) -> its item
+    owner: dict[Canvas, Item] = {}    # each canvas's item
     more = True
     try:
         while more or runner.waiting or writing:
@@ -106,10 +106,10 @@ def run(jobs, model, open_job, finish, tile: int = FOLDER_TILE, overlap: int = O
                     yield item
                 else:
                     item.canvas = runner.add(item.decoded.rgb)
-                    owner[id(item.canvas)] = item
+                    owner[item.canvas] = item
             if runner.waiting:
                 for canvas in runner.step():   # all its tiles are in: encode and write beside the model
-                    it = owner.pop(id(canvas))
+                    it = owner.pop(canvas)
                     it.seconds = canvas.seconds
                     writing.append((it, writer.submit(finish, it, canvas.result())))
                     canvas.img = None

@@ -93,10 +93,15 @@ class Plan:
         masked = self.tile is not None or (H, W) != tuple(shape[:2])
         return (self.batch, H, W, 3), masked
 
+    def starts(self, shape) -> tuple[list[int], list[int]]:
+        """Where the rows and the columns of tiles of an image of this shape begin."""
+        th, tw = self.tile_dims(shape)
+        return starts(shape[0], th, self.overlap), starts(shape[1], tw, self.overlap)
+
     def tiles(self, shape) -> list[tuple[int, int]]:
         """The top-left corners of the tiles of an image of this shape."""
-        th, tw = self.tile_dims(shape)
-        return [(y, x) for y in starts(shape[0], th, self.overlap) for x in starts(shape[1], tw, self.overlap)]
+        ys, xs = self.starts(shape)
+        return [(y, x) for y in ys for x in xs]
 
 
 def _ramp(n: int, lead: int, trail: int) -> np.ndarray:
@@ -118,8 +123,8 @@ class Canvas:
         H, W = img.shape[:2]
         self.th, self.tw = plan.tile_dims(img.shape)
         self.shape = plan.padded(img.shape)    # of its calls
-        self.ys, self.xs = starts(H, self.th, plan.overlap), starts(W, self.tw, plan.overlap)
-        self.coords = [(y, x) for y in self.ys for x in self.xs]
+        self.ys, self.xs = plan.starts(img.shape)
+        self.coords = plan.tiles(img.shape)
         self.acc = np.zeros((scale * H, scale * W, 3), np.float32)
         self.wsum = np.zeros((scale * H, scale * W, 1), np.float32)
         self.left = len(self.coords)
